@@ -1,0 +1,337 @@
+//! [`Application`]: PTB's Application for one webhook request at a time.
+//!
+//! [`Application::process_update`] is the one entry. Its path, in order:
+//! 1. resolve the bot's username if the update addresses a command with `@` and it is unknown
+//!    (one cached `getMe`);
+//! 2. **load**: one [`Persistence::read`] of bot_data, the effective chat's and user's data
+//!    and the handlers' conversation entries (only kinds that [`PersistenceInput`] stores);
+//! 3. **handlers**: groups in ascending order; in each group the first handler whose
+//!    `check_update` matches runs; [`Context::stop_processing`] ends the walk;
+//! 4. **flush**: one [`Persistence::write`] of every entry whose serialized value changed and
+//!    the deletes of dropped ones (nothing at all when nothing changed), then
+//!    [`Persistence::flush`].
+//!
+//! A handler error runs the error handlers and flushes nothing: an update is applied whole or
+//! not at all. [`OnHandlerError`] says whether the webhook then acknowledges the update or asks
+//! Telegram to deliver it again.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+
+use crate::bot::{Bot, BotApi};
+use crate::context::{Context, Data, DataType, UpdateState};
+use crate::error::{Error, HandlerError, Result};
+use crate::handlers::Handler;
+use crate::persistence::{Change, Key, Persistence, PersistenceInput};
+use crate::types::Update;
+
+/// What the webhook does after a handler failed (the update's changes are never written).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnHandlerError {
+    /// Answer 200: the update is dropped after the error handlers ran. A poison update
+    /// (one that fails every time) cannot block the chat's queue. The default, as in PTB,
+    /// where an error in a handler does not stop the bot.
+    #[default]
+    Acknowledge,
+    /// Answer 5xx: Telegram delivers the update again (with back-off, for up to 24 hours),
+    /// and holds back the chat's later updates meanwhile. For bots whose handlers fail only
+    /// transiently (an unreachable API) and must not lose updates.
+    Retry,
+}
+
+/// An error handler: gets the context of the failed update and the error.
+pub type ErrorCallback<B, C, U> =
+    Rc<dyn Fn(Context<B, C, U>, Rc<HandlerError>) -> LocalBoxFuture<'static, ()>>;
+
+/// What processing one update did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The update's id.
+    pub update_id: i64,
+    /// Whether any handler ran.
+    pub handled: bool,
+    /// The error of the handler that failed, if one did (nothing was written then).
+    pub handler_error: Option<String>,
+    /// Read round trips to the backend (1 for a typical update; more if handlers loaded
+    /// other chats' or users' data).
+    pub reads: usize,
+    /// The changes written (empty when nothing changed).
+    pub changes: Vec<Change>,
+}
+
+impl Outcome {
+    /// Keys written with a new value.
+    pub fn written(&self) -> Vec<&Key> {
+        self.changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Put(key, _) => Some(key),
+                Change::Delete(_) => None,
+            })
+            .collect()
+    }
+
+    /// Keys deleted.
+    pub fn deleted(&self) -> Vec<&Key> {
+        self.changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Delete(key) => Some(key),
+                Change::Put(..) => None,
+            })
+            .collect()
+    }
+}
+
+/// A bot: its handlers, its persistence and its Bot API client.
+///
+/// `B`, `C` and `U` are the types of bot_data, chat_data and user_data (PTB's ContextTypes),
+/// JSON objects by default. On Workers, build one per request: building is cheap (no I/O).
+pub struct Application<B = Data, C = Data, U = Data> {
+    bot: Bot,
+    persistence: Rc<dyn Persistence>,
+    store: PersistenceInput,
+    groups: BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>,
+    error_handlers: Vec<ErrorCallback<B, C, U>>,
+    on_handler_error: OnHandlerError,
+    bot_username: RefCell<Option<String>>,
+    schema_version: u32,
+}
+
+impl Application {
+    /// A builder for an Application with JSON-object data.
+    pub fn builder() -> ApplicationBuilder {
+        ApplicationBuilder::new()
+    }
+}
+
+impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
+    /// The bot.
+    pub fn bot(&self) -> &Bot {
+        &self.bot
+    }
+
+    /// The persistence.
+    pub fn persistence(&self) -> &Rc<dyn Persistence> {
+        &self.persistence
+    }
+
+    /// The bot's username, once known (configured, or learned from `getMe`).
+    pub fn bot_username(&self) -> Option<String> {
+        self.bot_username.borrow().clone()
+    }
+
+    /// Handles one update: load, handlers, flush (see the module docs).
+    ///
+    /// `Ok` means the update is done with (handled, ignored, or failed in a handler under
+    /// [`OnHandlerError::Acknowledge`]) and its changes are durable. `Err` means it was not
+    /// handled durably: a storage read or write failed, a stored value could not be decoded
+    /// (it is left untouched), or a handler failed under [`OnHandlerError::Retry`]; the
+    /// webhook answers 5xx so Telegram retries.
+    pub async fn process_update(&self, update: Update) -> Result<Outcome> {
+        let update_id = update.update_id;
+        self.resolve_username(&update).await?;
+        let mut keys = Vec::new();
+        for handler in self.groups.values().flatten() {
+            handler.keys(&update, &mut keys);
+        }
+        let state = UpdateState::load(
+            update,
+            self.bot.clone(),
+            self.persistence.clone(),
+            self.store,
+            self.schema_version,
+            self.bot_username(),
+            keys,
+        )
+        .await?;
+        let state = Rc::new(state);
+        let ctx = Context::new(state.clone());
+        let mut outcome = Outcome {
+            update_id,
+            ..Outcome::default()
+        };
+
+        'groups: for group in self.groups.values() {
+            for handler in group {
+                let Some(matched) = handler.check_update(&ctx) else {
+                    continue;
+                };
+                outcome.handled = true;
+                if let Err(error) = handler.handle(ctx.with_match(&matched), matched).await {
+                    outcome.handler_error = Some(error.to_string());
+                    let error = Rc::new(error);
+                    for error_handler in &self.error_handlers {
+                        error_handler(ctx.clone(), error.clone()).await;
+                    }
+                    break 'groups;
+                }
+                break;
+            }
+            if state.stopped() {
+                break;
+            }
+        }
+        outcome.reads = state.reads();
+
+        if let Some(error) = &outcome.handler_error {
+            return match self.on_handler_error {
+                OnHandlerError::Acknowledge => Ok(outcome),
+                OnHandlerError::Retry => Err(Error::Handler(format!("update {update_id}: {error}"))),
+            };
+        }
+        let changes = state.changes()?;
+        if !changes.is_empty() {
+            self.persistence.write(&changes).await?;
+        }
+        self.persistence.flush().await?;
+        outcome.changes = changes;
+        Ok(outcome)
+    }
+
+    /// Learns the bot's username from `getMe` when the update is a command addressed with
+    /// `@` and the username is not known yet, so that `/cmd@this_bot` is told apart from
+    /// `/cmd@other_bot`. One call per Application at most.
+    async fn resolve_username(&self, update: &Update) -> Result<()> {
+        if self.bot_username.borrow().is_some() {
+            return Ok(());
+        }
+        let addressed = update
+            .message_like()
+            .and_then(|m| m.command())
+            .is_some_and(|(_, addressed)| addressed.is_some());
+        if addressed {
+            let me = self.bot.get_me().await?;
+            *self.bot_username.borrow_mut() = me.username;
+        }
+        Ok(())
+    }
+}
+
+/// Builds an [`Application`]. Bot and persistence are required.
+pub struct ApplicationBuilder<B = Data, C = Data, U = Data> {
+    bot: Option<Bot>,
+    persistence: Option<Rc<dyn Persistence>>,
+    store: PersistenceInput,
+    groups: BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>,
+    error_handlers: Vec<ErrorCallback<B, C, U>>,
+    on_handler_error: OnHandlerError,
+    bot_username: Option<String>,
+    schema_version: u32,
+}
+
+impl<B: DataType, C: DataType, U: DataType> Default for ApplicationBuilder<B, C, U> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
+    /// An empty builder. Name the data types here for typed data:
+    /// `ApplicationBuilder::<MyBotData, MyChatData, MyUserData>::new()`.
+    pub fn new() -> Self {
+        Self {
+            bot: None,
+            persistence: None,
+            store: PersistenceInput::ALL,
+            groups: BTreeMap::new(),
+            error_handlers: Vec::new(),
+            on_handler_error: OnHandlerError::default(),
+            bot_username: None,
+            schema_version: 1,
+        }
+    }
+
+    /// The Bot API transport (fetch on Workers, [`RecordingBot`](crate::RecordingBot) in
+    /// tests).
+    pub fn bot(mut self, api: Rc<dyn BotApi>) -> Self {
+        self.bot = Some(Bot::new(api));
+        self
+    }
+
+    /// Where data is stored.
+    pub fn persistence(mut self, persistence: Rc<dyn Persistence>) -> Self {
+        self.persistence = Some(persistence);
+        self
+    }
+
+    /// Which kinds of data are stored (PTB's `PersistenceInput`); all by default.
+    pub fn store_data(mut self, store: PersistenceInput) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The bot's username, if known; saves a `getMe` call the first time a command is
+    /// addressed as `/cmd@username`.
+    pub fn bot_username(mut self, username: impl Into<String>) -> Self {
+        let username: String = username.into();
+        self.bot_username = Some(username.trim_start_matches('@').to_string());
+        self
+    }
+
+    /// The schema version written with every stored value (1 by default). Raise it when the
+    /// data types change shape; values written by a newer version are refused, never
+    /// overwritten.
+    pub fn schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// What the webhook answers after a handler error (see [`OnHandlerError`]).
+    pub fn on_handler_error(mut self, policy: OnHandlerError) -> Self {
+        self.on_handler_error = policy;
+        self
+    }
+
+    /// Adds a handler to group 0.
+    pub fn handler(self, handler: impl Handler<B, C, U> + 'static) -> Self {
+        self.handler_in_group(handler, 0)
+    }
+
+    /// Adds a handler to `group`. Groups run in ascending order; within a group, handlers are
+    /// asked in the order they were added and only the first that matches runs.
+    pub fn handler_in_group(mut self, handler: impl Handler<B, C, U> + 'static, group: i32) -> Self {
+        self.groups.entry(group).or_default().push(Box::new(handler));
+        self
+    }
+
+    /// Adds an error handler; error handlers run, in order, after a handler returned `Err`.
+    pub fn error_handler<F, Fut>(mut self, callback: F) -> Self
+    where
+        F: Fn(Context<B, C, U>, Rc<HandlerError>) -> Fut + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.error_handlers
+            .push(Rc::new(move |ctx, error| Box::pin(callback(ctx, error))));
+        self
+    }
+
+    /// Builds the Application, or says what is missing.
+    pub fn build(self) -> Result<Application<B, C, U>> {
+        let bot = self.bot.ok_or_else(|| {
+            Error::Config("no bot: call .bot(...) with a Bot API transport".into())
+        })?;
+        let persistence = self.persistence.ok_or_else(|| {
+            Error::Config(
+                "no persistence: call .persistence(...) (MemoryPersistence for tests)".into(),
+            )
+        })?;
+        if self.schema_version == 0 {
+            return Err(Error::Config("schema_version starts at 1".into()));
+        }
+        Ok(Application {
+            bot,
+            persistence,
+            store: self.store,
+            groups: self.groups,
+            error_handlers: self.error_handlers,
+            on_handler_error: self.on_handler_error,
+            bot_username: RefCell::new(self.bot_username),
+            schema_version: self.schema_version,
+        })
+    }
+}

@@ -1,0 +1,34 @@
+//! edgegram: Telegram bots on Cloudflare Workers, with python-telegram-bot's persistence model
+//! made correct for the edge.
+//!
+//! Three rooms (see ARCHITECTURE.md):
+//! - the **core**: [`Application`], handlers, [`Context`], Telegram [`types`], the webhook
+//!   checks ([`webhook`]); no `worker` import, tested natively;
+//! - the **persistence**: the [`Persistence`] trait, its key scheme and codec, the memory and
+//!   file backends and the conformance suite ([`persistence`]);
+//! - the **edge** (`wasm32` only): the webhook entry, the Bot API client over `fetch`, the KV
+//!   backend ([`edge`]).
+
+pub mod application;
+pub mod bot;
+pub mod context;
+pub mod demo;
+pub mod error;
+pub mod handlers;
+pub mod persistence;
+pub mod types;
+pub mod webhook;
+
+#[cfg(target_arch = "wasm32")]
+pub mod edge;
+
+pub use application::{Application, ApplicationBuilder, OnHandlerError, Outcome};
+pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, RecordingBot, SendMessage};
+pub use context::{Context, Data, DataType, Match};
+pub use error::{Error, HandlerError, HandlerResult, Result};
+pub use handlers::{
+    filters, CallbackQueryHandler, CommandHandler, Filter, Handler, MessageHandler, TypeHandler,
+};
+pub use persistence::memory::MemoryPersistence;
+pub use persistence::{Change, Key, KeyKind, Persistence, PersistenceExt, PersistenceInput};
+pub use types::Update;

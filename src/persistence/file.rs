@@ -1,0 +1,259 @@
+//! [`FilePersistence`]: PicklePersistence's role, for native bots and tools. Not on wasm.
+//!
+//! The file is JSON, an object from encoded keys ([`Key::encode`]) to stored values, so that it
+//! keeps every value exactly as written (also one that a later version must migrate). Files are
+//! replaced atomically (write a temporary file, sync, rename): a crash leaves the old file or
+//! the new one, never half of one. A file that cannot be read is an error when opening, and is
+//! never overwritten.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::future::{ready, LocalBoxFuture};
+use futures::FutureExt;
+
+use super::{storage_error, Change, Key, KeyKind, Persistence, DEFAULT_PREFIX};
+use crate::error::{Error, Result};
+
+/// Where the data goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileLayout {
+    /// One file for everything (PTB's `single_file=True`).
+    SingleFile(PathBuf),
+    /// A directory with one file per kind: `bot_data.json`, `chat_data.json`,
+    /// `user_data.json`, `conversations.json`, `callback_data.json` (PTB's
+    /// `single_file=False`).
+    PerKind(PathBuf),
+}
+
+/// A store kept in JSON files.
+#[derive(Debug)]
+pub struct FilePersistence {
+    layout: FileLayout,
+    on_flush: bool,
+    entries: RefCell<BTreeMap<Key, String>>,
+    dirty: RefCell<BTreeSet<PathBuf>>,
+}
+
+impl FilePersistence {
+    /// Opens (or starts) a store. With `on_flush`, changes are written to disk only by
+    /// [`Persistence::flush`] (PTB's `on_flush=True`); otherwise on every write.
+    pub fn open(layout: FileLayout, on_flush: bool) -> Result<Self> {
+        let store = Self {
+            layout,
+            on_flush,
+            entries: RefCell::new(BTreeMap::new()),
+            dirty: RefCell::new(BTreeSet::new()),
+        };
+        let mut entries = BTreeMap::new();
+        for path in store.files() {
+            entries.extend(read_file(&path)?);
+        }
+        *store.entries.borrow_mut() = entries;
+        Ok(store)
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        match &self.layout {
+            FileLayout::SingleFile(path) => vec![path.clone()],
+            FileLayout::PerKind(dir) => ["bot", "chat", "user", "conversations", "callback"]
+                .iter()
+                .map(|name| dir.join(file_name(name)))
+                .collect(),
+        }
+    }
+
+    fn file_of(&self, kind: KeyKind) -> PathBuf {
+        match &self.layout {
+            FileLayout::SingleFile(path) => path.clone(),
+            FileLayout::PerKind(dir) => dir.join(file_name(match kind {
+                KeyKind::BotData => "bot",
+                KeyKind::ChatData => "chat",
+                KeyKind::UserData => "user",
+                KeyKind::Conversation => "conversations",
+                KeyKind::CallbackKeyboard | KeyKind::CallbackQuery => "callback",
+            })),
+        }
+    }
+
+    fn save_dirty(&self) -> Result<()> {
+        let dirty: Vec<PathBuf> = self.dirty.borrow().iter().cloned().collect();
+        let entries = self.entries.borrow();
+        for path in dirty {
+            let content: BTreeMap<String, &String> = entries
+                .iter()
+                .filter(|(key, _)| self.file_of(key.kind()) == path)
+                .map(|(key, value)| (key.encode(DEFAULT_PREFIX), value))
+                .collect();
+            let json = serde_json::to_vec_pretty(&content).map_err(|e| io_error("write", &path, e))?;
+            replace_file(&path, &json).map_err(|e| io_error("write", &path, e))?;
+            self.dirty.borrow_mut().remove(&path);
+        }
+        Ok(())
+    }
+}
+
+fn file_name(kind: &str) -> String {
+    match kind {
+        "conversations" => "conversations.json".into(),
+        other => format!("{other}_data.json"),
+    }
+}
+
+fn io_error(operation: &'static str, path: &Path, err: impl std::fmt::Display) -> Error {
+    storage_error("file", operation, path.display().to_string(), err.to_string())
+}
+
+fn read_file(path: &Path) -> Result<BTreeMap<Key, String>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(io_error("open", path, e)),
+    };
+    let decode = |message: String| Error::Decode {
+        backend: "file",
+        key: path.display().to_string(),
+        message,
+    };
+    let raw: BTreeMap<String, String> = serde_json::from_slice(&bytes)
+        .map_err(|e| decode(format!("expected a JSON object of stored values: {e}")))?;
+    raw.into_iter()
+        .map(|(key, value)| {
+            Key::parse(&key, DEFAULT_PREFIX)
+                .map(|k| (k, value))
+                .ok_or_else(|| decode(format!("unknown key {key:?}")))
+        })
+        .collect()
+}
+
+fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+impl Persistence for FilePersistence {
+    fn backend(&self) -> &'static str {
+        "file"
+    }
+
+    fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
+        let entries = self.entries.borrow();
+        ready(Ok(keys.iter().map(|k| entries.get(k).cloned()).collect())).boxed_local()
+    }
+
+    fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>> {
+        {
+            let mut entries = self.entries.borrow_mut();
+            let mut dirty = self.dirty.borrow_mut();
+            for change in changes {
+                dirty.insert(self.file_of(change.key().kind()));
+                match change {
+                    Change::Put(key, value) => entries.insert(key.clone(), value.clone()),
+                    Change::Delete(key) => entries.remove(key),
+                };
+            }
+        }
+        let result = if self.on_flush {
+            Ok(())
+        } else {
+            self.save_dirty()
+        };
+        ready(result).boxed_local()
+    }
+
+    fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        let keys = self
+            .entries
+            .borrow()
+            .keys()
+            .filter(|k| k.kind() == kind)
+            .cloned()
+            .collect();
+        ready(Ok(keys)).boxed_local()
+    }
+
+    fn flush(&self) -> LocalBoxFuture<'_, Result<()>> {
+        ready(self.save_dirty()).boxed_local()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persistence::{conformance, PersistenceExt};
+    use futures::executor::block_on;
+    use serde_json::json;
+    use std::cell::Cell;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("edgegram-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn conformance_in_every_layout_and_mode() {
+        let dir = temp_dir("conformance");
+        let n = Cell::new(0);
+        for on_flush in [false, true] {
+            for single in [true, false] {
+                let report = block_on(conformance::run_all(&|| {
+                    n.set(n.get() + 1);
+                    let path = dir.join(format!("case-{}", n.get()));
+                    let layout = if single {
+                        FileLayout::SingleFile(path.join("data.json"))
+                    } else {
+                        FileLayout::PerKind(path)
+                    };
+                    Box::new(FilePersistence::open(layout, on_flush).unwrap())
+                }));
+                report.assert_passed();
+            }
+        }
+    }
+
+    #[test]
+    fn data_survives_reopening_only_after_the_write_policy_says_so() {
+        let dir = temp_dir("reopen");
+        for on_flush in [false, true] {
+            let layout = FileLayout::PerKind(dir.join(format!("flush-{on_flush}")));
+            let store = FilePersistence::open(layout.clone(), on_flush).unwrap();
+            block_on(store.write(&[Change::Put(
+                Key::ChatData(1),
+                super::super::codec::encode(1, "{\"n\":1}"),
+            )]))
+            .unwrap();
+            let reopened = FilePersistence::open(layout.clone(), on_flush).unwrap();
+            let seen = block_on(reopened.get_chat_data(1)).unwrap();
+            assert_eq!(seen.is_some(), !on_flush, "on_flush={on_flush}");
+            block_on(store.flush()).unwrap();
+            let reopened = FilePersistence::open(layout, on_flush).unwrap();
+            assert_eq!(block_on(reopened.get_chat_data(1)).unwrap(), Some(json!({"n": 1})));
+        }
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_and_stays_as_it_was() {
+        let dir = temp_dir("corrupt");
+        let path = dir.join("data.json");
+        fs::write(&path, b"{\"eg1:chat:1\": ").unwrap();
+        let err = FilePersistence::open(FileLayout::SingleFile(path.clone()), false).unwrap_err();
+        assert!(matches!(err, Error::Decode { backend: "file", .. }), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"{\"eg1:chat:1\": ");
+        fs::write(&path, b"{\"eg1:nonsense\": \"x\"}").unwrap();
+        let err = FilePersistence::open(FileLayout::SingleFile(path), false).unwrap_err();
+        assert!(err.to_string().contains("unknown key"), "{err}");
+    }
+}

@@ -1,0 +1,348 @@
+//! Persistence: where bot, chat and user data, conversation states and callback data live.
+//!
+//! python-telegram-bot's `BasePersistence` loads everything at start-up and writes on a timer.
+//! Neither fits the edge, where every request may run in a fresh isolate. edgegram's
+//! [`Persistence`] is a small batched key-value contract instead; the [`Application`] calls it
+//! exactly twice per update:
+//!
+//! 1. **one [`read`](Persistence::read)** of the entries the update needs (bot_data, the
+//!    effective chat's chat_data and user's user_data, the conversation entries of its
+//!    handlers), before any handler runs;
+//! 2. **one [`write`](Persistence::write)** at the end of the request, with the entries whose
+//!    serialized value changed and the deletions of dropped ones, followed by
+//!    [`flush`](Persistence::flush). An update that changes nothing writes nothing.
+//!
+//! Keys, the stored-value envelope and the diffing live once in the core
+//! ([`Key`], [`codec`], [`crate::Application`]); a backend only moves strings.
+//! The PTB-named conveniences (`get_chat_data`, `update_user_data`, `drop_chat_data`, ...)
+//! come with every backend through [`PersistenceExt`].
+//!
+//! [`Application`]: crate::Application
+
+pub mod codec;
+pub mod conformance;
+pub mod dict;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod file;
+mod keys;
+pub mod memory;
+pub mod spy;
+
+use futures::future::LocalBoxFuture;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+pub use keys::DEFAULT_PREFIX;
+
+/// One stored entry's address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// The bot-wide data.
+    BotData,
+    /// One chat's data.
+    ChatData(i64),
+    /// One user's data.
+    UserData(i64),
+    /// One conversation's state for one key, e.g. `name = "profile"`, `key = "[1, 2]"` (the
+    /// key written as python-telegram-bot writes it in DictPersistence JSON).
+    Conversation {
+        /// The conversation's name.
+        name: String,
+        /// The conversation key as a JSON array with PTB's separators.
+        key: String,
+    },
+    /// One inline keyboard's arbitrary callback data, by keyboard id.
+    CallbackKeyboard(String),
+    /// Which keyboard a callback query id belongs to.
+    CallbackQuery(String),
+}
+
+/// The kinds of [`Key`], for listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyKind {
+    /// [`Key::BotData`]
+    BotData,
+    /// [`Key::ChatData`]
+    ChatData,
+    /// [`Key::UserData`]
+    UserData,
+    /// [`Key::Conversation`]
+    Conversation,
+    /// [`Key::CallbackKeyboard`]
+    CallbackKeyboard,
+    /// [`Key::CallbackQuery`]
+    CallbackQuery,
+}
+
+impl KeyKind {
+    /// Every kind, in export order.
+    pub const ALL: [KeyKind; 6] = [
+        KeyKind::BotData,
+        KeyKind::ChatData,
+        KeyKind::UserData,
+        KeyKind::Conversation,
+        KeyKind::CallbackKeyboard,
+        KeyKind::CallbackQuery,
+    ];
+}
+
+impl Key {
+    /// This key's kind.
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            Key::BotData => KeyKind::BotData,
+            Key::ChatData(_) => KeyKind::ChatData,
+            Key::UserData(_) => KeyKind::UserData,
+            Key::Conversation { .. } => KeyKind::Conversation,
+            Key::CallbackKeyboard(_) => KeyKind::CallbackKeyboard,
+            Key::CallbackQuery(_) => KeyKind::CallbackQuery,
+        }
+    }
+
+    /// The key as a string under `prefix`, for string-keyed stores (KV, Durable Objects).
+    /// [`Key::parse`] reverses it.
+    pub fn encode(&self, prefix: &str) -> String {
+        keys::encode(self, prefix)
+    }
+
+    /// Parses a string written by [`Key::encode`] with the same prefix.
+    pub fn parse(encoded: &str, prefix: &str) -> Option<Key> {
+        keys::parse(encoded, prefix)
+    }
+
+    /// The string prefix under which all keys of `kind` are encoded.
+    pub fn kind_prefix(kind: KeyKind, prefix: &str) -> String {
+        keys::kind_prefix(kind, prefix)
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&keys::encode(self, ""))
+    }
+}
+
+/// One change of an end-of-request write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Store this encoded value (see [`codec`]) under the key.
+    Put(Key, String),
+    /// Remove the key (no error if it is absent).
+    Delete(Key),
+}
+
+impl Change {
+    /// The key this change concerns.
+    pub fn key(&self) -> &Key {
+        match self {
+            Change::Put(key, _) | Change::Delete(key) => key,
+        }
+    }
+}
+
+/// Which kinds of data are stored, as PTB's `PersistenceInput`. Data of a kind that is not
+/// stored still exists during one update (handlers may use it) but starts empty every time and
+/// is neither read nor written. Conversation states are stored for every conversation that is
+/// declared persistent, whatever this says (as in PTB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersistenceInput {
+    /// Store `bot_data`.
+    pub bot_data: bool,
+    /// Store `chat_data`.
+    pub chat_data: bool,
+    /// Store `user_data`.
+    pub user_data: bool,
+    /// Store arbitrary callback data.
+    pub callback_data: bool,
+}
+
+impl Default for PersistenceInput {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl PersistenceInput {
+    /// Store everything (the default).
+    pub const ALL: Self = Self {
+        bot_data: true,
+        chat_data: true,
+        user_data: true,
+        callback_data: true,
+    };
+    /// Store nothing but persistent conversations.
+    pub const NONE: Self = Self {
+        bot_data: false,
+        chat_data: false,
+        user_data: false,
+        callback_data: false,
+    };
+}
+
+/// A storage backend: a batched key-value store of encoded entries.
+///
+/// Implement the three required methods; everything PTB-shaped is built on them once, in the
+/// core. Backends are single-threaded (Workers run one isolate thread), so nothing here is
+/// `Send`.
+///
+/// Methods return boxed futures so that the trait can be used as `dyn Persistence`.
+pub trait Persistence {
+    /// A short name used in errors, e.g. `"kv"`.
+    fn backend(&self) -> &'static str;
+
+    /// Reads `keys` and answers one slot per key, in the same order: `None` for a key that is
+    /// absent.
+    ///
+    /// Called by the [`Application`](crate::Application) once per update, before handlers
+    /// run, with every key that update needs; also by export and the [`PersistenceExt`]
+    /// getters. Must not fail for a missing key, must not decode values (the core does, so
+    /// that a corrupt value is reported with its key and never overwritten), and should use
+    /// one round trip where the store allows it.
+    fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>>;
+
+    /// Applies `changes` (puts and deletes of distinct keys).
+    ///
+    /// Called by the Application once per update at the end of the request, only when
+    /// something changed, and by import. Should apply all changes or none where the store
+    /// allows it and say in its docs where it does not. An `Err` makes the webhook answer
+    /// 5xx, so Telegram delivers the update again.
+    fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>>;
+
+    /// Lists the stored keys of one kind, for export and import. Not called per update.
+    fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>>;
+
+    /// Makes written changes durable, as PTB's `flush`. Called once per update right after
+    /// [`write`](Persistence::write) (also when nothing was written), and after import.
+    /// Backends that write through in `write` leave the default, which does nothing.
+    fn flush(&self) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Lets the backend update bot_data from an outside source after it was read and decoded,
+    /// before handlers see it (PTB's `refresh_bot_data`). Called once per update that loads
+    /// bot_data. Must not write. The default does nothing.
+    fn refresh_bot_data<'a>(&'a self, _data: &'a mut Value) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// As [`refresh_bot_data`](Persistence::refresh_bot_data), for one chat's data.
+    fn refresh_chat_data<'a>(
+        &'a self,
+        _chat_id: i64,
+        _data: &'a mut Value,
+    ) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// As [`refresh_bot_data`](Persistence::refresh_bot_data), for one user's data.
+    fn refresh_user_data<'a>(
+        &'a self,
+        _user_id: i64,
+        _data: &'a mut Value,
+    ) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// PTB's persistence methods, for every backend. Values are the decoded JSON data; the stored
+/// envelope (format version) is handled here.
+#[allow(async_fn_in_trait)] // single-threaded: the futures need not be Send
+pub trait PersistenceExt: Persistence {
+    /// Reads and decodes one entry.
+    async fn get_entry(&self, key: &Key) -> Result<Option<Value>> {
+        let raw = self.read(std::slice::from_ref(key)).await?;
+        match raw.into_iter().next().flatten() {
+            Some(raw) => codec::decode(&raw)
+                .map(|stored| Some(stored.data))
+                .map_err(|message| Error::Decode {
+                    backend: self.backend(),
+                    key: key.to_string(),
+                    message,
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Encodes and stores one entry (schema version 1), then flushes.
+    async fn put_entry(&self, key: Key, data: &Value) -> Result<()> {
+        let encoded = codec::encode(1, &data.to_string());
+        self.write(&[Change::Put(key, encoded)]).await?;
+        self.flush().await
+    }
+
+    /// Deletes one entry, then flushes.
+    async fn delete_entry(&self, key: Key) -> Result<()> {
+        self.write(&[Change::Delete(key)]).await?;
+        self.flush().await
+    }
+
+    /// PTB `get_bot_data`.
+    async fn get_bot_data(&self) -> Result<Option<Value>> {
+        self.get_entry(&Key::BotData).await
+    }
+    /// PTB `update_bot_data`.
+    async fn update_bot_data(&self, data: &Value) -> Result<()> {
+        self.put_entry(Key::BotData, data).await
+    }
+    /// PTB `get_chat_data`, for one chat.
+    async fn get_chat_data(&self, chat_id: i64) -> Result<Option<Value>> {
+        self.get_entry(&Key::ChatData(chat_id)).await
+    }
+    /// PTB `update_chat_data`.
+    async fn update_chat_data(&self, chat_id: i64, data: &Value) -> Result<()> {
+        self.put_entry(Key::ChatData(chat_id), data).await
+    }
+    /// PTB `drop_chat_data`.
+    async fn drop_chat_data(&self, chat_id: i64) -> Result<()> {
+        self.delete_entry(Key::ChatData(chat_id)).await
+    }
+    /// PTB `get_user_data`, for one user.
+    async fn get_user_data(&self, user_id: i64) -> Result<Option<Value>> {
+        self.get_entry(&Key::UserData(user_id)).await
+    }
+    /// PTB `update_user_data`.
+    async fn update_user_data(&self, user_id: i64, data: &Value) -> Result<()> {
+        self.put_entry(Key::UserData(user_id), data).await
+    }
+    /// PTB `drop_user_data`.
+    async fn drop_user_data(&self, user_id: i64) -> Result<()> {
+        self.delete_entry(Key::UserData(user_id)).await
+    }
+    /// PTB `get_conversations`, for one conversation key.
+    async fn get_conversation(&self, name: &str, key: &str) -> Result<Option<Value>> {
+        self.get_entry(&Key::Conversation {
+            name: name.into(),
+            key: key.into(),
+        })
+        .await
+    }
+    /// PTB `update_conversation`: `None` (END) removes the entry.
+    async fn update_conversation(&self, name: &str, key: &str, state: Option<&Value>) -> Result<()> {
+        let key = Key::Conversation {
+            name: name.into(),
+            key: key.into(),
+        };
+        match state {
+            Some(state) => self.put_entry(key, state).await,
+            None => self.delete_entry(key).await,
+        }
+    }
+}
+
+impl<P: Persistence + ?Sized> PersistenceExt for P {}
+
+/// Builds a [`Error::Storage`] for `backend`.
+pub fn storage_error(
+    backend: &'static str,
+    operation: &'static str,
+    key: impl Into<String>,
+    message: impl Into<String>,
+) -> Error {
+    Error::Storage {
+        backend,
+        operation,
+        key: key.into(),
+        message: message.into(),
+    }
+}

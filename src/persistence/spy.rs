@@ -1,0 +1,117 @@
+//! [`SpyPersistence`]: wraps a backend, records every call, and fails on request.
+//!
+//! The Application's side of the persistence protocol (what is read and written for which
+//! update) is tested with it, separately from each backend's own conformance; the worker's
+//! test build uses it to inject storage faults.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+
+use super::{storage_error, Change, Key, KeyKind, Persistence};
+use crate::error::Result;
+
+/// One recorded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `read(keys)`
+    Read(Vec<Key>),
+    /// `write(changes)`
+    Write(Vec<Change>),
+    /// `list(kind)`
+    List(KeyKind),
+    /// `flush()`
+    Flush,
+}
+
+/// A recording, fault-injecting wrapper around another backend.
+pub struct SpyPersistence {
+    inner: Rc<dyn Persistence>,
+    calls: RefCell<Vec<Call>>,
+    fail_reads: Cell<u32>,
+    fail_writes: Cell<u32>,
+}
+
+impl SpyPersistence {
+    /// Wraps `inner`.
+    pub fn new(inner: Rc<dyn Persistence>) -> Self {
+        Self {
+            inner,
+            calls: RefCell::new(Vec::new()),
+            fail_reads: Cell::new(0),
+            fail_writes: Cell::new(0),
+        }
+    }
+
+    /// The calls so far, oldest first.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    /// Forgets the recorded calls.
+    pub fn clear(&self) {
+        self.calls.borrow_mut().clear();
+    }
+
+    /// Makes the next `n` reads fail before they reach the backend.
+    pub fn fail_next_reads(&self, n: u32) {
+        self.fail_reads.set(n);
+    }
+
+    /// Makes the next `n` writes fail before they reach the backend (nothing is written).
+    pub fn fail_next_writes(&self, n: u32) {
+        self.fail_writes.set(n);
+    }
+
+    fn take_fault(counter: &Cell<u32>) -> bool {
+        let left = counter.get();
+        counter.set(left.saturating_sub(1));
+        left > 0
+    }
+}
+
+impl Persistence for SpyPersistence {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
+        self.calls.borrow_mut().push(Call::Read(keys.to_vec()));
+        if Self::take_fault(&self.fail_reads) {
+            let err = storage_error(self.backend(), "read", batch(keys), "injected fault");
+            return futures::future::ready(Err(err)).boxed_local();
+        }
+        self.inner.read(keys)
+    }
+
+    fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>> {
+        self.calls.borrow_mut().push(Call::Write(changes.to_vec()));
+        if Self::take_fault(&self.fail_writes) {
+            let keys: Vec<Key> = changes.iter().map(|c| c.key().clone()).collect();
+            let err = storage_error(self.backend(), "write", batch(&keys), "injected fault");
+            return futures::future::ready(Err(err)).boxed_local();
+        }
+        self.inner.write(changes)
+    }
+
+    fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        self.calls.borrow_mut().push(Call::List(kind));
+        self.inner.list(kind)
+    }
+
+    fn flush(&self) -> LocalBoxFuture<'_, Result<()>> {
+        self.calls.borrow_mut().push(Call::Flush);
+        self.inner.flush()
+    }
+}
+
+/// Describes a batch of keys for an error message.
+pub(crate) fn batch(keys: &[Key]) -> String {
+    match keys {
+        [] => "no keys".into(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+    }
+}
