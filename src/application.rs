@@ -181,7 +181,9 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         if let Some(error) = &outcome.handler_error {
             return match self.on_handler_error {
                 OnHandlerError::Acknowledge => Ok(outcome),
-                OnHandlerError::Retry => Err(Error::Handler(format!("update {update_id}: {error}"))),
+                OnHandlerError::Retry => {
+                    Err(Error::Handler(format!("update {update_id}: {error}")))
+                }
             };
         }
         let changes = state.changes()?;
@@ -294,8 +296,15 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
 
     /// Adds a handler to `group`. Groups run in ascending order; within a group, handlers are
     /// asked in the order they were added and only the first that matches runs.
-    pub fn handler_in_group(mut self, handler: impl Handler<B, C, U> + 'static, group: i32) -> Self {
-        self.groups.entry(group).or_default().push(Box::new(handler));
+    pub fn handler_in_group(
+        mut self,
+        handler: impl Handler<B, C, U> + 'static,
+        group: i32,
+    ) -> Self {
+        self.groups
+            .entry(group)
+            .or_default()
+            .push(Box::new(handler));
         self
     }
 

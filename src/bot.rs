@@ -27,8 +27,12 @@ pub fn parse_response(method: &str, status: u16, body: &[u8]) -> Result<Value> {
         code,
         description,
     };
-    let answer: Value = serde_json::from_slice(body)
-        .map_err(|_| fail(Some(status.into()), format!("HTTP {status} with a body that is not JSON")))?;
+    let answer: Value = serde_json::from_slice(body).map_err(|_| {
+        fail(
+            Some(status.into()),
+            format!("HTTP {status} with a body that is not JSON"),
+        )
+    })?;
     if answer["ok"] == Value::Bool(true) {
         return Ok(answer.get("result").cloned().unwrap_or(Value::Null));
     }
@@ -62,7 +66,11 @@ impl Bot {
         self.api.call(method, params).await
     }
 
-    async fn call_typed<T: DeserializeOwned>(&self, method: &str, params: impl Serialize) -> Result<T> {
+    async fn call_typed<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: impl Serialize,
+    ) -> Result<T> {
         let result = self.call(method, params).await?;
         serde_json::from_value(result).map_err(|e| Error::BotApi {
             method: method.to_string(),
@@ -249,12 +257,17 @@ impl RecordingBot {
                     "from": {"id": 1, "is_bot": true, "first_name": "edgegram"},
                     "text": params["text"],
                 });
-                if let Some(markup) = params.get("reply_markup").filter(|m| m.get("inline_keyboard").is_some()) {
+                if let Some(markup) = params
+                    .get("reply_markup")
+                    .filter(|m| m.get("inline_keyboard").is_some())
+                {
                     message["reply_markup"] = markup.clone();
                 }
                 message
             }
-            "getMe" => json!({"id": 1, "is_bot": true, "first_name": "edgegram", "username": "edgegram_bot"}),
+            "getMe" => {
+                json!({"id": 1, "is_bot": true, "first_name": "edgegram", "username": "edgegram_bot"})
+            }
             _ => Value::Bool(true),
         }
     }
@@ -300,18 +313,29 @@ mod tests {
             br#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
         )
         .unwrap_err();
-        assert_eq!(err.to_string(), "Bot API sendMessage failed (400): Bad Request: chat not found");
+        assert_eq!(
+            err.to_string(),
+            "Bot API sendMessage failed (400): Bad Request: chat not found"
+        );
         let err = parse_response("getMe", 502, b"<html>bad gateway</html>").unwrap_err();
-        assert_eq!(err.to_string(), "Bot API getMe failed (502): HTTP 502 with a body that is not JSON");
+        assert_eq!(
+            err.to_string(),
+            "Bot API getMe failed (502): HTTP 502 with a body that is not JSON"
+        );
     }
 
     #[test]
     fn the_recorder_answers_like_telegram() {
         let recorder = Rc::new(RecordingBot::new());
         let bot = Bot::new(recorder.clone());
-        let sent = futures::executor::block_on(bot.send_message(SendMessage::new(5, "hi"))).unwrap();
-        assert_eq!((sent.message_id, sent.chat.id, sent.text.as_deref()), (1, 5, Some("hi")));
-        let sent = futures::executor::block_on(bot.send_message(SendMessage::new(5, "again"))).unwrap();
+        let sent =
+            futures::executor::block_on(bot.send_message(SendMessage::new(5, "hi"))).unwrap();
+        assert_eq!(
+            (sent.message_id, sent.chat.id, sent.text.as_deref()),
+            (1, 5, Some("hi"))
+        );
+        let sent =
+            futures::executor::block_on(bot.send_message(SendMessage::new(5, "again"))).unwrap();
         assert_eq!(sent.message_id, 2);
         assert_eq!(recorder.texts(), ["hi", "again"]);
     }

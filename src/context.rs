@@ -234,7 +234,12 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
     }
 }
 
-fn typed_slot<T: DataType>(backend: &'static str, key: &Key, data: Value, persist: bool) -> Result<Slot<T>> {
+fn typed_slot<T: DataType>(
+    backend: &'static str,
+    key: &Key,
+    data: Value,
+    persist: bool,
+) -> Result<Slot<T>> {
     let value = if data.is_null() {
         T::default()
     } else {
@@ -260,7 +265,12 @@ fn serialize<T: Serialize>(key: &Key, value: &T) -> Result<String> {
     })
 }
 
-fn slot_change<T: DataType>(key: Key, slot: &Slot<T>, version: u32, out: &mut Vec<Change>) -> Result<()> {
+fn slot_change<T: DataType>(
+    key: Key,
+    slot: &Slot<T>,
+    version: u32,
+    out: &mut Vec<Change>,
+) -> Result<()> {
     if !slot.persist {
         return Ok(());
     }
@@ -426,12 +436,22 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
     /// Deletes a chat's chat_data at the end of the update (PTB's `drop_chat_data`). Within
     /// this update the chat's data reads as empty afterwards.
     pub fn drop_chat_data(&self, chat_id: i64) -> Result<()> {
-        drop_slot(&self.state.chats, chat_id, Key::ChatData(chat_id), self.state.store.chat_data)
+        drop_slot(
+            &self.state.chats,
+            chat_id,
+            Key::ChatData(chat_id),
+            self.state.store.chat_data,
+        )
     }
 
     /// Deletes a user's user_data at the end of the update (PTB's `drop_user_data`).
     pub fn drop_user_data(&self, user_id: i64) -> Result<()> {
-        drop_slot(&self.state.users, user_id, Key::UserData(user_id), self.state.store.user_data)
+        drop_slot(
+            &self.state.users,
+            user_id,
+            Key::UserData(user_id),
+            self.state.store.user_data,
+        )
     }
 
     /// Moves a chat's chat_data to another chat id, as when a group becomes a supergroup
@@ -480,7 +500,9 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
     pub async fn load_entries(&self, keys: Vec<Key>) -> Result<()> {
         let missing: Vec<Key> = {
             let entries = self.state.entries.borrow();
-            keys.into_iter().filter(|k| !entries.contains_key(k)).collect()
+            keys.into_iter()
+                .filter(|k| !entries.contains_key(k))
+                .collect()
         };
         if missing.is_empty() {
             return Ok(());

@@ -77,13 +77,21 @@ impl fmt::Display for Error {
                 operation,
                 key,
                 message,
-            } => write!(f, "{backend} storage: {operation} of {key} failed: {message}"),
+            } => write!(
+                f,
+                "{backend} storage: {operation} of {key} failed: {message}"
+            ),
             Error::Decode {
                 backend,
                 key,
                 message,
-            } => write!(f, "{backend} storage: value of {key} cannot be decoded: {message}"),
-            Error::Encode { key, message } => write!(f, "value for {key} cannot be encoded: {message}"),
+            } => write!(
+                f,
+                "{backend} storage: value of {key} cannot be decoded: {message}"
+            ),
+            Error::Encode { key, message } => {
+                write!(f, "value for {key} cannot be encoded: {message}")
+            }
             Error::TooLarge {
                 backend,
                 key,

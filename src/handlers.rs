@@ -37,7 +37,11 @@ pub trait Handler<B, C, U> {
     fn check_update(&self, ctx: &Context<B, C, U>) -> Option<Match>;
 
     /// Handles the update; `matched` is what `check_update` answered.
-    fn handle<'a>(&'a self, ctx: Context<B, C, U>, matched: Match) -> LocalBoxFuture<'a, HandlerResult>;
+    fn handle<'a>(
+        &'a self,
+        ctx: Context<B, C, U>,
+        matched: Match,
+    ) -> LocalBoxFuture<'a, HandlerResult>;
 }
 
 /// A condition on an update, composable with `&`, `|` and `!` (PTB's `filters`). A filter
@@ -156,7 +160,11 @@ fn compile(pattern: &str) -> Result<Regex> {
 
 fn captures(regex: &Regex, text: &str) -> Option<Vec<Option<String>>> {
     let caps = regex.captures(text)?;
-    Some(caps.iter().map(|m| m.map(|m| m.as_str().to_string())).collect())
+    Some(
+        caps.iter()
+            .map(|m| m.map(|m| m.as_str().to_string()))
+            .collect(),
+    )
 }
 
 /// Handles `/command` messages (new and edited, as PTB), also `/command@<bot username>`.
@@ -214,7 +222,9 @@ pub(crate) fn match_command(
         return None;
     }
     let text = message.text.as_deref().unwrap_or("");
-    let rest = text.split_once(char::is_whitespace).map_or("", |(_, rest)| rest);
+    let rest = text
+        .split_once(char::is_whitespace)
+        .map_or("", |(_, rest)| rest);
     Some(rest.split_whitespace().map(String::from).collect())
 }
 

@@ -132,7 +132,14 @@ mod tests {
     #[test]
     fn secrets_compare_exactly() {
         assert!(secret_matches("s3cret", Some("s3cret")));
-        for wrong in [None, Some(""), Some("s3cre"), Some("s3cret!"), Some("S3cret"), Some("x3cret")] {
+        for wrong in [
+            None,
+            Some(""),
+            Some("s3cre"),
+            Some("s3cret!"),
+            Some("S3cret"),
+            Some("x3cret"),
+        ] {
             assert!(!secret_matches("s3cret", wrong), "{wrong:?}");
         }
         assert!(!secret_matches("", Some("a")));
@@ -161,7 +168,9 @@ mod tests {
     #[test]
     fn unknown_types_pass_and_malformed_known_ones_are_untyped() {
         let ok = parse_body(br#"{"update_id": 5, "purchased_paid_media": {"x": 1}}"#).unwrap();
-        assert!(matches!(ok, Incoming::Update(u) if u.update_id == 5 && u.kind() == Some("purchased_paid_media")));
+        assert!(
+            matches!(ok, Incoming::Update(u) if u.update_id == 5 && u.kind() == Some("purchased_paid_media"))
+        );
         let odd = parse_body(br#"{"update_id": 6, "message": "not an object"}"#).unwrap();
         assert!(matches!(odd, Incoming::Untyped { update_id: 6, .. }));
     }
@@ -171,6 +180,9 @@ mod tests {
         assert!(check_content_type(None).is_ok());
         assert!(check_content_type(Some("application/json; charset=utf-8")).is_ok());
         assert!(check_content_type(Some("Application/JSON")).is_ok());
-        assert_eq!(check_content_type(Some("text/plain")).unwrap_err().status(), 415);
+        assert_eq!(
+            check_content_type(Some("text/plain")).unwrap_err().status(),
+            415
+        );
     }
 }

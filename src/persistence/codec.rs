@@ -54,7 +54,14 @@ mod tests {
 
     #[test]
     fn corrupt_values_are_errors() {
-        for bad in ["", "{", "{\"count\": 3}", "[1]", "{\"v\": -1, \"data\": 1}", "\u{0}"] {
+        for bad in [
+            "",
+            "{",
+            "{\"count\": 3}",
+            "[1]",
+            "{\"v\": -1, \"data\": 1}",
+            "\u{0}",
+        ] {
             let err = decode(bad).unwrap_err();
             assert!(!err.is_empty(), "{bad:?}");
         }

@@ -67,8 +67,17 @@ pub struct Report {
 impl Report {
     /// Panics with every failure listed (for native tests).
     pub fn assert_passed(&self) {
-        assert!(self.ran == CASES.len(), "ran {} of {} cases", self.ran, CASES.len());
-        assert!(self.failures.is_empty(), "conformance failures: {:#?}", self.failures);
+        assert!(
+            self.ran == CASES.len(),
+            "ran {} of {} cases",
+            self.ran,
+            CASES.len()
+        );
+        assert!(
+            self.failures.is_empty(),
+            "conformance failures: {:#?}",
+            self.failures
+        );
     }
 }
 
@@ -119,7 +128,10 @@ async fn put(store: &dyn Persistence, changes: &[Change]) -> CaseResult {
 async fn missing_keys_read_as_none(store: &dyn Persistence) -> CaseResult {
     let keys = one_of_each();
     let got = store.read(&keys).await.map_err(err)?;
-    ensure!(got == vec![None; keys.len()], "expected all None, got {got:?}");
+    ensure!(
+        got == vec![None; keys.len()],
+        "expected all None, got {got:?}"
+    );
     let got = store.read(&[]).await.map_err(err)?;
     ensure!(got.is_empty(), "empty read gave {got:?}");
     Ok(())
@@ -158,10 +170,7 @@ async fn every_kind_round_trips(store: &dyn Persistence) -> CaseResult {
     put(store, &changes).await?;
     let got = store.read(&keys).await.map_err(err)?;
     for (i, (key, got)) in keys.iter().zip(got).enumerate() {
-        ensure!(
-            got == Some(value(json!({"i": i}))),
-            "{key}: got {got:?}"
-        );
+        ensure!(got == Some(value(json!({"i": i}))), "{key}: got {got:?}");
     }
     Ok(())
 }
@@ -283,18 +292,30 @@ async fn reads_of_many_keys_are_complete(store: &dyn Persistence) -> CaseResult 
         .collect();
     put(store, &puts).await?;
     let got = store.read(&keys).await.map_err(err)?;
-    ensure!(got.len() == keys.len(), "{} answers for {} keys", got.len(), keys.len());
+    ensure!(
+        got.len() == keys.len(),
+        "{} answers for {} keys",
+        got.len(),
+        keys.len()
+    );
     for (i, (key, got)) in keys.iter().zip(got).enumerate() {
         let want = (i % 2 == 0).then(|| value(json!({ "k": key.to_string() })));
         ensure!(got == want, "{key}: got {got:?}");
     }
     let listed = store.list(KeyKind::UserData).await.map_err(err)?;
-    ensure!(listed.len() == 150, "listed {} user entries, want 150", listed.len());
+    ensure!(
+        listed.len() == 150,
+        "listed {} user entries, want 150",
+        listed.len()
+    );
     Ok(())
 }
 
 async fn ptb_methods_decode_and_encode(store: &dyn Persistence) -> CaseResult {
-    ensure!(store.get_bot_data().await.map_err(err)?.is_none(), "bot_data before any write");
+    ensure!(
+        store.get_bot_data().await.map_err(err)?.is_none(),
+        "bot_data before any write"
+    );
     store
         .update_bot_data(&json!({"count": 1}))
         .await
@@ -324,7 +345,11 @@ async fn ptb_methods_decode_and_encode(store: &dyn Persistence) -> CaseResult {
         "user_data"
     );
     ensure!(
-        store.get_conversation("profile", "[-5, 9]").await.map_err(err)? == Some(json!("CHOOSING")),
+        store
+            .get_conversation("profile", "[-5, 9]")
+            .await
+            .map_err(err)?
+            == Some(json!("CHOOSING")),
         "conversation"
     );
     store.drop_chat_data(-5).await.map_err(err)?;
@@ -333,10 +358,20 @@ async fn ptb_methods_decode_and_encode(store: &dyn Persistence) -> CaseResult {
         .update_conversation("profile", "[-5, 9]", None)
         .await
         .map_err(err)?;
-    ensure!(store.get_chat_data(-5).await.map_err(err)?.is_none(), "chat_data dropped");
-    ensure!(store.get_user_data(9).await.map_err(err)?.is_none(), "user_data dropped");
     ensure!(
-        store.get_conversation("profile", "[-5, 9]").await.map_err(err)?.is_none(),
+        store.get_chat_data(-5).await.map_err(err)?.is_none(),
+        "chat_data dropped"
+    );
+    ensure!(
+        store.get_user_data(9).await.map_err(err)?.is_none(),
+        "user_data dropped"
+    );
+    ensure!(
+        store
+            .get_conversation("profile", "[-5, 9]")
+            .await
+            .map_err(err)?
+            .is_none(),
         "conversation ended"
     );
     Ok(())
@@ -356,7 +391,10 @@ async fn corrupt_values_are_reported_with_their_key(store: &dyn Persistence) -> 
     }
     // Reading did not touch it.
     let raw = store.read(&[Key::ChatData(13)]).await.map_err(err)?;
-    ensure!(raw == vec![Some("{not json".to_string())], "corrupt value changed: {raw:?}");
+    ensure!(
+        raw == vec![Some("{not json".to_string())],
+        "corrupt value changed: {raw:?}"
+    );
     Ok(())
 }
 

@@ -105,7 +105,10 @@ fn callback_entries(value: &Value, entries: &mut Vec<(Key, Value)>) -> Result<()
     let Some(parts) = value.as_array() else {
         return match value {
             Value::Null => Ok(()),
-            _ => Err(invalid("callback_data", "expected [keyboards, queries] or null")),
+            _ => Err(invalid(
+                "callback_data",
+                "expected [keyboards, queries] or null",
+            )),
         };
     };
     let [keyboards, queries] = parts.as_slice() else {
@@ -292,10 +295,22 @@ mod tests {
             (json!({"bot_data": 1}), "bot_data"),
             (json!({"chat_data": {"x1": {}}}), "chat_data.x1"),
             (json!({"user_data": {"1": 5}}), "user_data.1"),
-            (json!({"conversations": {"p": {"(1, 2)": 1}}}), "conversations.p.(1, 2)"),
-            (json!({"conversations": {"p": {"[]": 1}}}), "conversations.p.[]"),
-            (json!({"callback_data": [[["a", "t", {}]], {}]}), "callback_data.0.0"),
-            (json!({"callback_data": [[], {"q": 1}]}), "callback_data.1.q"),
+            (
+                json!({"conversations": {"p": {"(1, 2)": 1}}}),
+                "conversations.p.(1, 2)",
+            ),
+            (
+                json!({"conversations": {"p": {"[]": 1}}}),
+                "conversations.p.[]",
+            ),
+            (
+                json!({"callback_data": [[["a", "t", {}]], {}]}),
+                "callback_data.0.0",
+            ),
+            (
+                json!({"callback_data": [[], {"q": 1}]}),
+                "callback_data.1.q",
+            ),
             (json!({"callback_data": [[]]}), "callback_data"),
             (json!({"extra": {}}), "extra"),
         ];

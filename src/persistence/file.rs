@@ -88,7 +88,8 @@ impl FilePersistence {
                 .filter(|(key, _)| self.file_of(key.kind()) == path)
                 .map(|(key, value)| (key.encode(DEFAULT_PREFIX), value))
                 .collect();
-            let json = serde_json::to_vec_pretty(&content).map_err(|e| io_error("write", &path, e))?;
+            let json =
+                serde_json::to_vec_pretty(&content).map_err(|e| io_error("write", &path, e))?;
             replace_file(&path, &json).map_err(|e| io_error("write", &path, e))?;
             self.dirty.borrow_mut().remove(&path);
         }
@@ -104,7 +105,12 @@ fn file_name(kind: &str) -> String {
 }
 
 fn io_error(operation: &'static str, path: &Path, err: impl std::fmt::Display) -> Error {
-    storage_error("file", operation, path.display().to_string(), err.to_string())
+    storage_error(
+        "file",
+        operation,
+        path.display().to_string(),
+        err.to_string(),
+    )
 }
 
 fn read_file(path: &Path) -> Result<BTreeMap<Key, String>> {
@@ -240,7 +246,10 @@ mod tests {
             assert_eq!(seen.is_some(), !on_flush, "on_flush={on_flush}");
             block_on(store.flush()).unwrap();
             let reopened = FilePersistence::open(layout, on_flush).unwrap();
-            assert_eq!(block_on(reopened.get_chat_data(1)).unwrap(), Some(json!({"n": 1})));
+            assert_eq!(
+                block_on(reopened.get_chat_data(1)).unwrap(),
+                Some(json!({"n": 1}))
+            );
         }
     }
 
@@ -250,7 +259,16 @@ mod tests {
         let path = dir.join("data.json");
         fs::write(&path, b"{\"eg1:chat:1\": ").unwrap();
         let err = FilePersistence::open(FileLayout::SingleFile(path.clone()), false).unwrap_err();
-        assert!(matches!(err, Error::Decode { backend: "file", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::Decode {
+                    backend: "file",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert_eq!(fs::read(&path).unwrap(), b"{\"eg1:chat:1\": ");
         fs::write(&path, b"{\"eg1:nonsense\": \"x\"}").unwrap();
         let err = FilePersistence::open(FileLayout::SingleFile(path), false).unwrap_err();

@@ -111,7 +111,11 @@ mod tests {
     fn keys_round_trip_and_sit_under_their_kind_prefix() {
         for key in samples() {
             let encoded = encode(&key, DEFAULT_PREFIX);
-            assert_eq!(parse(&encoded, DEFAULT_PREFIX), Some(key.clone()), "{encoded}");
+            assert_eq!(
+                parse(&encoded, DEFAULT_PREFIX),
+                Some(key.clone()),
+                "{encoded}"
+            );
             assert!(encoded.starts_with(&kind_prefix(key.kind(), DEFAULT_PREFIX)));
         }
         assert_eq!(encode(&Key::ChatData(-7), "eg1:"), "eg1:chat:-7");

@@ -318,7 +318,12 @@ pub trait PersistenceExt: Persistence {
         .await
     }
     /// PTB `update_conversation`: `None` (END) removes the entry.
-    async fn update_conversation(&self, name: &str, key: &str, state: Option<&Value>) -> Result<()> {
+    async fn update_conversation(
+        &self,
+        name: &str,
+        key: &str,
+        state: Option<&Value>,
+    ) -> Result<()> {
         let key = Key::Conversation {
             name: name.into(),
             key: key.into(),

@@ -1,0 +1,74 @@
+//! [`FetchBot`]: Bot API calls as JSON POSTs to `{base}/bot{token}/{method}`.
+
+use futures::future::LocalBoxFuture;
+use serde_json::Value;
+use worker::{Fetch, Headers, Method, Request, RequestInit};
+
+use crate::bot::{parse_response, BotApi};
+use crate::error::{Error, Result};
+
+/// The Bot API over `fetch`. The token is kept out of every error: URLs contain it, and
+/// runtime errors may quote URLs, so messages are redacted before they leave.
+pub struct FetchBot {
+    base: String,
+    token: String,
+}
+
+impl FetchBot {
+    /// Calls go to `{base}/bot{token}/{method}`; `base` is e.g. `https://api.telegram.org`.
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            base: base.into().trim_end_matches('/').to_string(),
+            token: token.into(),
+        }
+    }
+
+    fn redact(&self, text: String) -> String {
+        if self.token.is_empty() {
+            text
+        } else {
+            text.replace(&self.token, "<token>")
+        }
+    }
+
+    async fn send(&self, method: &str, params: Value) -> Result<Value> {
+        let fail = |description: String| Error::BotApi {
+            method: method.to_string(),
+            code: None,
+            description: self.redact(description),
+        };
+        let url = format!("{}/bot{}/{}", self.base, self.token, method);
+        let headers = Headers::new();
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(|e| fail(e.to_string()))?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(params.to_string().into()));
+        let request = Request::new_with_init(&url, &init).map_err(|e| fail(e.to_string()))?;
+        let mut response = Fetch::Request(request)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+        parse_response(method, response.status_code(), &body).map_err(|e| match e {
+            Error::BotApi {
+                method,
+                code,
+                description,
+            } => Error::BotApi {
+                method,
+                code,
+                description: self.redact(description),
+            },
+            other => other,
+        })
+    }
+}
+
+impl BotApi for FetchBot {
+    fn call<'a>(&'a self, method: &'a str, params: Value) -> LocalBoxFuture<'a, Result<Value>> {
+        Box::pin(self.send(method, params))
+    }
+}

@@ -1,0 +1,56 @@
+//! Reading a webhook request: the checks of [`crate::webhook`] applied to a worker request,
+//! the body read in chunks so that an oversized one is refused without reading past the limit.
+
+use futures::StreamExt;
+use worker::{Method, Request};
+
+use crate::webhook::{
+    check_content_type, parse_body, secret_matches, Incoming, Rejection, MAX_BODY_BYTES,
+    SECRET_HEADER,
+};
+
+/// Checks method, secret (unless `None`: insecure local mode), content type and size, reads
+/// the body and parses it.
+pub async fn read_update(req: &mut Request, secret: Option<&str>) -> Result<Incoming, Rejection> {
+    if req.method() != Method::Post {
+        return Err(Rejection::MethodNotAllowed);
+    }
+    let headers = req.headers();
+    if let Some(secret) = secret {
+        let given = headers.get(SECRET_HEADER).ok().flatten();
+        if !secret_matches(secret, given.as_deref()) {
+            return Err(Rejection::Unauthorized);
+        }
+    }
+    check_content_type(headers.get("Content-Type").ok().flatten().as_deref())?;
+    let body = read_body(req, MAX_BODY_BYTES).await?;
+    parse_body(&body)
+}
+
+/// Reads at most `limit` bytes of body; 413 as soon as the declared or read size is over.
+pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Rejection> {
+    let declared = req
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.parse::<usize>().ok());
+    if declared.is_some_and(|l| l > limit) {
+        return Err(Rejection::TooLarge);
+    }
+    let mut stream = match req.stream() {
+        Ok(stream) => stream,
+        // No body at all.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| Rejection::BadRequest(format!("body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Rejection::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -1,0 +1,157 @@
+//! [`KvPersistence`]: Workers KV, one KV key per entry.
+//!
+//! KV is eventually consistent and has no transactions (see the README, "Choosing a
+//! backend"): a write may be invisible elsewhere for 60 s or more, two concurrent updates
+//! that write the same key lose one write, and a batch of puts is not atomic. What this
+//! backend guarantees: keys and values are checked against KV's limits before anything is
+//! written, so an oversized entry fails the whole batch up front; reads of up to 100 keys are
+//! one bulk `get`.
+
+use futures::future::{join_all, LocalBoxFuture};
+use worker::kv::KvStore;
+
+use crate::error::{Error, Result};
+use crate::persistence::spy::batch;
+use crate::persistence::{storage_error, Change, Key, KeyKind, Persistence};
+
+/// KV's key limit, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// KV's value limit, in bytes (25 MiB).
+pub const MAX_VALUE_BYTES: usize = 25 << 20;
+/// Keys per bulk get.
+const BULK_GET: usize = 100;
+
+/// A KV namespace as a [`Persistence`], under a key prefix.
+pub struct KvPersistence {
+    kv: KvStore,
+    prefix: String,
+}
+
+impl KvPersistence {
+    /// Entries are stored under `prefix` (e.g. [`crate::persistence::DEFAULT_PREFIX`]), so
+    /// that several bots or test runs can share one namespace.
+    pub fn new(kv: KvStore, prefix: impl Into<String>) -> Self {
+        Self {
+            kv,
+            prefix: prefix.into(),
+        }
+    }
+
+    fn check_limits(&self, changes: &[Change]) -> Result<Vec<String>> {
+        let mut encoded = Vec::with_capacity(changes.len());
+        for change in changes {
+            let key = change.key().encode(&self.prefix);
+            if key.len() > MAX_KEY_BYTES {
+                return Err(too_large(&key, "key", key.len(), MAX_KEY_BYTES));
+            }
+            if let Change::Put(_, value) = change {
+                if value.len() > MAX_VALUE_BYTES {
+                    return Err(too_large(&key, "value", value.len(), MAX_VALUE_BYTES));
+                }
+            }
+            encoded.push(key);
+        }
+        Ok(encoded)
+    }
+
+    async fn read_chunk(&self, keys: &[Key]) -> Result<Vec<Option<String>>> {
+        let encoded: Vec<String> = keys.iter().map(|k| k.encode(&self.prefix)).collect();
+        if let Some(long) = encoded.iter().find(|k| k.len() > MAX_KEY_BYTES) {
+            return Err(too_large(long, "key", long.len(), MAX_KEY_BYTES));
+        }
+        let mut found = self
+            .kv
+            .get_bulk(&encoded)
+            .text()
+            .await
+            .map_err(|e| storage_error("kv", "read", batch(keys), e.to_string()))?;
+        Ok(encoded.iter().map(|k| found.remove(k).flatten()).collect())
+    }
+
+    async fn apply(&self, key: &str, change: &Change) -> Result<()> {
+        let result = match change {
+            Change::Put(_, value) => match self.kv.put(key, value.as_str()) {
+                Ok(put) => put.execute().await,
+                Err(e) => Err(e),
+            },
+            Change::Delete(_) => self.kv.delete(key).await,
+        };
+        result.map_err(|e| storage_error("kv", "write", change.key().to_string(), e.to_string()))
+    }
+}
+
+fn too_large(key: &str, what: &'static str, size: usize, limit: usize) -> Error {
+    let shown: String = key.chars().take(80).collect();
+    Error::TooLarge {
+        backend: "kv",
+        key: shown,
+        what,
+        size,
+        limit,
+    }
+}
+
+impl Persistence for KvPersistence {
+    fn backend(&self) -> &'static str {
+        "kv"
+    }
+
+    fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
+        Box::pin(async move {
+            let chunks = join_all(keys.chunks(BULK_GET).map(|c| self.read_chunk(c))).await;
+            let mut values = Vec::with_capacity(keys.len());
+            for chunk in chunks {
+                values.extend(chunk?);
+            }
+            Ok(values)
+        })
+    }
+
+    fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let keys = self.check_limits(changes)?;
+            // KV has no batch write: all puts and deletes go out at once (one round trip of
+            // latency); a failure of one does not undo the others.
+            let results = join_all(keys.iter().zip(changes).map(|(k, c)| self.apply(k, c))).await;
+            let failed: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+            match failed.len() {
+                0 => Ok(()),
+                1 => Err(failed.into_iter().next().unwrap_or(Error::Missing("error"))),
+                n => Err(storage_error(
+                    "kv",
+                    "write",
+                    format!("{n} of {} keys", changes.len()),
+                    failed[0].to_string(),
+                )),
+            }
+        })
+    }
+
+    fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        Box::pin(async move {
+            let prefix = Key::kind_prefix(kind, &self.prefix);
+            let mut keys = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut list = self.kv.list().prefix(prefix.clone());
+                if let Some(cursor) = cursor.take() {
+                    list = list.cursor(cursor);
+                }
+                let page = list
+                    .execute()
+                    .await
+                    .map_err(|e| storage_error("kv", "list", prefix.clone(), e.to_string()))?;
+                keys.extend(
+                    page.keys
+                        .iter()
+                        .filter_map(|k| Key::parse(&k.name, &self.prefix))
+                        .filter(|k| k.kind() == kind),
+                );
+                match page.cursor.filter(|c| !page.list_complete && !c.is_empty()) {
+                    Some(next) => cursor = Some(next),
+                    None => return Ok(keys),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! The edge: thin adapters between Cloudflare Workers and the core. `wasm32` only.
+//!
+//! - [`fetch_bot::FetchBot`]: the Bot API over `fetch`;
+//! - [`kv::KvPersistence`]: the Workers KV backend;
+//! - [`http`]: reading a webhook request within its limits and turning it into an update;
+//! - `demo_worker` (feature `demo`): the demo worker's `fetch` entry and routes.
+//!
+//! Errors are converted to owned [`crate::Error`] values here, at the JS boundary.
+
+pub mod fetch_bot;
+pub mod http;
+pub mod kv;
+
+#[cfg(feature = "demo")]
+mod demo_worker;

@@ -1,0 +1,601 @@
+//! The Application's side of the persistence protocol, observed through a spy persistence:
+//! what is read and written for which update, and what happens when things fail.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use edgegram::persistence::spy::{Call, SpyPersistence};
+use edgegram::persistence::{codec, PersistenceExt};
+use edgegram::types::ChatType;
+use edgegram::{
+    filters, Application, ApplicationBuilder, CallbackQueryHandler, Change, CommandHandler,
+    Context, Error, HandlerResult, Key, MemoryPersistence, MessageHandler, OnHandlerError,
+    Persistence, PersistenceInput, RecordingBot, TypeHandler, Update,
+};
+use futures::executor::block_on;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+const GROUP: i64 = -1001500000001;
+
+fn message(update_id: i64, chat: i64, user: i64, text: &str) -> Update {
+    let command_len = text.starts_with('/').then(|| {
+        text.split_whitespace()
+            .next()
+            .unwrap_or("")
+            .encode_utf16()
+            .count()
+    });
+    let entities: Vec<Value> = command_len
+        .map(|len| json!({"type": "bot_command", "offset": 0, "length": len}))
+        .into_iter()
+        .collect();
+    let kind = if chat < 0 { "supergroup" } else { "private" };
+    Update::from_value(json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id, "date": 0,
+            "chat": {"id": chat, "type": kind},
+            "from": {"id": user, "is_bot": false, "first_name": "U"},
+            "text": text, "entities": entities,
+        }
+    }))
+    .unwrap()
+}
+
+fn press(update_id: i64, chat: i64, user: i64, data: &str) -> Update {
+    Update::from_value(json!({
+        "update_id": update_id,
+        "callback_query": {
+            "id": format!("q{update_id}"), "chat_instance": "ci", "data": data,
+            "from": {"id": user, "is_bot": false, "first_name": "U"},
+            "message": {"message_id": 1, "date": 0, "chat": {"id": chat, "type": "private"}},
+        }
+    }))
+    .unwrap()
+}
+
+struct Harness {
+    memory: Rc<MemoryPersistence>,
+    spy: Rc<SpyPersistence>,
+    bot: Rc<RecordingBot>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let memory = Rc::new(MemoryPersistence::new());
+        Self {
+            spy: Rc::new(SpyPersistence::new(memory.clone())),
+            memory,
+            bot: Rc::new(RecordingBot::new()),
+        }
+    }
+
+    fn builder(&self) -> ApplicationBuilder {
+        ApplicationBuilder::new()
+            .bot(self.bot.clone())
+            .persistence(self.spy.clone())
+            .bot_username("edge_bot")
+    }
+
+    fn writes(&self) -> Vec<Vec<Change>> {
+        self.spy
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Write(changes) => Some(changes),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn bump(data: &mut edgegram::Data) -> i64 {
+    let n = data.get("count").and_then(Value::as_i64).unwrap_or(0) + 1;
+    data.insert("count".into(), n.into());
+    n
+}
+
+async fn count_all(ctx: Context) -> HandlerResult {
+    let (b, c, u) = (
+        ctx.bot_data(bump)?,
+        ctx.chat_data(bump)?,
+        ctx.user_data(bump)?,
+    );
+    ctx.reply_text(format!("{b} {c} {u}")).await?;
+    Ok(())
+}
+
+async fn count_user(ctx: Context) -> HandlerResult {
+    ctx.user_data(bump)?;
+    Ok(())
+}
+
+async fn fail(_ctx: Context) -> HandlerResult {
+    Err("handler exploded".into())
+}
+
+fn counting_app(h: &Harness) -> Application {
+    h.builder()
+        .handler(CommandHandler::new("count", count_all))
+        .handler(CommandHandler::new("mine", count_user))
+        .handler(CommandHandler::new("fail", fail))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn one_read_before_and_one_write_after_with_only_the_touched_entries() {
+    let h = Harness::new();
+    let app = counting_app(&h);
+    let outcome = block_on(app.process_update(message(1, GROUP, 7, "/count"))).unwrap();
+    assert_eq!(outcome.reads, 1);
+    let calls = h.spy.calls();
+    assert_eq!(
+        calls[0],
+        Call::Read(vec![Key::BotData, Key::ChatData(GROUP), Key::UserData(7)])
+    );
+    assert!(matches!(&calls[1], Call::Write(c) if c.len() == 3));
+    assert_eq!(calls[2], Call::Flush);
+    assert_eq!(calls.len(), 3);
+    assert_eq!(h.bot.texts(), ["1 1 1"]);
+
+    h.spy.clear();
+    block_on(app.process_update(message(2, GROUP, 8, "/mine"))).unwrap();
+    let writes = h.writes();
+    assert_eq!(writes.len(), 1);
+    let keys: Vec<&Key> = writes[0].iter().map(Change::key).collect();
+    assert_eq!(keys, [&Key::UserData(8)]);
+}
+
+#[test]
+fn an_update_that_changes_nothing_writes_nothing() {
+    let h = Harness::new();
+    let app = counting_app(&h);
+    block_on(app.process_update(message(1, GROUP, 7, "/count"))).unwrap();
+    h.spy.clear();
+    // Unhandled text, a command for another bot, an unknown update type.
+    let other_bot = message(2, GROUP, 7, "/count@other_bot");
+    let unknown = Update::from_value(json!({"update_id": 3, "poll": {"id": "p"}})).unwrap();
+    for update in [message(1, GROUP, 7, "hello"), other_bot, unknown] {
+        let outcome = block_on(app.process_update(update)).unwrap();
+        assert!(outcome.changes.is_empty() && !outcome.handled);
+    }
+    assert!(h.writes().is_empty(), "{:?}", h.spy.calls());
+    // A handler that reads data without changing it writes nothing either.
+    let app = h
+        .builder()
+        .handler(TypeHandler::all(|ctx: Context| async move {
+            let _ = ctx.chat_data(|d| d.get("count").cloned())?;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let outcome = block_on(app.process_update(message(4, GROUP, 7, "hi"))).unwrap();
+    assert!(outcome.handled && outcome.changes.is_empty());
+    assert!(h.writes().is_empty());
+}
+
+#[test]
+fn a_failed_flush_is_an_error_and_leaves_no_partial_state_then_the_retry_applies_once() {
+    let h = Harness::new();
+    let app = counting_app(&h);
+    block_on(app.process_update(message(1, GROUP, 7, "/count"))).unwrap();
+    let before = h.memory.to_json().unwrap();
+    h.spy.fail_next_writes(1);
+    let err = block_on(app.process_update(message(2, GROUP, 7, "/count"))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Storage {
+                operation: "write",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(h.memory.to_json().unwrap(), before);
+    // Telegram redelivers the same update: applied exactly once.
+    block_on(app.process_update(message(2, GROUP, 7, "/count"))).unwrap();
+    let after = h.memory.to_json().unwrap();
+    assert_eq!(after["bot_data"]["count"], 2);
+    assert_eq!(after["chat_data"][GROUP.to_string()]["count"], 2);
+}
+
+#[test]
+fn a_failed_read_runs_no_handler() {
+    let h = Harness::new();
+    let app = counting_app(&h);
+    h.spy.fail_next_reads(1);
+    let err = block_on(app.process_update(message(1, GROUP, 7, "/count"))).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Storage {
+            operation: "read",
+            ..
+        }
+    ));
+    assert!(h.bot.calls().is_empty());
+    assert!(h.writes().is_empty());
+}
+
+#[test]
+fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
+    let h = Harness::new();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let seen2 = seen.clone();
+    let build = |policy| {
+        let seen = seen2.clone();
+        h.builder()
+            .handler(CommandHandler::new("fail", |ctx: Context| async move {
+                ctx.user_data(bump)?; // a partial change that must not be written
+                Err("handler exploded".into())
+            }))
+            .on_handler_error(policy)
+            .error_handler(move |ctx: Context, error| {
+                let seen = seen.clone();
+                async move {
+                    seen.borrow_mut()
+                        .push((ctx.update().update_id, error.to_string()));
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let outcome =
+        block_on(build(OnHandlerError::Acknowledge).process_update(message(1, 5, 7, "/fail")))
+            .unwrap();
+    assert_eq!(outcome.handler_error.as_deref(), Some("handler exploded"));
+    assert!(outcome.changes.is_empty());
+    let err = block_on(build(OnHandlerError::Retry).process_update(message(2, 5, 7, "/fail")))
+        .unwrap_err();
+    assert!(matches!(err, Error::Handler(_)), "{err}");
+    assert!(h.writes().is_empty());
+    assert!(h.memory.is_empty());
+    assert_eq!(
+        *seen.borrow(),
+        [
+            (1, "handler exploded".to_string()),
+            (2, "handler exploded".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_corrupt_value_fails_the_update_and_is_never_overwritten() {
+    let h = Harness::new();
+    block_on(
+        h.memory
+            .write(&[Change::Put(Key::ChatData(5), "{\"v\":1,\"data\":".into())]),
+    )
+    .unwrap();
+    let app = counting_app(&h);
+    let err = block_on(app.process_update(message(1, 5, 7, "/count"))).unwrap_err();
+    match &err {
+        Error::Decode { backend, key, .. } => {
+            assert_eq!((*backend, key.as_str()), ("memory", "chat:5"))
+        }
+        other => panic!("{other}"),
+    }
+    assert!(h.writes().is_empty());
+    assert!(h.bot.calls().is_empty());
+    let raw = block_on(h.memory.read(&[Key::ChatData(5)])).unwrap();
+    assert_eq!(raw, [Some("{\"v\":1,\"data\":".to_string())]);
+}
+
+#[test]
+fn values_from_a_newer_schema_are_refused() {
+    let h = Harness::new();
+    let newer = codec::encode(3, "{\"count\":1}");
+    block_on(
+        h.memory
+            .write(&[Change::Put(Key::UserData(7), newer.clone())]),
+    )
+    .unwrap();
+    let app = h
+        .builder()
+        .schema_version(2)
+        .handler(CommandHandler::new("mine", count_user))
+        .build()
+        .unwrap();
+    let err = block_on(app.process_update(message(1, 5, 7, "/mine"))).unwrap_err();
+    assert!(
+        err.to_string().contains("newer than this code's 2"),
+        "{err}"
+    );
+    assert_eq!(
+        block_on(h.memory.read(&[Key::UserData(7)])).unwrap(),
+        [Some(newer)]
+    );
+}
+
+#[test]
+fn persistence_input_limits_what_is_read_and_written() {
+    let h = Harness::new();
+    let app = h
+        .builder()
+        .store_data(PersistenceInput {
+            chat_data: false,
+            bot_data: false,
+            ..PersistenceInput::ALL
+        })
+        .handler(CommandHandler::new("count", count_all))
+        .build()
+        .unwrap();
+    block_on(app.process_update(message(1, 5, 7, "/count"))).unwrap();
+    block_on(app.process_update(message(2, 5, 7, "/count"))).unwrap();
+    assert_eq!(h.spy.calls()[0], Call::Read(vec![Key::UserData(7)]));
+    // Chat and bot counters restart every update; the user's is stored.
+    assert_eq!(h.bot.texts(), ["1 1 1", "1 1 2"]);
+    let stored = h.memory.to_json().unwrap();
+    assert_eq!(stored["chat_data"], json!({}));
+    assert_eq!(stored["user_data"]["7"]["count"], 2);
+}
+
+#[test]
+fn groups_run_in_order_first_match_per_group_and_stop_ends_the_walk() {
+    let h = Harness::new();
+    let log = Rc::new(RefCell::new(Vec::<String>::new()));
+    let note = |name: &'static str, stop: bool| {
+        let log = log.clone();
+        move |ctx: Context| {
+            let log = log.clone();
+            async move {
+                log.borrow_mut().push(name.into());
+                if stop {
+                    ctx.stop_processing();
+                }
+                Ok(())
+            }
+        }
+    };
+    let app = h
+        .builder()
+        .handler_in_group(
+            MessageHandler::new(filters::text(), note("g1-text", false)),
+            1,
+        )
+        .handler_in_group(
+            MessageHandler::new(filters::all(), note("g1-all", false)),
+            1,
+        )
+        .handler_in_group(CommandHandler::new("stop", note("g-1-stop", true)), -1)
+        .handler_in_group(
+            MessageHandler::new(filters::command(), note("g-1-cmd", false)),
+            -1,
+        )
+        .handler_in_group(TypeHandler::all(note("g5-any", false)), 5)
+        .build()
+        .unwrap();
+    block_on(app.process_update(message(1, 5, 7, "/other"))).unwrap();
+    assert_eq!(*log.borrow(), ["g-1-cmd", "g1-text", "g5-any"]);
+    log.borrow_mut().clear();
+    block_on(app.process_update(message(2, 5, 7, "/stop"))).unwrap();
+    assert_eq!(*log.borrow(), ["g-1-stop"]);
+}
+
+#[test]
+fn commands_match_by_name_username_and_carry_args() {
+    let h = Harness::new();
+    let args = Rc::new(RefCell::new(Vec::new()));
+    let args2 = args.clone();
+    let app = h
+        .builder()
+        .handler(CommandHandler::new("start, Help", move |ctx: Context| {
+            let args = args2.clone();
+            async move {
+                args.borrow_mut().push(ctx.args.join("|"));
+                Ok(())
+            }
+        }))
+        .build()
+        .unwrap();
+    for text in [
+        "/start a  b",
+        "/HELP",
+        "/start@Edge_Bot x",
+        "/start@other_bot y",
+        "/starting",
+        "start",
+    ] {
+        block_on(app.process_update(message(1, 5, 7, text))).unwrap();
+    }
+    assert_eq!(*args.borrow(), ["a|b", "", "x"]);
+}
+
+#[test]
+fn an_unknown_username_is_learned_once_from_get_me() {
+    let h = Harness::new();
+    let app = ApplicationBuilder::new()
+        .bot(h.bot.clone())
+        .persistence(h.spy.clone())
+        .handler(CommandHandler::new("count", count_all))
+        .build()
+        .unwrap();
+    block_on(app.process_update(message(1, 5, 7, "/count"))).unwrap();
+    assert_eq!(app.bot_username(), None, "no getMe for a plain command");
+    block_on(app.process_update(message(2, 5, 7, "/count@edgegram_bot"))).unwrap();
+    block_on(app.process_update(message(3, 5, 7, "/count@edgegram_bot"))).unwrap();
+    let methods: Vec<String> = h.bot.calls().into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        methods,
+        ["sendMessage", "getMe", "sendMessage", "sendMessage"]
+    );
+}
+
+#[test]
+fn filters_compose_and_regex_captures_reach_the_callback() {
+    let h = Harness::new();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let seen2 = seen.clone();
+    let filter = filters::regex(r"^age (\d+)$").unwrap() & filters::groups() & !filters::command();
+    let app = h
+        .builder()
+        .handler(MessageHandler::new(filter, move |ctx: Context| {
+            let seen = seen2.clone();
+            async move {
+                seen.borrow_mut().push(ctx.matches.clone());
+                Ok(())
+            }
+        }))
+        .build()
+        .unwrap();
+    block_on(app.process_update(message(1, GROUP, 7, "age 42"))).unwrap();
+    block_on(app.process_update(message(2, 5, 7, "age 43"))).unwrap(); // private chat
+    block_on(app.process_update(message(3, GROUP, 7, "age x"))).unwrap();
+    assert_eq!(
+        *seen.borrow(),
+        [vec![Some("age 42".to_string()), Some("42".to_string())]]
+    );
+    assert!(filters::regex("(unclosed").is_err());
+    assert!(filters::chat_type(ChatType::Supergroup)
+        .check(&message(1, GROUP, 7, "x"))
+        .is_some());
+}
+
+#[test]
+fn callback_queries_match_their_pattern() {
+    let h = Harness::new();
+    let app = h
+        .builder()
+        .handler(
+            CallbackQueryHandler::new(|ctx: Context| async move {
+                let n = ctx.matches[1].clone().unwrap_or_default();
+                ctx.user_data(|d| d.insert("pressed".into(), n.into()))?;
+                Ok(())
+            })
+            .pattern(r"^pick:(\d)$")
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    block_on(app.process_update(press(1, 5, 7, "other"))).unwrap();
+    assert!(h.memory.is_empty());
+    block_on(app.process_update(press(2, 5, 7, "pick:3"))).unwrap();
+    assert_eq!(
+        block_on(h.memory.get_user_data(7)).unwrap(),
+        Some(json!({"pressed": "3"}))
+    );
+}
+
+#[test]
+fn drop_migrate_and_other_chats_data_are_written_at_the_end() {
+    let h = Harness::new();
+    let doc = json!({"chat_data": {"-100": {"title": "old"}, "5": {"count": 1}}, "user_data": {"8": {"a": 1}}});
+    block_on(edgegram::persistence::dict::import(
+        h.memory.as_ref(),
+        &doc,
+        1,
+    ))
+    .unwrap();
+    let app = h
+        .builder()
+        .handler(CommandHandler::new("admin", |ctx: Context| async move {
+            ctx.drop_user_data(8)?;
+            ctx.migrate_chat_data(-100, -1009).await?;
+            ctx.chat_data_of(42, |d| d.insert("note".into(), "hi".into()))
+                .await?;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let outcome = block_on(app.process_update(message(1, 5, 7, "/admin"))).unwrap();
+    // One read for the update, one for -100 and -1009 together, one for 42.
+    assert_eq!(outcome.reads, 3);
+    assert_eq!(outcome.deleted(), [&Key::ChatData(-100), &Key::UserData(8)]);
+    assert_eq!(
+        outcome.written(),
+        [&Key::ChatData(-1009), &Key::ChatData(42)]
+    );
+    let stored = h.memory.to_json().unwrap();
+    assert_eq!(
+        stored["chat_data"],
+        json!({"-1009": {"title": "old"}, "42": {"note": "hi"}, "5": {"count": 1}})
+    );
+    assert_eq!(stored["user_data"], json!({}));
+}
+
+#[test]
+fn nested_access_is_an_error_not_a_panic() {
+    let h = Harness::new();
+    let app = h
+        .builder()
+        .handler(TypeHandler::all(|ctx: Context| async move {
+            let inner = ctx.chat_data(|_| ctx.chat_data(|_| ()))?;
+            assert!(matches!(inner, Err(Error::Config(_))));
+            let other = ctx.chat_data(|_| ctx.user_data(|_| 1))?;
+            assert_eq!(other.unwrap(), 1);
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let outcome = block_on(app.process_update(message(1, 5, 7, "x"))).unwrap();
+    assert!(outcome.handler_error.is_none());
+    let no_chat = Update::from_value(
+        json!({"update_id": 2, "inline_query": {"id": "i", "from": {"id": 7}, "query": ""}}),
+    )
+    .unwrap();
+    let app = h
+        .builder()
+        .handler(TypeHandler::all(|ctx: Context| async move {
+            ctx.chat_data(|_| ())?;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let outcome = block_on(app.process_update(no_chat)).unwrap();
+    assert_eq!(
+        outcome.handler_error.as_deref(),
+        Some("this update has no chat")
+    );
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Profile {
+    name: String,
+    visits: u32,
+}
+
+#[test]
+fn typed_data_round_trips_and_a_misfit_value_is_a_decode_error() {
+    let h = Harness::new();
+    let app: Application<edgegram::Data, edgegram::Data, Profile> = ApplicationBuilder::new()
+        .bot(h.bot.clone())
+        .persistence(h.spy.clone())
+        .handler(TypeHandler::all(|ctx: Context<_, _, Profile>| async move {
+            ctx.user_data(|p| {
+                p.visits += 1;
+                p.name = "Ann".into();
+            })?;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    block_on(app.process_update(message(1, 5, 7, "x"))).unwrap();
+    block_on(app.process_update(message(2, 5, 7, "x"))).unwrap();
+    assert_eq!(
+        block_on(h.memory.get_user_data(7)).unwrap(),
+        Some(json!({"name": "Ann", "visits": 2}))
+    );
+    block_on(h.memory.update_user_data(9, &json!({"visits": "many"}))).unwrap();
+    let err = block_on(app.process_update(message(3, 5, 9, "x"))).unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { key, .. } if key == "user:9"),
+        "{err}"
+    );
+}
+
+#[test]
+fn building_without_bot_or_persistence_says_how_to_fix_it() {
+    let err = ApplicationBuilder::<edgegram::Data, edgegram::Data, edgegram::Data>::new()
+        .build()
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains(".bot("), "{err}");
+    let err = ApplicationBuilder::<edgegram::Data, edgegram::Data, edgegram::Data>::new()
+        .bot(Rc::new(RecordingBot::new()))
+        .build()
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains(".persistence("), "{err}");
+}

@@ -1,0 +1,87 @@
+// Starts the test build of the demo worker (build-test/, feature test-hooks) under Miniflare,
+// with a local Bot API stand-in, and builds Telegram updates.
+import { Miniflare } from "miniflare";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const SECRET = "test-secret_123";
+export const ADMIN = "test-admin-token";
+export const TOKEN = "123456:TEST-token-never-logged";
+
+export async function startWorker({ botApi, persistence = "kv", kvPersist = false, bindings = {}, log } = {}) {
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: path.join(root, "build-test", "index.js"),
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    compatibilityDate: "2026-04-01",
+    kvNamespaces: ["EDGEGRAM_KV"],
+    kvPersist,
+    bindings: {
+      BOT_TOKEN: TOKEN,
+      WEBHOOK_SECRET: SECRET,
+      ADMIN_TOKEN: ADMIN,
+      TELEGRAM_API_BASE: botApi.url,
+      PERSISTENCE: persistence,
+      BOT_USERNAME: "edgegram_demo_bot",
+      ...bindings,
+    },
+    ...(log ? { log } : {}),
+  });
+  await mf.ready;
+  return mf;
+}
+
+let nextUpdateId = 1000;
+
+export function commandUpdate({ chat, user, text, updateId = nextUpdateId++, chatType }) {
+  const command = text.split(/\s/)[0];
+  return {
+    update_id: updateId,
+    message: {
+      message_id: updateId,
+      date: 1700000000,
+      chat: { id: chat, type: chatType ?? (chat < 0 ? "supergroup" : "private") },
+      from: { id: user, is_bot: false, first_name: `User ${user}` },
+      text,
+      entities: text.startsWith("/") ? [{ type: "bot_command", offset: 0, length: command.length }] : [],
+    },
+  };
+}
+
+export async function post(mf, body, { secret = SECRET, headers = {}, method = "POST" } = {}) {
+  const init = {
+    method,
+    headers: {
+      "content-type": "application/json",
+      ...(secret === null ? {} : { "X-Telegram-Bot-Api-Secret-Token": secret }),
+      ...headers,
+    },
+  };
+  if (method !== "GET" && method !== "HEAD") init.body = typeof body === "string" ? body : JSON.stringify(body);
+  return mf.dispatchFetch("http://localhost/webhook", init);
+}
+
+export async function exportState(mf) {
+  const res = await mf.dispatchFetch("http://localhost/admin/export", {
+    headers: { Authorization: `Bearer ${ADMIN}` },
+  });
+  if (res.status !== 200) throw new Error(`export answered ${res.status}: ${await res.text()}`);
+  return res.json();
+}
+
+export async function importState(mf, doc) {
+  return mf.dispatchFetch("http://localhost/admin/import", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+    body: typeof doc === "string" ? doc : JSON.stringify(doc),
+  });
+}
+
+export function outcome(res) {
+  const header = res.headers.get("x-edgegram-outcome") ?? "";
+  return Object.fromEntries(header.split("; ").filter(Boolean).map((kv) => {
+    const [k, v] = kv.split("=");
+    return [k, Number(v)];
+  }));
+}
