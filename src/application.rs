@@ -23,7 +23,7 @@ use std::rc::Rc;
 use futures::future::LocalBoxFuture;
 
 use crate::bot::{Bot, BotApi};
-use crate::context::{Context, Data, DataType, UpdateState};
+use crate::context::{system_clock, Clock, Context, Data, DataType, Settings, UpdateState};
 use crate::error::{Error, HandlerError, Result};
 use crate::handlers::Handler;
 use crate::persistence::{Change, Key, Persistence, PersistenceInput};
@@ -100,6 +100,7 @@ pub struct Application<B = Data, C = Data, U = Data> {
     on_handler_error: OnHandlerError,
     bot_username: RefCell<Option<String>>,
     schema_version: u32,
+    clock: Clock,
 }
 
 impl Application {
@@ -143,9 +144,12 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             update,
             self.bot.clone(),
             self.persistence.clone(),
-            self.store,
-            self.schema_version,
-            self.bot_username(),
+            Settings {
+                store: self.store,
+                schema_version: self.schema_version,
+                bot_username: self.bot_username(),
+                clock: self.clock.clone(),
+            },
             keys,
         )
         .await?;
@@ -224,6 +228,7 @@ pub struct ApplicationBuilder<B = Data, C = Data, U = Data> {
     on_handler_error: OnHandlerError,
     bot_username: Option<String>,
     schema_version: u32,
+    clock: Clock,
 }
 
 impl<B: DataType, C: DataType, U: DataType> Default for ApplicationBuilder<B, C, U> {
@@ -245,6 +250,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             on_handler_error: OnHandlerError::default(),
             bot_username: None,
             schema_version: 1,
+            clock: system_clock(),
         }
     }
 
@@ -280,6 +286,12 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
     /// overwritten.
     pub fn schema_version(mut self, version: u32) -> Self {
         self.schema_version = version;
+        self
+    }
+
+    /// The clock handlers and timeouts use (`ctx.now_ms()`); the system's by default.
+    pub fn clock(mut self, clock: impl Fn() -> i64 + 'static) -> Self {
+        self.clock = Rc::new(clock);
         self
     }
 
@@ -341,6 +353,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             on_handler_error: self.on_handler_error,
             bot_username: RefCell::new(self.bot_username),
             schema_version: self.schema_version,
+            clock: self.clock,
         })
     }
 }

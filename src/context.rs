@@ -45,6 +45,36 @@ struct RawSlot {
     baseline: Option<Value>,
 }
 
+/// The current time in milliseconds since the Unix epoch. Replaceable in tests
+/// ([`ApplicationBuilder::clock`](crate::ApplicationBuilder::clock)).
+pub type Clock = Rc<dyn Fn() -> i64>;
+
+/// The real clock: `Date.now()` on wasm (where `SystemTime::now` panics), the system time
+/// elsewhere.
+pub fn system_clock() -> Clock {
+    Rc::new(|| {
+        #[cfg(target_arch = "wasm32")]
+        {
+            js_sys::Date::now() as i64
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        }
+    })
+}
+
+/// The Application's settings an update needs.
+pub(crate) struct Settings {
+    pub(crate) store: PersistenceInput,
+    pub(crate) schema_version: u32,
+    pub(crate) bot_username: Option<String>,
+    pub(crate) clock: Clock,
+}
+
 /// Everything one update loaded; shared by the contexts of its handlers.
 pub(crate) struct UpdateState<B, C, U> {
     pub(crate) update: Update,
@@ -52,6 +82,7 @@ pub(crate) struct UpdateState<B, C, U> {
     persistence: Rc<dyn Persistence>,
     store: PersistenceInput,
     schema_version: u32,
+    clock: Clock,
     bot_data: RefCell<Option<Slot<B>>>,
     chats: RefCell<BTreeMap<i64, Slot<C>>>,
     users: RefCell<BTreeMap<i64, Slot<U>>>,
@@ -68,16 +99,21 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         update: Update,
         bot: Bot,
         persistence: Rc<dyn Persistence>,
-        store: PersistenceInput,
-        schema_version: u32,
-        bot_username: Option<String>,
+        settings: Settings,
         extra: Vec<Key>,
     ) -> Result<Self> {
+        let Settings {
+            store,
+            schema_version,
+            bot_username,
+            clock,
+        } = settings;
         let state = Self {
             bot,
             persistence,
             store,
             schema_version,
+            clock,
             bot_data: RefCell::new(None),
             chats: RefCell::new(BTreeMap::new()),
             users: RefCell::new(BTreeMap::new()),
@@ -344,6 +380,11 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
     /// The bot, to call the Bot API.
     pub fn bot(&self) -> &Bot {
         &self.state.bot
+    }
+
+    /// The current time, milliseconds since the Unix epoch, from the Application's clock.
+    pub fn now_ms(&self) -> i64 {
+        (self.state.clock)()
     }
 
     /// The bot's username (without `@`), if known.

@@ -24,7 +24,7 @@ pub mod edge;
 
 pub use application::{Application, ApplicationBuilder, OnHandlerError, Outcome};
 pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, RecordingBot, SendMessage};
-pub use context::{Context, Data, DataType, Match};
+pub use context::{system_clock, Clock, Context, Data, DataType, Match};
 pub use error::{Error, HandlerError, HandlerResult, Result};
 pub use handlers::{
     filters, CallbackQueryHandler, CommandHandler, Filter, Handler, MessageHandler, TypeHandler,
