@@ -1,5 +1,5 @@
 // The persistence conformance suite (src/persistence/conformance.rs) run inside the worker
-// against Workers KV, one route per case. Memory and file run the same cases natively in
+// against Workers KV and Durable Object storage, one route per case. Memory and file run the same cases natively in
 // `cargo test`.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -15,18 +15,20 @@ after(async () => {
   await botApi.close();
 });
 
-describe("conformance: kv", () => {
-  test("the suite has cases", () => assert.ok(cases.length >= 10, `only ${cases.length} cases`));
-  for (const name of cases) {
-    test(name, async () => {
-      const res = await mf.dispatchFetch(`http://localhost/__test/conformance/${name}?backend=kv`, { method: "POST" });
-      const body = await res.text();
-      assert.equal(res.status, 200, body);
-      assert.equal(body, "ok");
+for (const backend of ["kv", "durable_object"]) {
+  describe(`conformance: ${backend}`, () => {
+    test("the suite has cases", () => assert.ok(cases.length >= 10, `only ${cases.length} cases`));
+    for (const name of cases) {
+      test(name, async () => {
+        const res = await mf.dispatchFetch(`http://localhost/__test/conformance/${name}?backend=${backend}`, { method: "POST" });
+        const body = await res.text();
+        assert.equal(res.status, 200, body);
+        assert.equal(body, "ok");
+      });
+    }
+    test("an unknown case is 404, so a typo cannot pass", async () => {
+      const res = await mf.dispatchFetch(`http://localhost/__test/conformance/no_such_case?backend=${backend}`, { method: "POST" });
+      assert.equal(res.status, 404);
     });
-  }
-  test("an unknown case is 404, so a typo cannot pass", async () => {
-    const res = await mf.dispatchFetch("http://localhost/__test/conformance/no_such_case?backend=kv", { method: "POST" });
-    assert.equal(res.status, 404);
   });
-});
+}

@@ -7,7 +7,7 @@ import {
   startWorker, commandUpdate, post, exportState, importState, outcome, SECRET, ADMIN, TOKEN,
 } from "./support/worker.mjs";
 
-for (const persistence of ["kv", "memory"]) {
+for (const persistence of ["durable_object", "kv", "memory"]) {
   describe(`webhook with PERSISTENCE=${persistence}`, () => {
     let botApi, mf;
     before(async () => {

@@ -4,17 +4,26 @@
 use std::rc::Rc;
 
 use serde_json::json;
-use worker::{console_error, console_log, event, Context, Env, Method, Request, Response};
+use worker::{
+    console_error, console_log, durable_object, event, Context, DurableObject, Env, Headers,
+    Method, Request, RequestInit, Response, State,
+};
 
+use super::durable::{DurableObjectPersistence, UpdateGate};
 use super::fetch_bot::FetchBot;
 use super::http::{read_body, read_update};
 use super::kv::KvPersistence;
 use crate::persistence::{dict, Persistence, DEFAULT_PREFIX};
-use crate::webhook::{secret_matches, Incoming, Rejection};
-use crate::{Error, MemoryPersistence};
+use crate::types::Update;
+use crate::webhook::{parse_body, secret_matches, Incoming, Rejection};
+use crate::{Error, MemoryPersistence, Outcome};
 
 /// The KV namespace binding.
 const KV_BINDING: &str = "EDGEGRAM_KV";
+/// The Durable Object namespace binding.
+const DO_BINDING: &str = "EDGEGRAM_DO";
+/// The object that holds everything in `DO_ROUTING=bot` mode.
+const BOT_OBJECT: &str = "bot";
 /// Import documents may be far larger than updates.
 const MAX_IMPORT_BYTES: usize = 25 << 20;
 
@@ -64,9 +73,15 @@ fn reject(rejection: Rejection) -> worker::Result<Response> {
     Ok(response)
 }
 
-/// The backend `PERSISTENCE` names (default `kv`).
+/// `PERSISTENCE`, default `durable_object`.
+fn persistence_choice(env: &Env) -> String {
+    setting(env, "PERSISTENCE").unwrap_or_else(|| "durable_object".into())
+}
+
+/// The worker-side backend `PERSISTENCE` names (`kv`, `memory`); Durable Objects run the
+/// Application inside the object instead (see [`EdgegramObject`]).
 fn persistence(env: &Env) -> Result<Rc<dyn Persistence>, String> {
-    let choice = setting(env, "PERSISTENCE").unwrap_or_else(|| "kv".into());
+    let choice = persistence_choice(env);
     let backend: Rc<dyn Persistence> = match choice.as_str() {
         "kv" => {
             let kv = env
@@ -106,13 +121,17 @@ async fn webhook(req: &mut Request, env: &Env) -> worker::Result<Response> {
         }
         Ok(Incoming::Update(update)) => *update,
     };
-    let update_id = update.update_id;
-    let Some(token) = setting(env, "BOT_TOKEN") else {
-        console_error!("BOT_TOKEN is not set");
-        return text(500, "bot token not configured");
-    };
-    let base =
-        setting(env, "TELEGRAM_API_BASE").unwrap_or_else(|| "https://api.telegram.org".into());
+    if persistence_choice(env) == "durable_object" {
+        let name = object_name(env, &update);
+        return forward(
+            env,
+            &name,
+            "/update",
+            Method::Post,
+            Some(update.raw.to_string()),
+        )
+        .await;
+    }
     let persistence = match persistence(env) {
         Ok(p) => p,
         Err(message) => {
@@ -120,22 +139,49 @@ async fn webhook(req: &mut Request, env: &Env) -> worker::Result<Response> {
             return text(500, "persistence not configured");
         }
     };
-    let app = match crate::demo::application(
+    let result = process(env, persistence, update).await;
+    respond(result)
+}
+
+/// The result of running the Application on one update: the outcome, or the status and
+/// public message of a failure (already logged).
+type Processed = Result<Outcome, (u16, String)>;
+
+/// Builds the demo Application over `persistence` and runs `update` through it.
+async fn process(env: &Env, persistence: Rc<dyn Persistence>, update: Update) -> Processed {
+    let update_id = update.update_id;
+    let Some(token) = setting(env, "BOT_TOKEN") else {
+        console_error!("BOT_TOKEN is not set");
+        return Err((500, "bot token not configured".into()));
+    };
+    let base =
+        setting(env, "TELEGRAM_API_BASE").unwrap_or_else(|| "https://api.telegram.org".into());
+    let app = crate::demo::application(
         Rc::new(FetchBot::new(base, token)),
         persistence,
         setting(env, "BOT_USERNAME"),
-    ) {
-        Ok(app) => app,
-        Err(e) => {
-            console_error!("{e}");
-            return text(500, "application not configured");
-        }
-    };
+    )
+    .map_err(|e| {
+        console_error!("{e}");
+        (500, "application not configured".to_string())
+    })?;
     match app.process_update(update).await {
         Ok(outcome) => {
             if let Some(error) = &outcome.handler_error {
                 console_error!("update {update_id}: handler failed, nothing written: {error}");
             }
+            Ok(outcome)
+        }
+        Err(e) => {
+            console_error!("update {update_id} not handled, Telegram will retry: {e}");
+            Err((500, format!("update not handled: {}", public_reason(&e))))
+        }
+    }
+}
+
+fn respond(result: Processed) -> worker::Result<Response> {
+    match result {
+        Ok(outcome) => {
             let summary = format!(
                 "handled={}; reads={}; puts={}; deletes={}",
                 u8::from(outcome.handled),
@@ -147,9 +193,50 @@ async fn webhook(req: &mut Request, env: &Env) -> worker::Result<Response> {
             response.headers_mut().set("X-Edgegram-Outcome", &summary)?;
             Ok(response)
         }
+        Err((status, message)) => text(status, message),
+    }
+}
+
+/// Which object handles `update`: `DO_ROUTING=bot` (default) sends everything to one object;
+/// `DO_ROUTING=chat` gives every chat its own object (updates without a chat go to the bot
+/// object).
+fn object_name(env: &Env, update: &Update) -> String {
+    let per_chat = setting(env, "DO_ROUTING").as_deref() == Some("chat");
+    match update.effective_chat() {
+        Some(chat) if per_chat => format!("chat:{}", chat.id),
+        _ => BOT_OBJECT.into(),
+    }
+}
+
+/// Sends a request to the named object and passes its answer on.
+async fn forward(
+    env: &Env,
+    name: &str,
+    path: &str,
+    method: Method,
+    body: Option<String>,
+) -> worker::Result<Response> {
+    let namespace = match env.durable_object(DO_BINDING) {
+        Ok(ns) => ns,
         Err(e) => {
-            console_error!("update {update_id} not handled, Telegram will retry: {e}");
-            text(500, format!("update not handled: {}", public_reason(&e)))
+            console_error!("PERSISTENCE=durable_object needs the binding {DO_BINDING}: {e}");
+            return text(500, "persistence not configured");
+        }
+    };
+    let stub = namespace.get_by_name(name)?;
+    let headers = Headers::new();
+    headers.set("Content-Type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers);
+    if let Some(body) = body {
+        init.with_body(Some(body.into()));
+    }
+    let request = Request::new_with_init(&format!("https://edgegram.object{path}"), &init)?;
+    match stub.fetch_with_request(request).await {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            console_error!("object {name} failed: {e}");
+            text(500, "update not handled: storage failed")
         }
     }
 }
@@ -190,17 +277,14 @@ async fn admin_export(req: &Request, env: &Env) -> worker::Result<Response> {
     if req.method() != Method::Get {
         return text(405, "export is GET");
     }
+    if persistence_choice(env) == "durable_object" {
+        return forward(env, BOT_OBJECT, "/export", Method::Get, None).await;
+    }
     let persistence = match persistence(env) {
         Ok(p) => p,
         Err(message) => return text(500, message),
     };
-    match dict::export(persistence.as_ref()).await {
-        Ok(doc) => Response::from_json(&doc),
-        Err(e) => {
-            console_error!("export failed: {e}");
-            text(500, e.to_string())
-        }
-    }
+    export_from(persistence.as_ref()).await
 }
 
 async fn admin_import(req: &mut Request, env: &Env) -> worker::Result<Response> {
@@ -214,21 +298,130 @@ async fn admin_import(req: &mut Request, env: &Env) -> worker::Result<Response> 
         Ok(body) => body,
         Err(rejection) => return reject(rejection),
     };
-    let doc: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(doc) => doc,
-        Err(e) => return text(400, format!("$: body is not valid JSON: {e}")),
-    };
+    if persistence_choice(env) == "durable_object" {
+        let body = String::from_utf8_lossy(&body).into_owned();
+        return forward(env, BOT_OBJECT, "/import", Method::Post, Some(body)).await;
+    }
     let persistence = match persistence(env) {
         Ok(p) => p,
         Err(message) => return text(500, message),
     };
-    match dict::import(persistence.as_ref(), &doc, 1).await {
+    import_into(persistence.as_ref(), &body).await
+}
+
+async fn export_from(persistence: &dyn Persistence) -> worker::Result<Response> {
+    match dict::export(persistence).await {
+        Ok(doc) => Response::from_json(&doc),
+        Err(e) => {
+            console_error!("export failed: {e}");
+            text(500, e.to_string())
+        }
+    }
+}
+
+async fn import_into(persistence: &dyn Persistence, body: &[u8]) -> worker::Result<Response> {
+    let doc: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(doc) => doc,
+        Err(e) => return text(400, format!("$: body is not valid JSON: {e}")),
+    };
+    match dict::import(persistence, &doc, 1).await {
         Ok(count) => Response::from_json(&json!({ "imported": count })),
         Err(Error::Invalid(message)) => text(400, message),
         Err(e) => {
             console_error!("import failed: {e}");
             text(500, e.to_string())
         }
+    }
+}
+
+/// The demo's Durable Object: runs the Application against its own storage, one update at a
+/// time, each update id at most once (see [`super::durable`]).
+#[durable_object]
+pub struct EdgegramObject {
+    state: State,
+    env: Env,
+    gate: UpdateGate,
+}
+
+impl DurableObject for EdgegramObject {
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            gate: UpdateGate::default(),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let path = req.path();
+        match path.as_str() {
+            "/update" => self.update(&mut req).await,
+            "/export" => {
+                let _turn = self.gate.enter().await;
+                export_from(&self.storage()).await
+            }
+            "/import" => {
+                let body = req.bytes().await?;
+                let _turn = self.gate.enter().await;
+                import_into(&self.storage(), &body).await
+            }
+            #[cfg(feature = "test-hooks")]
+            p if p.starts_with("/__test/") => {
+                test_hooks::object_route(&mut req, p, &self.storage()).await
+            }
+            _ => text(404, "no such object route"),
+        }
+    }
+}
+
+impl EdgegramObject {
+    fn storage(&self) -> DurableObjectPersistence {
+        DurableObjectPersistence::new(self.state.storage(), DEFAULT_PREFIX)
+    }
+
+    async fn update(&self, req: &mut Request) -> worker::Result<Response> {
+        let body = req.bytes().await?;
+        let update = match parse_body(&body) {
+            Ok(Incoming::Update(update)) => *update,
+            Ok(Incoming::Untyped { .. }) => return text(200, "ignored"),
+            Err(rejection) => return reject(rejection),
+        };
+        let update_id = update.update_id;
+        // Held until the commit: the next update of this object starts from this one's data.
+        let _turn = self.gate.enter().await;
+        let store = Rc::new(self.storage());
+        match store.was_processed(update_id).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let mut response = text(200, "duplicate")?;
+                response
+                    .headers_mut()
+                    .set("X-Edgegram-Outcome", "duplicate=1")?;
+                return Ok(response);
+            }
+            Err(e) => {
+                console_error!("update {update_id}: {e}");
+                return text(500, "update not handled: storage failed");
+            }
+        }
+        let now = js_sys::Date::now() as i64;
+        store.mark_processed_on_write(update_id, now);
+        let persistence: Rc<dyn Persistence> = store.clone();
+        #[cfg(feature = "test-hooks")]
+        let persistence = test_hooks::wrap(persistence);
+        let mut result = process(&self.env, persistence, update).await;
+        if result.is_ok() {
+            if let Err(e) = store.commit_marker().await {
+                console_error!("update {update_id}: recording it as processed failed: {e}");
+                result = Err((500, "update not handled: storage failed".into()));
+            }
+        }
+        if update_id % 64 == 0 {
+            if let Err(e) = store.prune_processed(now, 256).await {
+                console_error!("pruning processed update ids failed: {e}");
+            }
+        }
+        respond(result)
     }
 }
 
@@ -240,9 +433,12 @@ mod test_hooks {
     use std::cell::Cell;
     use std::rc::Rc;
 
-    use worker::{Env, Request, Response};
+    use worker::{Env, Method, Request, Response};
 
-    use super::{text, KvPersistence, KV_BINDING};
+    use super::{
+        forward, persistence_choice, text, DurableObjectPersistence, KvPersistence, BOT_OBJECT,
+        KV_BINDING,
+    };
     use crate::persistence::conformance::{run_case, CASES};
     use crate::persistence::spy::SpyPersistence;
     use crate::persistence::Persistence;
@@ -278,9 +474,12 @@ mod test_hooks {
                 Response::from_json(&names)
             }
             "/__test/faults" => {
-                let count = |name| query(name).and_then(|v| v.parse().ok()).unwrap_or(0);
-                FAIL_READS.with(|c| c.set(count("fail_reads")));
-                FAIL_WRITES.with(|c| c.set(count("fail_writes")));
+                arm(&query("fail_reads"), &query("fail_writes"));
+                if persistence_choice(env) == "durable_object" {
+                    // The object may run in another isolate: arm it there too.
+                    let path = format!("/__test/faults?{}", url.query().unwrap_or(""));
+                    return forward(env, BOT_OBJECT, &path, Method::Post, None).await;
+                }
                 text(200, "armed")
             }
             p if p.starts_with("/__test/conformance/") => {
@@ -296,6 +495,11 @@ mod test_hooks {
                         env.kv(KV_BINDING)?,
                         format!("conformance-{stamp}-{run}:"),
                     )),
+                    "durable_object" => {
+                        // A fresh object is a fresh, empty storage.
+                        let name = format!("conformance-{stamp}-{run}");
+                        return forward(env, &name, p, Method::Post, None).await;
+                    }
                     other => return text(400, format!("unknown backend {other}")),
                 };
                 match run_case(case, store.as_ref()).await {
@@ -305,6 +509,39 @@ mod test_hooks {
                 }
             }
             _ => text(404, "no such test route"),
+        }
+    }
+
+    fn arm(fail_reads: &Option<String>, fail_writes: &Option<String>) {
+        let count = |v: &Option<String>| v.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        FAIL_READS.with(|c| c.set(count(fail_reads)));
+        FAIL_WRITES.with(|c| c.set(count(fail_writes)));
+    }
+
+    /// The test routes inside an object: arming faults, running a conformance case against
+    /// the object's own storage.
+    pub(super) async fn object_route(
+        req: &mut Request,
+        path: &str,
+        store: &DurableObjectPersistence,
+    ) -> worker::Result<Response> {
+        let url = req.url()?;
+        let query = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        if path == "/__test/faults" {
+            arm(&query("fail_reads"), &query("fail_writes"));
+            return text(200, "armed");
+        }
+        let Some(case) = path.strip_prefix("/__test/conformance/") else {
+            return text(404, "no such test route");
+        };
+        match run_case(case, store).await {
+            None => text(404, format!("no case {case}")),
+            Some(Ok(())) => text(200, "ok"),
+            Some(Err(message)) => text(500, message),
         }
     }
 }

@@ -9,7 +9,7 @@ export const SECRET = "test-secret_123";
 export const ADMIN = "test-admin-token";
 export const TOKEN = "123456:TEST-token-never-logged";
 
-export async function startWorker({ botApi, persistence = "kv", kvPersist = false, bindings = {}, log } = {}) {
+export async function startWorker({ botApi, persistence = "kv", kvPersist = false, doPersist = false, routing = "bot", bindings = {}, log } = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: path.join(root, "build-test", "index.js"),
@@ -17,12 +17,15 @@ export async function startWorker({ botApi, persistence = "kv", kvPersist = fals
     compatibilityDate: "2026-04-01",
     kvNamespaces: ["EDGEGRAM_KV"],
     kvPersist,
+    durableObjects: { EDGEGRAM_DO: { className: "EdgegramObject", useSQLite: true } },
+    durableObjectsPersist: doPersist,
     bindings: {
       BOT_TOKEN: TOKEN,
       WEBHOOK_SECRET: SECRET,
       ADMIN_TOKEN: ADMIN,
       TELEGRAM_API_BASE: botApi.url,
       PERSISTENCE: persistence,
+      DO_ROUTING: routing,
       BOT_USERNAME: "edgegram_demo_bot",
       ...bindings,
     },
