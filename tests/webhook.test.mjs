@@ -7,12 +7,20 @@ import {
   startWorker, commandUpdate, post, exportState, importState, outcome, SECRET, ADMIN, TOKEN,
 } from "./support/worker.mjs";
 
-for (const persistence of ["durable_object", "kv", "memory"]) {
-  describe(`webhook with PERSISTENCE=${persistence}`, () => {
+const variants = [
+  ["durable_object", "bot"],
+  ["durable_object", "chat"],
+  ["kv", "bot"],
+  ["memory", "bot"],
+];
+
+for (const [persistence, routing] of variants) {
+  const perChat = routing === "chat";
+  describe(`webhook with PERSISTENCE=${persistence}${persistence === "durable_object" ? ` DO_ROUTING=${routing}` : ""}`, () => {
     let botApi, mf;
     before(async () => {
       botApi = await startBotApi();
-      mf = await startWorker({ botApi, persistence });
+      mf = await startWorker({ botApi, persistence, routing });
     });
     after(async () => {
       await mf?.dispose();
@@ -111,11 +119,11 @@ for (const persistence of ["durable_object", "kv", "memory"]) {
         chat_data: { "-1001500000001": { count: 7 }, "555": { note: "x" } },
         user_data: { "456": { count: 2, age: "12" } },
         conversations: { profile: { "[-1001500000001, 456]": "CHOOSING" } },
-        callback_data: [[["0f1e", 1700000000.5, { "a1": [1, []] }]], { "9876": "0f1e" }],
+        callback_data: perChat ? null : [[["0f1e", 1700000000.5, { "a1": [1, []] }]], { "9876": "0f1e" }],
       };
       const res = await importState(mf, doc);
       assert.equal(res.status, 200, await res.clone().text());
-      assert.deepEqual(await res.json(), { imported: 7 });
+      assert.deepEqual(await res.json(), { imported: perChat ? 5 : 7 });
       assert.deepEqual(await exportState(mf), doc);
       botApi.clear();
       await post(mf, commandUpdate({ chat: -1001500000001, user: 456, text: "/count" }));

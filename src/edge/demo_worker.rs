@@ -9,7 +9,7 @@ use worker::{
     Method, Request, RequestInit, Response, State,
 };
 
-use super::durable::{DurableObjectPersistence, UpdateGate};
+use super::durable::{ChatObjectPersistence, DurableObjectPersistence, HomeRequest, UpdateGate};
 use super::fetch_bot::FetchBot;
 use super::http::{read_body, read_update};
 use super::kv::KvPersistence;
@@ -123,14 +123,15 @@ async fn webhook(req: &mut Request, env: &Env) -> worker::Result<Response> {
     };
     if persistence_choice(env) == "durable_object" {
         let name = object_name(env, &update);
-        return forward(
-            env,
-            &name,
-            "/update",
-            Method::Post,
-            Some(update.raw.to_string()),
-        )
-        .await;
+        // Chat objects learn their chat from the query: their bot_data and user_data live in
+        // the home object.
+        let path = match name.strip_prefix("chat:") {
+            Some(chat) => format!("/update?chat={chat}"),
+            None if per_chat(env) => "/update?home=1".into(),
+            None => "/update".into(),
+        };
+        let body = Some(update.raw.to_string());
+        return forward(env, &name, &path, Method::Post, body).await;
     }
     let persistence = match persistence(env) {
         Ok(p) => p,
@@ -201,11 +202,15 @@ fn respond(result: Processed) -> worker::Result<Response> {
 /// `DO_ROUTING=chat` gives every chat its own object (updates without a chat go to the bot
 /// object).
 fn object_name(env: &Env, update: &Update) -> String {
-    let per_chat = setting(env, "DO_ROUTING").as_deref() == Some("chat");
     match update.effective_chat() {
-        Some(chat) if per_chat => format!("chat:{}", chat.id),
+        Some(chat) if per_chat(env) => format!("chat:{}", chat.id),
         _ => BOT_OBJECT.into(),
     }
+}
+
+/// Whether `DO_ROUTING=chat`.
+fn per_chat(env: &Env) -> bool {
+    setting(env, "DO_ROUTING").as_deref() == Some("chat")
 }
 
 /// Sends a request to the named object and passes its answer on.
@@ -278,7 +283,12 @@ async fn admin_export(req: &Request, env: &Env) -> worker::Result<Response> {
         return text(405, "export is GET");
     }
     if persistence_choice(env) == "durable_object" {
-        return forward(env, BOT_OBJECT, "/export", Method::Get, None).await;
+        let path = if per_chat(env) {
+            "/export?home=1"
+        } else {
+            "/export"
+        };
+        return forward(env, BOT_OBJECT, path, Method::Get, None).await;
     }
     let persistence = match persistence(env) {
         Ok(p) => p,
@@ -300,7 +310,12 @@ async fn admin_import(req: &mut Request, env: &Env) -> worker::Result<Response> 
     };
     if persistence_choice(env) == "durable_object" {
         let body = String::from_utf8_lossy(&body).into_owned();
-        return forward(env, BOT_OBJECT, "/import", Method::Post, Some(body)).await;
+        let path = if per_chat(env) {
+            "/import?home=1"
+        } else {
+            "/import"
+        };
+        return forward(env, BOT_OBJECT, path, Method::Post, Some(body)).await;
     }
     let persistence = match persistence(env) {
         Ok(p) => p,
@@ -356,13 +371,21 @@ impl DurableObject for EdgegramObject {
         let path = req.path();
         match path.as_str() {
             "/update" => self.update(&mut req).await,
+            "/home" => self.home(&mut req).await,
             "/export" => {
                 let _turn = self.gate.enter().await;
+                if self.is_home(&req)? {
+                    return self.export_all().await;
+                }
                 export_from(&self.storage()).await
             }
             "/import" => {
+                let home = self.is_home(&req)?;
                 let body = req.bytes().await?;
                 let _turn = self.gate.enter().await;
+                if home {
+                    return self.import_all(&body).await;
+                }
                 import_into(&self.storage(), &body).await
             }
             #[cfg(feature = "test-hooks")]
@@ -379,7 +402,131 @@ impl EdgegramObject {
         DurableObjectPersistence::new(self.state.storage(), DEFAULT_PREFIX)
     }
 
+    /// Whether this request treats the object as the home object of `DO_ROUTING=chat`
+    /// (bot_data, user_data, the registry of chat objects): the worker says so with
+    /// `?home=1`; chat objects are addressed with `?chat=<id>` or plainly by the home object.
+    fn is_home(&self, req: &Request) -> worker::Result<bool> {
+        Ok(req
+            .url()?
+            .query_pairs()
+            .any(|(k, v)| k == "home" && v == "1"))
+    }
+
+    /// Serves chat objects' reads and compare-and-set writes of bot_data and user_data.
+    /// Does not take the gate: these are storage operations only, atomic on their own.
+    async fn home(&self, req: &mut Request) -> worker::Result<Response> {
+        let request: HomeRequest = match req.json().await {
+            Ok(request) => request,
+            Err(e) => return text(400, format!("bad home request: {e}")),
+        };
+        match self.storage().serve_home(request).await {
+            Ok(Some(answer)) => Response::from_json(&answer),
+            Ok(None) => text(409, "conflict"),
+            Err(e) => {
+                console_error!("home object: {e}");
+                text(500, e.to_string())
+            }
+        }
+    }
+
+    /// Everything: this object's entries and those of every registered chat object.
+    async fn export_all(&self) -> worker::Result<Response> {
+        let store = self.storage();
+        let mut doc = match dict::export(&store).await {
+            Ok(doc) => doc,
+            Err(e) => return text(500, e.to_string()),
+        };
+        let chats = match store.registered_chats().await {
+            Ok(chats) => chats,
+
+            Err(e) => return text(500, e.to_string()),
+        };
+        for chat in chats {
+            let mut response = forward(
+                &self.env,
+                &format!("chat:{chat}"),
+                "/export",
+                Method::Get,
+                None,
+            )
+            .await?;
+            if response.status_code() != 200 {
+                return text(
+                    500,
+                    format!("export of chat {chat} failed: {}", response.text().await?),
+                );
+            }
+            let part: serde_json::Value = response.json().await?;
+            merge_export(&mut doc, part);
+        }
+        Response::from_json(&doc)
+    }
+
+    /// Splits a document by chat: chat_data and conversations keyed by a chat id go to that
+    /// chat's object, the rest stays here. Every chat object known before is replaced too.
+    async fn import_all(&self, body: &[u8]) -> worker::Result<Response> {
+        let doc: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(doc) => doc,
+            Err(e) => return text(400, format!("$: body is not valid JSON: {e}")),
+        };
+        if let Err(e) = dict::to_entries(&doc) {
+            return text(
+                400,
+                e.to_string()
+                    .trim_start_matches("invalid input: ")
+                    .to_string(),
+            );
+        }
+        if !doc["callback_data"].is_null() {
+            return text(400, "callback_data: not importable with DO_ROUTING=chat");
+        }
+        let store = self.storage();
+        let mut parts = split_by_chat(&doc);
+        let home = parts.remove(&None).unwrap_or_else(|| json!({}));
+        let mut chats: Vec<i64> = store.registered_chats().await.unwrap_or_default();
+        chats.extend(parts.keys().flatten());
+        chats.sort_unstable();
+        chats.dedup();
+        let mut imported = 0u64;
+        for chat in chats {
+            let part = parts.remove(&Some(chat)).unwrap_or_else(|| json!({}));
+            let mut response = forward(
+                &self.env,
+                &format!("chat:{chat}"),
+                "/import",
+                Method::Post,
+                Some(part.to_string()),
+            )
+            .await?;
+            if response.status_code() != 200 {
+                return text(
+                    500,
+                    format!("import into chat {chat} failed: {}", response.text().await?),
+                );
+            }
+            let answer: serde_json::Value = response.json().await?;
+            imported += answer["imported"].as_u64().unwrap_or(0);
+            let register = HomeRequest::Read {
+                keys: Vec::new(),
+                chat: Some(chat),
+            };
+            if let Err(e) = store.serve_home(register).await {
+                return text(500, e.to_string());
+            }
+        }
+        match dict::import(&store, &home, 1).await {
+            Ok(count) => Response::from_json(&json!({ "imported": imported + count as u64 })),
+            Err(e) => text(500, e.to_string()),
+        }
+    }
+
     async fn update(&self, req: &mut Request) -> worker::Result<Response> {
+        let chat_object: Option<i64> = req
+            .url()?
+            .query_pairs()
+            .find(|(k, _)| k == "chat")
+            .and_then(|(_, v)| v.parse().ok());
+        let home = self.is_home(req)?;
         let body = req.bytes().await?;
         let update = match parse_body(&body) {
             Ok(Incoming::Update(update)) => *update,
@@ -389,7 +536,11 @@ impl EdgegramObject {
         let update_id = update.update_id;
         // Held until the commit: the next update of this object starts from this one's data.
         let _turn = self.gate.enter().await;
-        let store = Rc::new(self.storage());
+        let store = if home {
+            Rc::new(self.storage().with_compare_and_set())
+        } else {
+            Rc::new(self.storage())
+        };
         match store.was_processed(update_id).await {
             Ok(false) => {}
             Ok(true) => {
@@ -406,7 +557,16 @@ impl EdgegramObject {
         }
         let now = js_sys::Date::now() as i64;
         store.mark_processed_on_write(update_id, now);
-        let persistence: Rc<dyn Persistence> = store.clone();
+        let persistence: Rc<dyn Persistence> = match chat_object {
+            Some(chat) => {
+                let home = self
+                    .env
+                    .durable_object(DO_BINDING)?
+                    .get_by_name(BOT_OBJECT)?;
+                Rc::new(ChatObjectPersistence::new(store.clone(), home, chat))
+            }
+            None => store.clone(),
+        };
         #[cfg(feature = "test-hooks")]
         let persistence = test_hooks::wrap(persistence);
         let mut result = process(&self.env, persistence, update).await;
@@ -423,6 +583,66 @@ impl EdgegramObject {
         }
         respond(result)
     }
+}
+
+/// Adds a chat object's export to the home object's.
+fn merge_export(doc: &mut serde_json::Value, part: serde_json::Value) {
+    for section in ["chat_data", "user_data", "conversations"] {
+        if let (Some(into), Some(from)) = (doc[section].as_object_mut(), part[section].as_object())
+        {
+            for (key, value) in from {
+                match (into.get_mut(key), value) {
+                    (
+                        Some(serde_json::Value::Object(existing)),
+                        serde_json::Value::Object(more),
+                    ) => {
+                        existing.extend(more.clone());
+                    }
+                    _ => {
+                        into.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The chat a conversation key belongs to: its first element, when the key has more than one
+/// (PTB's keys are `[chat_id, user_id]`, `[chat_id]`, or `[user_id]` without per_chat).
+fn conversation_chat(key: &str) -> Option<i64> {
+    let parts: Vec<serde_json::Value> = serde_json::from_str(key).ok()?;
+    parts.first()?.as_i64()
+}
+
+/// Splits a validated DictPersistence document into per-chat parts (`Some(chat)`) and the
+/// home part (`None`).
+fn split_by_chat(
+    doc: &serde_json::Value,
+) -> std::collections::BTreeMap<Option<i64>, serde_json::Value> {
+    let mut parts: std::collections::BTreeMap<Option<i64>, serde_json::Value> = Default::default();
+    let home = parts.entry(None).or_insert_with(|| json!({}));
+    home["bot_data"] = doc["bot_data"].clone();
+    home["user_data"] = doc["user_data"].clone();
+    if let Some(chats) = doc["chat_data"].as_object() {
+        for (id, data) in chats {
+            let Ok(chat) = id.parse::<i64>() else {
+                continue;
+            };
+            let part = parts.entry(Some(chat)).or_insert_with(|| json!({}));
+            part["chat_data"][id] = data.clone();
+        }
+    }
+    if let Some(conversations) = doc["conversations"].as_object() {
+        for (name, states) in conversations {
+            for (key, state) in states.as_object().into_iter().flatten() {
+                let part = parts
+                    .entry(conversation_chat(key))
+                    .or_insert_with(|| json!({}));
+                part["conversations"][name][key] = state.clone();
+            }
+        }
+    }
+    parts
 }
 
 #[cfg(feature = "test-hooks")]

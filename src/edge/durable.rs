@@ -20,6 +20,7 @@ use std::cell::{Cell, RefCell};
 use futures::future::LocalBoxFuture;
 use futures::lock::{Mutex, MutexGuard};
 use js_sys::Map;
+use serde::{Deserialize, Serialize};
 use worker::{ListOptions, Storage};
 
 use crate::error::{Error, Result};
@@ -41,6 +42,8 @@ pub struct DurableObjectPersistence {
     /// The processed-update record to commit with the next write.
     marker: RefCell<Option<(String, String)>>,
     marker_written: Cell<bool>,
+    /// With compare-and-set: the raw values read of home keys, checked again at write time.
+    seen: Option<RefCell<std::collections::HashMap<String, Option<String>>>>,
 }
 
 impl DurableObjectPersistence {
@@ -51,7 +54,16 @@ impl DurableObjectPersistence {
             prefix: prefix.into(),
             marker: RefCell::new(None),
             marker_written: Cell::new(false),
+            seen: None,
         }
+    }
+
+    /// Writes of bot_data and user_data apply only if those entries still hold what this
+    /// persistence read (the home object in `DO_ROUTING=chat`, where chat objects change
+    /// them concurrently); otherwise the write fails and nothing is written.
+    pub fn with_compare_and_set(mut self) -> Self {
+        self.seen = Some(RefCell::new(std::collections::HashMap::new()));
+        self
     }
 
     fn marker_key(&self, update_id: i64) -> String {
@@ -119,10 +131,19 @@ impl DurableObjectPersistence {
             .get_multiple(encoded.clone())
             .await
             .map_err(|e| storage_error("durable_object", "read", batch(keys), e.to_string()))?;
-        Ok(encoded
+        let values: Vec<Option<String>> = encoded
             .iter()
             .map(|k| found.get(&k.into()).as_string())
-            .collect())
+            .collect();
+        if let Some(seen) = &self.seen {
+            let mut seen = seen.borrow_mut();
+            for ((key, encoded), value) in keys.iter().zip(encoded).zip(&values) {
+                if lives_at_home(key) {
+                    seen.insert(encoded, value.clone());
+                }
+            }
+        }
+        Ok(values)
     }
 }
 
@@ -156,8 +177,14 @@ impl Persistence for DurableObjectPersistence {
         Box::pin(async move {
             let mut puts: Vec<(String, String)> = Vec::new();
             let mut deletes: Vec<String> = Vec::new();
+            let mut expect: Vec<(String, Option<String>)> = Vec::new();
             for change in changes {
                 let key = change.key().encode(&self.prefix);
+                if let Some(seen) = &self.seen {
+                    if lives_at_home(change.key()) {
+                        expect.push((key.clone(), seen.borrow().get(&key).cloned().flatten()));
+                    }
+                }
                 match change {
                     Change::Put(_, value) => {
                         let size = key.len() + value.len();
@@ -184,8 +211,18 @@ impl Persistence for DurableObjectPersistence {
             }
             let described = format!("{} puts and {} deletes", puts.len(), deletes.len());
             // One transaction: all or nothing, rolled back when the closure fails.
-            self.storage
+            let result = self
+                .storage
                 .transaction(move |txn| async move {
+                    if !expect.is_empty() {
+                        let keys: Vec<String> = expect.iter().map(|(k, _)| k.clone()).collect();
+                        let current = txn.get_multiple(keys).await?;
+                        for (key, expected) in &expect {
+                            if current.get(&key.into()).as_string() != *expected {
+                                return Err(worker::Error::RustError(CONFLICT.into()));
+                            }
+                        }
+                    }
                     for (key, value) in puts {
                         txn.put(&key, value).await?;
                     }
@@ -194,10 +231,20 @@ impl Persistence for DurableObjectPersistence {
                     }
                     Ok(())
                 })
-                .await
-                .map_err(|e| storage_error("durable_object", "write", described, e.to_string()))?;
-            self.marker_written.set(true);
-            Ok(())
+                .await;
+            match result {
+                Ok(()) => {
+                    self.marker_written.set(true);
+                    Ok(())
+                }
+                Err(e) if e.to_string().contains(CONFLICT) => Err(storage_error(
+                    "durable_object",
+                    "write",
+                    described,
+                    "bot_data or user_data changed concurrently; Telegram will redeliver this update",
+                )),
+                Err(e) => Err(storage_error("durable_object", "write", described, e.to_string())),
+            }
         })
     }
 
@@ -230,5 +277,336 @@ impl UpdateGate {
     /// Waits until no other update of this object is being handled.
     pub async fn enter(&self) -> MutexGuard<'_, ()> {
         self.lock.lock().await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DO_ROUTING=chat: one object per chat, bot_data and user_data in one home object.
+
+/// One conditional change sent to the home object: applied only if the key still holds
+/// `expected` (the raw value the chat object read; `None`: absent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CasOp {
+    /// Encoded key.
+    pub key: String,
+    /// What the key must hold for the batch to apply.
+    pub expected: Option<String>,
+    /// The new raw value; `None` deletes.
+    pub value: Option<String>,
+}
+
+/// The request bodies of the home object's routes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum HomeRequest {
+    /// Read encoded keys; registers `chat` as a chat object that holds data.
+    Read {
+        /// Encoded keys.
+        keys: Vec<String>,
+        /// The chat object asking.
+        chat: Option<i64>,
+    },
+    /// Apply all ops in one transaction if every expectation holds; 409 otherwise.
+    Write {
+        /// The changes.
+        ops: Vec<CasOp>,
+    },
+    /// List encoded keys under a prefix.
+    List {
+        /// The prefix.
+        prefix: String,
+    },
+}
+
+const CONFLICT: &str = "edgegram: concurrent change";
+
+impl DurableObjectPersistence {
+    fn registry_key(&self, chat_id: i64) -> String {
+        format!("{}reg:chat:{chat_id}", self.prefix)
+    }
+
+    /// The chat ids of chat objects that have asked this (home) object for data.
+    pub async fn registered_chats(&self) -> Result<Vec<i64>> {
+        let prefix = format!("{}reg:chat:", self.prefix);
+        let listed = self
+            .storage
+            .list_with_options(ListOptions::new().prefix(&prefix))
+            .await
+            .map_err(|e| storage_error("durable_object", "list", prefix.clone(), e.to_string()))?;
+        Ok(map_entries(&listed)
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix(&prefix)?.parse().ok())
+            .collect())
+    }
+
+    /// Serves one home request (see [`HomeRequest`]); answers the JSON to send back, or
+    /// `Ok(None)` for a write whose expectations did not hold.
+    pub async fn serve_home(&self, request: HomeRequest) -> Result<Option<serde_json::Value>> {
+        match request {
+            HomeRequest::Read { keys, chat } => {
+                if let Some(chat) = chat {
+                    let key = self.registry_key(chat);
+                    if !self.raw_get(&[key.clone()]).await?.has(&key.clone().into()) {
+                        self.storage.put_raw(&key, "1").await.map_err(|e| {
+                            storage_error("durable_object", "write", key, e.to_string())
+                        })?;
+                    }
+                }
+                let found = self.raw_get(&keys).await?;
+                let values: Vec<Option<String>> = keys
+                    .iter()
+                    .map(|k| found.get(&k.into()).as_string())
+                    .collect();
+                Ok(Some(serde_json::json!(values)))
+            }
+            HomeRequest::Write { ops } => {
+                let result = self
+                    .storage
+                    .transaction(move |txn| async move {
+                        let keys: Vec<String> = ops.iter().map(|o| o.key.clone()).collect();
+                        let current = txn.get_multiple(keys).await?;
+                        for op in &ops {
+                            if current.get(&op.key.clone().into()).as_string() != op.expected {
+                                return Err(worker::Error::RustError(CONFLICT.into()));
+                            }
+                        }
+                        for op in ops {
+                            match op.value {
+                                Some(value) => txn.put(&op.key, value).await?,
+                                None => {
+                                    txn.delete(&op.key).await?;
+                                }
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
+                match result {
+                    Ok(()) => Ok(Some(serde_json::Value::Null)),
+                    Err(e) if e.to_string().contains(CONFLICT) => Ok(None),
+                    Err(e) => Err(storage_error(
+                        "durable_object",
+                        "write",
+                        "home batch",
+                        e.to_string(),
+                    )),
+                }
+            }
+            HomeRequest::List { prefix } => {
+                let listed = self
+                    .storage
+                    .list_with_options(ListOptions::new().prefix(&prefix))
+                    .await
+                    .map_err(|e| {
+                        storage_error("durable_object", "list", prefix.clone(), e.to_string())
+                    })?;
+                let keys: Vec<String> = map_entries(&listed).into_iter().map(|(k, _)| k).collect();
+                Ok(Some(serde_json::json!(keys)))
+            }
+        }
+    }
+
+    async fn raw_get(&self, keys: &[String]) -> Result<Map> {
+        let map = Map::new();
+        for chunk in keys.chunks(BATCH) {
+            let found = self
+                .storage
+                .get_multiple(chunk.to_vec())
+                .await
+                .map_err(|e| {
+                    storage_error("durable_object", "read", batch_of(chunk), e.to_string())
+                })?;
+            found.for_each(&mut |value, key| {
+                map.set(&key, &value);
+            });
+        }
+        Ok(map)
+    }
+}
+
+fn batch_of(keys: &[String]) -> String {
+    match keys {
+        [] => "no keys".into(),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+    }
+}
+
+/// Whether a key lives in the home object in `DO_ROUTING=chat` mode.
+pub fn lives_at_home(key: &Key) -> bool {
+    matches!(key, Key::BotData | Key::UserData(_))
+}
+
+/// The persistence of a chat object in `DO_ROUTING=chat` mode: chat_data, conversations and
+/// callback data in the object's own storage; bot_data and user_data in the home object,
+/// written with compare-and-set against what this update read.
+///
+/// Consistency: chat data is strongly consistent and serialised per chat (the gate). bot_data
+/// and user_data are linearizable per home batch: an update whose home entries changed since
+/// it read them fails with a conflict, answers 5xx and is redelivered by Telegram, so no
+/// change is lost or applied twice — but its handlers run again (a reply may be sent twice).
+/// The home batch commits before the chat object's own; if the latter fails after the
+/// former succeeded, the retry applies the home part again (a window of one storage failure).
+pub struct ChatObjectPersistence {
+    local: std::rc::Rc<DurableObjectPersistence>,
+    home: worker::Stub,
+    chat_id: i64,
+    seen: RefCell<std::collections::HashMap<Key, Option<String>>>,
+}
+
+impl ChatObjectPersistence {
+    /// `local`: this object's storage; `home`: the home object's stub.
+    pub fn new(
+        local: std::rc::Rc<DurableObjectPersistence>,
+        home: worker::Stub,
+        chat_id: i64,
+    ) -> Self {
+        Self {
+            local,
+            home,
+            chat_id,
+            seen: RefCell::new(std::collections::HashMap::new()),
+        }
+    }
+
+    async fn call_home(&self, request: &HomeRequest) -> Result<Option<serde_json::Value>> {
+        let fail = |operation: &'static str, message: String| {
+            storage_error("durable_object", operation, "home object", message)
+        };
+        let body = serde_json::to_string(request).map_err(|e| fail("encode", e.to_string()))?;
+        let mut init = worker::RequestInit::new();
+        init.with_method(worker::Method::Post)
+            .with_body(Some(body.into()));
+        let req = worker::Request::new_with_init("https://edgegram.object/home", &init)
+            .map_err(|e| fail("call", e.to_string()))?;
+        let mut response = self
+            .home
+            .fetch_with_request(req)
+            .await
+            .map_err(|e| fail("call", e.to_string()))?;
+        match response.status_code() {
+            200 => {
+                let value = response
+                    .json()
+                    .await
+                    .map_err(|e| fail("call", e.to_string()))?;
+                Ok(Some(value))
+            }
+            409 => Ok(None),
+            status => {
+                let text = response.text().await.unwrap_or_default();
+                Err(fail("call", format!("home answered {status}: {text}")))
+            }
+        }
+    }
+}
+
+impl Persistence for ChatObjectPersistence {
+    fn backend(&self) -> &'static str {
+        "durable_object"
+    }
+
+    fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
+        Box::pin(async move {
+            let (home_keys, local_keys): (Vec<Key>, Vec<Key>) =
+                keys.iter().cloned().partition(lives_at_home);
+            let prefix = &self.local.prefix;
+            let home_request = HomeRequest::Read {
+                keys: home_keys.iter().map(|k| k.encode(prefix)).collect(),
+                chat: Some(self.chat_id),
+            };
+            let (home, local) = futures::future::join(
+                async {
+                    if home_keys.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let answer = self.call_home(&home_request).await?;
+                    serde_json::from_value::<Vec<Option<String>>>(answer.unwrap_or_default())
+                        .map_err(|e| {
+                            storage_error("durable_object", "read", "home object", e.to_string())
+                        })
+                },
+                self.local.read(&local_keys),
+            )
+            .await;
+            let (home, local) = (home?, local?);
+            if home.len() != home_keys.len() {
+                return Err(storage_error(
+                    "durable_object",
+                    "read",
+                    "home object",
+                    "wrong answer length",
+                ));
+            }
+            let mut seen = self.seen.borrow_mut();
+            for (key, value) in home_keys.iter().zip(&home) {
+                seen.insert(key.clone(), value.clone());
+            }
+            let mut home = home.into_iter();
+            let mut local = local.into_iter();
+            Ok(keys
+                .iter()
+                .map(|k| {
+                    if lives_at_home(k) {
+                        home.next().flatten()
+                    } else {
+                        local.next().flatten()
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (home, local): (Vec<Change>, Vec<Change>) = changes
+                .iter()
+                .cloned()
+                .partition(|c| lives_at_home(c.key()));
+            if !home.is_empty() {
+                let ops = {
+                    let seen = self.seen.borrow();
+                    home.iter()
+                        .map(|change| CasOp {
+                            key: change.key().encode(&self.local.prefix),
+                            // Never read (another chat's user, say): it must still be absent.
+                            expected: seen.get(change.key()).cloned().flatten(),
+                            value: match change {
+                                Change::Put(_, value) => Some(value.clone()),
+                                Change::Delete(_) => None,
+                            },
+                        })
+                        .collect()
+                };
+                if self.call_home(&HomeRequest::Write { ops }).await?.is_none() {
+                    return Err(storage_error(
+                        "durable_object",
+                        "write",
+                        crate::persistence::spy::batch(&home.iter().map(|c| c.key().clone()).collect::<Vec<_>>()),
+                        "changed concurrently by another chat's update; Telegram will redeliver this one",
+                    ));
+                }
+            }
+            self.local.write(&local).await
+        })
+    }
+
+    fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        Box::pin(async move {
+            if !matches!(kind, KeyKind::BotData | KeyKind::UserData) {
+                return self.local.list(kind).await;
+            }
+            let prefix = Key::kind_prefix(kind, &self.local.prefix);
+            let answer = self.call_home(&HomeRequest::List { prefix }).await?;
+            let keys: Vec<String> =
+                serde_json::from_value(answer.unwrap_or_default()).map_err(|e| {
+                    storage_error("durable_object", "list", "home object", e.to_string())
+                })?;
+            Ok(keys
+                .iter()
+                .filter_map(|k| Key::parse(k, &self.local.prefix))
+                .filter(|k| k.kind() == kind)
+                .collect())
+        })
     }
 }
