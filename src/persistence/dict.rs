@@ -19,6 +19,68 @@ pub fn conversation_key(parts: &[Value]) -> String {
     format!("[{}]", inner.join(", "))
 }
 
+/// One stored conversation entry: the state and, for a conversation with a
+/// `conversation_timeout`, when it expires.
+///
+/// Without a deadline the stored value is the state itself (`"CHOOSING"`), exactly as PTB's
+/// DictPersistence writes it. With one it is `{"state": <state>, "expires_at_ms": <ms since
+/// the Unix epoch>}`: the edge has no job queue to end a conversation on time, so the deadline
+/// travels with the state and the next update (or a Durable Object alarm) acts on it. Export
+/// ([`from_entries`]) writes only the state either way, so a PTB bot can import it; an import
+/// stores what the document holds (a plain state has no deadline until the conversation next
+/// moves).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationEntry {
+    /// The conversation's state as JSON (an enum state is its variant name).
+    pub state: Value,
+    /// When the conversation times out, in milliseconds since the Unix epoch.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// The field names of a conversation entry with a deadline.
+const STATE_FIELD: &str = "state";
+const DEADLINE_FIELD: &str = "expires_at_ms";
+
+impl ConversationEntry {
+    /// Reads a stored value. Only an object with exactly the fields `state` and an integer
+    /// `expires_at_ms` is taken as state-with-deadline; any other value is a plain state.
+    pub fn from_stored(stored: &Value) -> Self {
+        if let Some((state, deadline)) = Self::split(stored) {
+            return Self {
+                state: state.clone(),
+                expires_at_ms: Some(deadline),
+            };
+        }
+        Self {
+            state: stored.clone(),
+            expires_at_ms: None,
+        }
+    }
+
+    /// The value to store: the state alone, or state and deadline (see the type's docs).
+    pub fn to_stored(&self) -> Value {
+        match self.expires_at_ms {
+            None => self.state.clone(),
+            Some(at) => json!({STATE_FIELD: self.state, DEADLINE_FIELD: at}),
+        }
+    }
+
+    /// Whether `state` would be misread as a state-with-deadline if stored alone; such states
+    /// are refused by conversations.
+    pub fn looks_wrapped(state: &Value) -> bool {
+        Self::split(state).is_some()
+    }
+
+    fn split(stored: &Value) -> Option<(&Value, i64)> {
+        let object = stored.as_object()?;
+        if object.len() != 2 {
+            return None;
+        }
+        let deadline = object.get(DEADLINE_FIELD)?.as_i64()?;
+        Some((object.get(STATE_FIELD)?, deadline))
+    }
+}
+
 /// Normalises a conversation key read from a document: a JSON array of integers or strings.
 fn normalize_conversation_key(text: &str) -> Option<String> {
     let parts: Vec<Value> = serde_json::from_str(text).ok()?;
@@ -37,7 +99,8 @@ fn invalid(path: &str, what: &str) -> Error {
 
 /// Validates a whole DictPersistence-shaped document and lists its entries, values as stored
 /// by edgegram. The first problem found is an [`Error::Invalid`] naming its path
-/// (`chat_data.abc: ...`). Ended conversations (`null`) yield no entry.
+/// (`chat_data.abc: ...`). Ended conversations (`null`) yield no entry; a conversation state is
+/// stored as it is (see [`ConversationEntry`]).
 pub fn to_entries(doc: &Value) -> Result<Vec<(Key, Value)>> {
     let doc = doc
         .as_object()
@@ -166,7 +229,8 @@ pub fn from_entries(entries: impl IntoIterator<Item = (Key, Value)>) -> Value {
                     .entry(name)
                     .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(states) = states {
-                    states.insert(key, value);
+                    // Only the state: a deadline is edgegram's own bookkeeping.
+                    states.insert(key, ConversationEntry::from_stored(&value).state);
                 }
             }
             Key::CallbackKeyboard(id) => {
@@ -272,6 +336,40 @@ mod tests {
             .unwrap()
             .remove("[1, 2]");
         assert_eq!(from_entries(entries), expected);
+    }
+
+    #[test]
+    fn a_conversation_deadline_is_stored_but_not_exported() {
+        let entry = ConversationEntry {
+            state: json!("CHOOSING"),
+            expires_at_ms: Some(1_700_000_000_000),
+        };
+        let stored = entry.to_stored();
+        assert_eq!(
+            stored,
+            json!({"state": "CHOOSING", "expires_at_ms": 1_700_000_000_000_i64})
+        );
+        assert_eq!(ConversationEntry::from_stored(&stored), entry);
+        let key = Key::Conversation {
+            name: "profile".into(),
+            key: "[1, 2]".into(),
+        };
+        let doc = from_entries([(key.clone(), stored)]);
+        assert_eq!(doc["conversations"]["profile"]["[1, 2]"], "CHOOSING");
+        // A plain state, and objects that only resemble the wrapper, are states as they are.
+        for plain in [
+            json!(3),
+            json!({"state": "A"}),
+            json!({"state": "A", "expires_at_ms": "soon"}),
+            json!({"state": "A", "expires_at_ms": 1, "x": 2}),
+        ] {
+            let entry = ConversationEntry::from_stored(&plain);
+            assert_eq!((entry.state, entry.expires_at_ms), (plain.clone(), None));
+            assert_eq!(
+                from_entries([(key.clone(), plain.clone())])["conversations"]["profile"]["[1, 2]"],
+                plain
+            );
+        }
     }
 
     #[test]
