@@ -42,6 +42,15 @@ pub trait Handler<B, C, U> {
         ctx: Context<B, C, U>,
         matched: Match,
     ) -> LocalBoxFuture<'a, HandlerResult>;
+
+    /// The one kind of update this handler can match (`"message"` for message-like updates,
+    /// `"callback_query"`), or `None` when it is not fixed. Handlers that contain others use it
+    /// to refuse configurations that can never match, e.g. a
+    /// [`ConversationHandler`](crate::ConversationHandler) with `per_message(true)` that is
+    /// given a command. The default says nothing.
+    fn update_kind(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// A condition on an update, composable with `&`, `|` and `!` (PTB's `filters`). A filter
@@ -246,6 +255,10 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for CommandHandler<
     fn handle<'a>(&'a self, ctx: Context<B, C, U>, _: Match) -> LocalBoxFuture<'a, HandlerResult> {
         (self.callback)(ctx)
     }
+
+    fn update_kind(&self) -> Option<&'static str> {
+        Some("message")
+    }
 }
 
 /// Handles message updates that pass a [`Filter`] (PTB's `MessageHandler`).
@@ -280,6 +293,10 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for MessageHandler<
 
     fn handle<'a>(&'a self, ctx: Context<B, C, U>, _: Match) -> LocalBoxFuture<'a, HandlerResult> {
         (self.callback)(ctx)
+    }
+
+    fn update_kind(&self) -> Option<&'static str> {
+        Some("message")
     }
 }
 
@@ -327,6 +344,10 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for CallbackQueryHa
 
     fn handle<'a>(&'a self, ctx: Context<B, C, U>, _: Match) -> LocalBoxFuture<'a, HandlerResult> {
         (self.callback)(ctx)
+    }
+
+    fn update_kind(&self) -> Option<&'static str> {
+        Some("callback_query")
     }
 }
 

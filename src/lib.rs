@@ -2,8 +2,9 @@
 //! made correct for the edge.
 //!
 //! Three rooms (see ARCHITECTURE.md):
-//! - the **core**: [`Application`], handlers, [`Context`], Telegram [`types`], the webhook
-//!   checks ([`webhook`]); no `worker` import, tested natively;
+//! - the **core**: [`Application`], handlers and [`ConversationHandler`]s, [`Context`],
+//!   Telegram [`types`], the webhook checks ([`webhook`]); no `worker` import, tested
+//!   natively;
 //! - the **persistence**: the [`Persistence`] trait, its key scheme and codec, the memory and
 //!   file backends and the conformance suite ([`persistence`]);
 //! - the **edge** (`wasm32` only): the webhook entry, the Bot API client over `fetch`, the KV
@@ -12,6 +13,7 @@
 pub mod application;
 pub mod bot;
 pub mod context;
+pub mod conversation;
 pub mod demo;
 pub mod error;
 pub mod handlers;
@@ -25,6 +27,7 @@ pub mod edge;
 pub use application::{Application, ApplicationBuilder, OnHandlerError, Outcome};
 pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, RecordingBot, SendMessage};
 pub use context::{system_clock, Clock, Context, Data, DataType, Match};
+pub use conversation::{ConversationHandler, Next, StateResult};
 pub use error::{Error, HandlerError, HandlerResult, Result};
 pub use handlers::{
     filters, CallbackQueryHandler, CommandHandler, Filter, Handler, MessageHandler, TypeHandler,

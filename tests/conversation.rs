@@ -1,0 +1,927 @@
+//! ConversationHandler: PTB's documented behaviours (entry, states, fallbacks, re-entry, keys,
+//! nesting with map_to_parent, timeouts, configuration errors), and what reaches storage.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use edgegram::conversation::{expire_due, on, ConversationHandler, Expired, Next, StateResult};
+use edgegram::persistence::dict;
+use edgegram::persistence::spy::{Call, SpyPersistence};
+use edgegram::{
+    filters, Application, ApplicationBuilder, CommandHandler, Context, Error, Key,
+    MemoryPersistence, MessageHandler, PersistenceExt, RecordingBot, TypeHandler, Update,
+};
+use futures::executor::block_on;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+const CHAT: i64 = 5;
+const USER: i64 = 7;
+const GROUP: i64 = -1001500000001;
+
+fn message(update_id: i64, chat: i64, user: i64, text: &str) -> Update {
+    let command_len = text.starts_with('/').then(|| {
+        text.split_whitespace()
+            .next()
+            .unwrap_or("")
+            .encode_utf16()
+            .count()
+    });
+    let entities: Vec<Value> = command_len
+        .map(|len| json!({"type": "bot_command", "offset": 0, "length": len}))
+        .into_iter()
+        .collect();
+    let kind = if chat < 0 { "supergroup" } else { "private" };
+    Update::from_value(json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id, "date": 0,
+            "chat": {"id": chat, "type": kind},
+            "from": {"id": user, "is_bot": false, "first_name": "U"},
+            "text": text, "entities": entities,
+        }
+    }))
+    .unwrap()
+}
+
+/// A press on a button of message `message_id` in `chat`.
+fn press(update_id: i64, chat: i64, user: i64, message_id: i64, data: &str) -> Update {
+    Update::from_value(json!({
+        "update_id": update_id,
+        "callback_query": {
+            "id": format!("q{update_id}"), "chat_instance": "ci", "data": data,
+            "from": {"id": user, "is_bot": false, "first_name": "U"},
+            "message": {"message_id": message_id, "date": 0,
+                        "chat": {"id": chat, "type": "private"}},
+        }
+    }))
+    .unwrap()
+}
+
+/// A press on a button of an inline-mode message (no chat).
+fn inline_press(update_id: i64, user: i64, inline_message_id: &str, data: &str) -> Update {
+    Update::from_value(json!({
+        "update_id": update_id,
+        "callback_query": {
+            "id": format!("q{update_id}"), "chat_instance": "ci", "data": data,
+            "from": {"id": user, "is_bot": false, "first_name": "U"},
+            "inline_message_id": inline_message_id,
+        }
+    }))
+    .unwrap()
+}
+
+struct Harness {
+    memory: Rc<MemoryPersistence>,
+    spy: Rc<SpyPersistence>,
+    bot: Rc<RecordingBot>,
+    clock: Rc<Cell<i64>>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let memory = Rc::new(MemoryPersistence::new());
+        Self {
+            spy: Rc::new(SpyPersistence::new(memory.clone())),
+            memory,
+            bot: Rc::new(RecordingBot::new()),
+            clock: Rc::new(Cell::new(1_000_000)),
+        }
+    }
+
+    fn builder(&self) -> ApplicationBuilder {
+        let clock = self.clock.clone();
+        ApplicationBuilder::new()
+            .bot(self.bot.clone())
+            .persistence(self.spy.clone())
+            .bot_username("edge_bot")
+            .clock(move || clock.get())
+    }
+
+    fn app(
+        &self,
+        conversation: ConversationHandler<edgegram::Data, edgegram::Data, edgegram::Data, Profile>,
+    ) -> Application {
+        self.builder().handler(conversation).build().unwrap()
+    }
+
+    fn send(&self, app: &Application, update: Update) -> edgegram::Outcome {
+        block_on(app.process_update(update)).unwrap()
+    }
+
+    fn export(&self) -> Value {
+        block_on(dict::export(self.memory.as_ref())).unwrap()
+    }
+
+    fn stored(&self, name: &str, key: &str) -> Option<Value> {
+        block_on(self.memory.get_conversation(name, key)).unwrap()
+    }
+}
+
+/// The demo's profile conversation states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum Profile {
+    Choosing,
+    TypingReply,
+    TypingChoice,
+}
+
+fn conv_key(name: &str, key: &str) -> Key {
+    Key::Conversation {
+        name: name.into(),
+        key: key.into(),
+    }
+}
+
+async fn start(ctx: Context) -> StateResult<Profile> {
+    ctx.reply_text("start").await?;
+    Ok(Next::To(Profile::Choosing))
+}
+
+async fn choice(ctx: Context) -> StateResult<Profile> {
+    let text = ctx.text().unwrap_or_default().to_lowercase();
+    ctx.user_data(|d| d.insert("choice".into(), text.clone().into()))?;
+    ctx.reply_text(format!("your {text}?")).await?;
+    Ok(Next::To(Profile::TypingReply))
+}
+
+async fn custom_choice(ctx: Context) -> StateResult<Profile> {
+    ctx.reply_text("category?").await?;
+    Ok(Next::To(Profile::TypingChoice))
+}
+
+async fn received(ctx: Context) -> StateResult<Profile> {
+    let text = ctx.text().unwrap_or_default().to_lowercase();
+    ctx.user_data(|d| {
+        if let Some(Value::String(choice)) = d.remove("choice") {
+            d.insert(choice, text.into());
+        }
+    })?;
+    ctx.reply_text("noted").await?;
+    Ok(Next::To(Profile::Choosing))
+}
+
+async fn done(ctx: Context) -> StateResult<Profile> {
+    ctx.reply_text("bye").await?;
+    Ok(Next::End)
+}
+
+/// The demo contract's `profile` conversation, persistent.
+fn profile() -> edgegram::conversation::ConversationBuilder<
+    edgegram::Data,
+    edgegram::Data,
+    edgegram::Data,
+    Profile,
+> {
+    let free_text = || filters::text() & !filters::command() & !filters::text_eq("Done");
+    ConversationHandler::builder()
+        .entry(on::command("start"), start)
+        .state(
+            Profile::Choosing,
+            on::message(filters::text_in([
+                "Age",
+                "Favourite colour",
+                "Number of siblings",
+            ])),
+            choice,
+        )
+        .state(
+            Profile::Choosing,
+            on::message(filters::text_eq("Something else...")),
+            custom_choice,
+        )
+        .state(Profile::TypingChoice, on::message(free_text()), choice)
+        .state(Profile::TypingReply, on::message(free_text()), received)
+        .fallback(on::message(filters::text_eq("Done")), done)
+        .name("profile")
+        .persistent(true)
+}
+
+#[test]
+fn a_conversation_moves_through_its_states_and_its_entry_is_deleted_on_end() {
+    let h = Harness::new();
+    let app = h.app(profile().build().unwrap());
+    let key = conv_key("profile", "[5, 7]");
+
+    let outcome = h.send(&app, message(1, CHAT, USER, "/start"));
+    // The conversation's entry is read with the update's data, in the one read.
+    assert_eq!(
+        h.spy.calls()[0],
+        Call::Read(vec![
+            Key::BotData,
+            Key::ChatData(CHAT),
+            Key::UserData(USER),
+            key.clone()
+        ])
+    );
+    assert_eq!(outcome.reads, 1);
+    assert_eq!(outcome.written(), [&key]);
+    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+
+    h.send(&app, message(2, CHAT, USER, "Something else..."));
+    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("TYPING_CHOICE")));
+    h.send(&app, message(3, CHAT, USER, "Pet"));
+    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("TYPING_REPLY")));
+    h.send(&app, message(4, CHAT, USER, "Cat"));
+    assert_eq!(h.export()["conversations"]["profile"]["[5, 7]"], "CHOOSING");
+    assert_eq!(h.export()["user_data"]["7"], json!({"pet": "cat"}));
+
+    let outcome = h.send(&app, message(5, CHAT, USER, "Done"));
+    assert_eq!(outcome.deleted(), [&key]);
+    assert_eq!(h.stored("profile", "[5, 7]"), None);
+    assert_eq!(h.export()["conversations"], json!({}));
+    assert_eq!(
+        h.bot.texts(),
+        ["start", "category?", "your pet?", "noted", "bye"]
+    );
+
+    // Ended: "Done" is no longer handled (fallbacks only apply to an active conversation).
+    let outcome = h.send(&app, message(6, CHAT, USER, "Done"));
+    assert!(!outcome.handled);
+}
+
+#[test]
+fn a_state_that_does_not_change_writes_nothing() {
+    let h = Harness::new();
+    let app = h.app(
+        profile()
+            .state(
+                Profile::Choosing,
+                on::message(filters::text_eq("stay")),
+                |_| async { Ok(Next::Stay) },
+            )
+            .state(
+                Profile::Choosing,
+                on::message(filters::text_eq("same")),
+                |_| async { Ok(Next::To(Profile::Choosing)) },
+            )
+            .build()
+            .unwrap(),
+    );
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    for (id, text) in [(2, "stay"), (3, "same")] {
+        let outcome = h.send(&app, message(id, CHAT, USER, text));
+        assert!(outcome.handled, "{text}");
+        assert!(outcome.changes.is_empty(), "{text}: {:?}", outcome.changes);
+    }
+    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+}
+
+#[test]
+fn without_reentry_an_entry_point_matches_nothing_while_active_with_it_restarts() {
+    let h = Harness::new();
+    let app = h.app(profile().build().unwrap());
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    h.send(&app, message(2, CHAT, USER, "Age"));
+    let outcome = h.send(&app, message(3, CHAT, USER, "/start"));
+    assert!(!outcome.handled && outcome.changes.is_empty());
+    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("TYPING_REPLY")));
+    assert_eq!(h.bot.texts(), ["start", "your age?"]);
+
+    let h = Harness::new();
+    let app = h.app(profile().allow_reentry(true).build().unwrap());
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    h.send(&app, message(2, CHAT, USER, "Age"));
+    let outcome = h.send(&app, message(3, CHAT, USER, "/start"));
+    assert!(outcome.handled);
+    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+}
+
+#[test]
+fn state_handlers_come_before_fallbacks_and_fallbacks_need_an_active_conversation() {
+    let h = Harness::new();
+    let app = h.app(
+        profile()
+            // A fallback that would match the free text of TYPING_REPLY as well.
+            .fallback(on::message(filters::text()), |ctx: Context| async move {
+                ctx.reply_text("fallback").await?;
+                Ok(Next::Stay)
+            })
+            .build()
+            .unwrap(),
+    );
+    assert!(!h.send(&app, message(1, CHAT, USER, "hello")).handled);
+    h.send(&app, message(2, CHAT, USER, "/start"));
+    h.send(&app, message(3, CHAT, USER, "Age"));
+    h.send(&app, message(4, CHAT, USER, "12")); // TYPING_REPLY's handler, not the fallback
+    h.send(&app, message(5, CHAT, USER, "/unknown")); // no state handler: the fallback
+    assert_eq!(h.bot.texts(), ["start", "your age?", "noted", "fallback"]);
+    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+}
+
+#[test]
+fn an_entry_point_that_stays_does_not_start_a_conversation() {
+    let h = Harness::new();
+    let app = h.app(
+        ConversationHandler::builder()
+            .entry(on::command("peek"), |_| async { Ok(Next::Stay) })
+            .entry(on::command("start"), start)
+            .state(Profile::Choosing, on::message(filters::text()), |_| async {
+                Ok(Next::End)
+            })
+            .name("profile")
+            .persistent(true)
+            .build()
+            .unwrap(),
+    );
+    let outcome = h.send(&app, message(1, CHAT, USER, "/peek"));
+    assert!(outcome.handled && outcome.changes.is_empty());
+    assert!(!h.send(&app, message(2, CHAT, USER, "text")).handled);
+}
+
+#[test]
+fn a_failing_callback_keeps_the_previous_state() {
+    let h = Harness::new();
+    let app = h.app(
+        profile()
+            .state(
+                Profile::Choosing,
+                on::message(filters::text_eq("boom")),
+                |_| async { Err("exploded".into()) },
+            )
+            .build()
+            .unwrap(),
+    );
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    let outcome = h.send(&app, message(2, CHAT, USER, "boom"));
+    assert_eq!(outcome.handler_error.as_deref(), Some("exploded"));
+    assert!(outcome.changes.is_empty());
+    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+}
+
+#[test]
+fn a_fresh_application_over_the_same_storage_continues_the_conversation() {
+    let h = Harness::new();
+    h.send(
+        &h.app(profile().build().unwrap()),
+        message(1, CHAT, USER, "/start"),
+    );
+    // The next update reaches another isolate: a new Application, same storage.
+    h.send(
+        &h.app(profile().build().unwrap()),
+        message(2, CHAT, USER, "Age"),
+    );
+    h.send(
+        &h.app(profile().build().unwrap()),
+        message(3, CHAT, USER, "31"),
+    );
+    assert_eq!(h.bot.texts(), ["start", "your age?", "noted"]);
+    assert_eq!(h.export()["user_data"]["7"], json!({"age": "31"}));
+}
+
+#[test]
+fn a_conversation_that_is_not_persistent_lives_in_its_application_only() {
+    let h = Harness::new();
+    let build = || h.app(profile().persistent(false).build().unwrap());
+    let app = build();
+    let outcome = h.send(&app, message(1, CHAT, USER, "/start"));
+    assert!(outcome.written().is_empty(), "{:?}", outcome.changes);
+    assert!(!h.spy.calls().iter().any(|c| matches!(c, Call::Read(keys) if keys.iter().any(|k| matches!(k, Key::Conversation { .. })))));
+    h.send(&app, message(2, CHAT, USER, "Age"));
+    assert_eq!(h.bot.texts(), ["start", "your age?"]);
+    // A new Application does not know it: "31" is not handled, "/start" starts afresh.
+    let other = build();
+    assert!(!h.send(&other, message(3, CHAT, USER, "31")).handled);
+    assert!(h.send(&other, message(4, CHAT, USER, "/start")).handled);
+    // A name alone does not make it persistent (as PTB's persistent=False).
+    assert!(h.export()["conversations"].as_object().unwrap().is_empty());
+}
+
+#[test]
+fn conversations_are_keyed_per_chat_and_per_user_as_configured() {
+    // Default: one conversation per user in each chat.
+    let h = Harness::new();
+    let app = h.app(profile().build().unwrap());
+    h.send(&app, message(1, GROUP, 7, "/start"));
+    assert!(
+        !h.send(&app, message(2, GROUP, 8, "Age")).handled,
+        "user 8 has no conversation"
+    );
+    assert!(
+        !h.send(&app, message(3, CHAT, 7, "Age")).handled,
+        "nor has user 7 elsewhere"
+    );
+    h.send(&app, message(4, GROUP, 7, "Age"));
+    assert_eq!(
+        h.export()["conversations"]["profile"],
+        json!({"[-1001500000001, 7]": "TYPING_REPLY"})
+    );
+
+    // per_user(false): the whole chat shares one conversation.
+    let h = Harness::new();
+    let app = h.app(profile().per_user(false).build().unwrap());
+    h.send(&app, message(1, GROUP, 7, "/start"));
+    assert!(h.send(&app, message(2, GROUP, 8, "Age")).handled);
+    assert_eq!(
+        h.export()["conversations"]["profile"],
+        json!({"[-1001500000001]": "TYPING_REPLY"})
+    );
+
+    // per_chat(false): one conversation per user across chats.
+    let h = Harness::new();
+    let app = h.app(profile().per_chat(false).build().unwrap());
+    h.send(&app, message(1, GROUP, 7, "/start"));
+    assert!(h.send(&app, message(2, CHAT, 7, "Age")).handled);
+    assert_eq!(
+        h.export()["conversations"]["profile"],
+        json!({"[7]": "TYPING_REPLY"})
+    );
+
+    // Channel posts never belong to a conversation.
+    let post = Update::from_value(json!({"update_id": 9, "channel_post": {
+        "message_id": 1, "date": 0, "chat": {"id": -100, "type": "channel"}, "text": "/start",
+        "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}))
+    .unwrap();
+    let h = Harness::new();
+    let app = h.app(profile().per_user(false).build().unwrap());
+    assert!(!h.send(&app, post).handled);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum Menu {
+    Open,
+}
+
+fn menu(
+    per_chat: bool,
+) -> ConversationHandler<edgegram::Data, edgegram::Data, edgegram::Data, Menu> {
+    ConversationHandler::builder()
+        .entry(on::callback_data("^open$").unwrap(), |_| async {
+            Ok(Next::To(Menu::Open))
+        })
+        .state(
+            Menu::Open,
+            on::callback_data("^close$").unwrap(),
+            |_| async { Ok(Next::End) },
+        )
+        .per_message(true)
+        .per_chat(per_chat)
+        .name("menu")
+        .persistent(true)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn per_message_keys_each_keyboard_message_separately() {
+    let h = Harness::new();
+    let app = h.builder().handler(menu(true)).build().unwrap();
+    h.send(&app, press(1, CHAT, USER, 100, "open"));
+    h.send(&app, press(2, CHAT, USER, 200, "open"));
+    h.send(&app, press(3, CHAT, USER, 100, "close"));
+    assert_eq!(
+        h.export()["conversations"]["menu"],
+        json!({"[5, 7, 200]": "OPEN"})
+    );
+    // Messages are not callback queries: never part of a per-message conversation.
+    assert!(!h.send(&app, message(4, CHAT, USER, "close")).handled);
+
+    // Inline-mode messages have no chat: keyed by user and inline message id.
+    let h = Harness::new();
+    let app = h.builder().handler(menu(false)).build().unwrap();
+    h.send(&app, inline_press(1, USER, "AAQ-inline", "open"));
+    assert_eq!(
+        h.export()["conversations"]["menu"],
+        json!({"[7, \"AAQ-inline\"]": "OPEN"})
+    );
+    // And a per-chat conversation ignores them (no chat to key by).
+    let h = Harness::new();
+    let app = h.builder().handler(menu(true)).build().unwrap();
+    assert!(
+        !h.send(&app, inline_press(1, USER, "AAQ-inline", "open"))
+            .handled
+    );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum Top {
+    Menu,
+    Edited,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum Sub {
+    Name,
+    Abort,
+}
+
+fn nested() -> ConversationHandler<edgegram::Data, edgegram::Data, edgegram::Data, Top> {
+    let child = ConversationHandler::builder()
+        .entry(on::command("add"), |_| async { Ok(Next::To(Sub::Name)) })
+        .state(
+            Sub::Name,
+            on::message(filters::text() & !filters::command()),
+            |_| async { Ok(Next::End) },
+        )
+        .fallback(on::command("abort"), |_| async { Ok(Next::To(Sub::Abort)) })
+        .map_to_parent(Next::End, Next::To(Top::Edited))
+        .map_to_parent(Next::To(Sub::Abort), Next::<Top>::End)
+        .name("child")
+        .persistent(true)
+        .build()
+        .unwrap();
+    ConversationHandler::builder()
+        .entry(on::command("start"), |_| async { Ok(Next::To(Top::Menu)) })
+        .state_conversation(Top::Menu, child)
+        .state(
+            Top::Edited,
+            on::message(filters::text_eq("ok")),
+            |_| async { Ok(Next::End) },
+        )
+        .name("parent")
+        .persistent(true)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_nested_conversation_maps_its_end_to_a_parent_state() {
+    let h = Harness::new();
+    let app = h.builder().handler(nested()).build().unwrap();
+    let parent = conv_key("parent", "[5, 7]");
+    let child = conv_key("child", "[5, 7]");
+
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    // Both conversations' entries are read in the update's one read.
+    match &h.spy.calls()[0] {
+        Call::Read(keys) => assert!(keys.contains(&parent) && keys.contains(&child), "{keys:?}"),
+        other => panic!("{other:?}"),
+    }
+    let outcome = h.send(&app, message(2, CHAT, USER, "/add"));
+    // The child starts; the parent stays in MENU and is not written.
+    assert_eq!(outcome.written(), [&child]);
+    assert_eq!(
+        h.export()["conversations"],
+        json!({"parent": {"[5, 7]": "MENU"}, "child": {"[5, 7]": "NAME"}})
+    );
+    // The child ends (END is mapped to EDITED): the child's entry goes, the parent moves.
+    let outcome = h.send(&app, message(3, CHAT, USER, "Bob"));
+    assert_eq!(outcome.deleted(), [&child]);
+    assert_eq!(
+        h.export()["conversations"],
+        json!({"parent": {"[5, 7]": "EDITED"}})
+    );
+    h.send(&app, message(4, CHAT, USER, "ok"));
+    assert_eq!(h.export()["conversations"], json!({}));
+
+    // A child state mapped to END ends the parent too.
+    h.send(&app, message(5, CHAT, USER, "/start"));
+    h.send(&app, message(6, CHAT, USER, "/add"));
+    let outcome = h.send(&app, message(7, CHAT, USER, "/abort"));
+    assert_eq!(outcome.deleted(), [&child, &parent]);
+    assert_eq!(h.export()["conversations"], json!({}));
+}
+
+#[test]
+fn a_nested_conversation_is_only_consulted_in_its_parent_state() {
+    let h = Harness::new();
+    let app = h.builder().handler(nested()).build().unwrap();
+    assert!(!h.send(&app, message(1, CHAT, USER, "/add")).handled);
+    assert_eq!(h.export()["conversations"], json!({}));
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum Ask {
+    Asking,
+}
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn note(
+    log: &Log,
+    what: &'static str,
+) -> impl Fn(Context) -> std::future::Ready<edgegram::HandlerResult> {
+    let log = log.clone();
+    move |ctx: Context| {
+        let text = ctx.text().unwrap_or("<no text>").to_string();
+        log.borrow_mut().push(format!("{what}: {text}"));
+        std::future::ready(Ok(()))
+    }
+}
+
+fn asking(
+    log: &Log,
+) -> edgegram::conversation::ConversationBuilder<edgegram::Data, edgegram::Data, edgegram::Data, Ask>
+{
+    let (on_start, on_text) = (log.clone(), log.clone());
+    ConversationHandler::builder()
+        .entry(on::command("start"), move |_| {
+            on_start.borrow_mut().push("start".into());
+            async { Ok(Next::To(Ask::Asking)) }
+        })
+        .state(
+            Ask::Asking,
+            on::message(filters::text() & !filters::command()),
+            move |_| {
+                on_text.borrow_mut().push("answer".into());
+                async { Ok(Next::Stay) }
+            },
+        )
+        .conversation_timeout(Duration::from_secs(1))
+        .name("ask")
+        .persistent(true)
+}
+
+#[test]
+fn a_timeout_is_stored_with_the_state_and_every_handled_update_restarts_it() {
+    let h = Harness::new();
+    let log = Log::default();
+    let app = h
+        .builder()
+        .handler(asking(&log).build().unwrap())
+        .build()
+        .unwrap();
+    h.clock.set(10_000);
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    assert_eq!(
+        h.stored("ask", "[5, 7]"),
+        Some(json!({"state": "ASKING", "expires_at_ms": 11_000}))
+    );
+    // Export shows the state only, as PTB's DictPersistence.
+    assert_eq!(h.export()["conversations"]["ask"]["[5, 7]"], "ASKING");
+    h.clock.set(10_900);
+    let outcome = h.send(&app, message(2, CHAT, USER, "still here"));
+    assert_eq!(outcome.written(), [&conv_key("ask", "[5, 7]")]);
+    assert_eq!(
+        h.stored("ask", "[5, 7]"),
+        Some(json!({"state": "ASKING", "expires_at_ms": 11_900}))
+    );
+    assert_eq!(*log.borrow(), ["start", "answer"]);
+}
+
+#[test]
+fn the_first_update_after_the_deadline_runs_every_matching_timeout_handler_then_ends() {
+    let h = Harness::new();
+    let log = Log::default();
+    let app = h
+        .builder()
+        .handler(
+            asking(&log)
+                .timeout_handler(TypeHandler::all(note(&log, "timeout-any")))
+                .timeout_handler(CommandHandler::new("never", note(&log, "timeout-never")))
+                .timeout_handler(MessageHandler::new(
+                    filters::text(),
+                    note(&log, "timeout-text"),
+                ))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    h.clock.set(0);
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    h.clock.set(1_000); // exactly the deadline: timed out
+    let outcome = h.send(&app, message(2, CHAT, USER, "late"));
+    assert!(outcome.handled);
+    assert_eq!(outcome.deleted(), [&conv_key("ask", "[5, 7]")]);
+    // The state handler did not run: the conversation had ended.
+    assert_eq!(
+        *log.borrow(),
+        ["start", "timeout-any: late", "timeout-text: late"]
+    );
+    // Ended: the next free text is not handled at all.
+    log.borrow_mut().clear();
+    assert!(!h.send(&app, message(3, CHAT, USER, "again")).handled);
+    assert!(log.borrow().is_empty());
+}
+
+#[test]
+fn a_late_entry_point_runs_the_timeout_handlers_then_starts_a_new_conversation() {
+    // In PTB the timeout job has ended the conversation before the late update arrives, so the
+    // update is checked against the entry points like any other.
+    let h = Harness::new();
+    let log = Log::default();
+    let app = h
+        .builder()
+        .handler(
+            asking(&log)
+                .timeout_handler(TypeHandler::all(note(&log, "timeout")))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    h.clock.set(0);
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    h.clock.set(5_000);
+    let outcome = h.send(&app, message(2, CHAT, USER, "/start"));
+    assert!(outcome.handled);
+    assert_eq!(*log.borrow(), ["start", "timeout: /start", "start"]);
+    assert_eq!(
+        h.stored("ask", "[5, 7]"),
+        Some(json!({"state": "ASKING", "expires_at_ms": 6_000}))
+    );
+}
+
+#[test]
+fn a_late_update_that_nothing_matches_is_not_handled_and_an_alarm_sweeps_the_entry() {
+    let h = Harness::new();
+    let log = Log::default();
+    let app = h
+        .builder()
+        .handler(
+            asking(&log)
+                .timeout_handler(MessageHandler::new(filters::text(), note(&log, "timeout")))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    h.clock.set(0);
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    h.send(&app, message(2, GROUP, 8, "/start")); // another conversation, same deadline
+    h.clock.set(500);
+    h.send(&app, message(3, GROUP, 8, "answer")); // moves its deadline to 1500
+    h.clock.set(1_200);
+    // A button press: no timeout handler or entry point matches it, so the conversation
+    // does not take it (other handlers of the group could) and writes nothing.
+    let outcome = h.send(&app, press(4, CHAT, USER, 1, "x"));
+    assert!(!outcome.handled && outcome.changes.is_empty());
+    assert_eq!(*log.borrow(), ["start", "start", "answer"]);
+
+    // The Durable Object alarm's sweep: the due entry goes, the next deadline is reported.
+    let expired = block_on(expire_due(h.memory.as_ref(), 1_200)).unwrap();
+    assert_eq!(
+        expired,
+        Expired {
+            removed: vec![conv_key("ask", "[5, 7]")],
+            next_deadline: Some(1_500),
+        }
+    );
+    assert_eq!(
+        h.export()["conversations"]["ask"],
+        json!({"[-1001500000001, 8]": "ASKING"})
+    );
+    assert_eq!(
+        edgegram::conversation::deadline(&json!({"state": "ASKING", "expires_at_ms": 1_500})),
+        Some(1_500)
+    );
+    assert_eq!(edgegram::conversation::deadline(&json!("ASKING")), None);
+}
+
+#[test]
+fn a_ptb_export_imports_and_its_conversations_continue() {
+    // PTB bots often use integer states (`CHOOSING, TYPING = range(2)`); DictPersistence also
+    // holds `null` for ended conversations and some persistences keep END (-1) as a state.
+    let h = Harness::new();
+    let doc = json!({"conversations": {"ints": {"[5, 7]": 1, "[5, 8]": -1, "[5, 9]": null}}});
+    block_on(dict::import(h.memory.as_ref(), &doc, 1)).unwrap();
+    let conversation: ConversationHandler<edgegram::Data, edgegram::Data, edgegram::Data, i64> =
+        ConversationHandler::builder()
+            .entry(on::command("start"), |_| async { Ok(Next::To(0)) })
+            .state(1, on::message(filters::text()), |ctx: Context| async move {
+                ctx.reply_text("in state 1").await?;
+                Ok(Next::End)
+            })
+            .name("ints")
+            .persistent(true)
+            .build()
+            .unwrap();
+    let app = h.builder().handler(conversation).build().unwrap();
+    h.send(&app, message(1, CHAT, USER, "hello"));
+    assert_eq!(h.bot.texts(), ["in state 1"]);
+    // -1 reads as ended: the entry point starts a conversation, replacing it.
+    assert!(h.send(&app, message(2, CHAT, 8, "/start")).handled);
+    assert_eq!(h.export()["conversations"]["ints"], json!({"[5, 8]": 0}));
+}
+
+#[test]
+fn typed_state_is_readable_from_a_callback_context() {
+    let h = Harness::new();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let conversation = Rc::new(profile().build().unwrap());
+    let (c2, seen2) = (conversation.clone(), seen.clone());
+    let app = h
+        .builder()
+        .handler_in_group(RcHandler(conversation), 0)
+        .handler_in_group(
+            TypeHandler::all(move |ctx: Context| {
+                seen2.borrow_mut().push(c2.state(&ctx));
+                async { Ok(()) }
+            }),
+            1,
+        )
+        .build()
+        .unwrap();
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    h.send(&app, message(2, CHAT, USER, "Age"));
+    assert_eq!(
+        *seen.borrow(),
+        [Some(Profile::Choosing), Some(Profile::TypingReply)]
+    );
+}
+
+/// Shares one handler between the Application and a test closure.
+struct RcHandler<H>(Rc<H>);
+
+impl<H: edgegram::Handler<edgegram::Data, edgegram::Data, edgegram::Data>>
+    edgegram::Handler<edgegram::Data, edgegram::Data, edgegram::Data> for RcHandler<H>
+{
+    fn keys(&self, update: &Update, out: &mut Vec<Key>) {
+        self.0.keys(update, out)
+    }
+    fn check_update(&self, ctx: &Context) -> Option<edgegram::Match> {
+        self.0.check_update(ctx)
+    }
+    fn handle<'a>(
+        &'a self,
+        ctx: Context,
+        matched: edgegram::Match,
+    ) -> futures::future::LocalBoxFuture<'a, edgegram::HandlerResult> {
+        self.0.handle(ctx, matched)
+    }
+}
+
+fn config_error<S: std::fmt::Debug>(result: edgegram::Result<S>) -> String {
+    match result {
+        Err(Error::Config(message)) => message,
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_configurations_are_refused_with_how_to_fix_them() {
+    let build =
+        |b: edgegram::conversation::ConversationBuilder<_, _, _, Profile>| b.build().map(|_| ());
+    let message = config_error(build(profile().per_chat(false).per_user(false)));
+    assert!(message.contains("per_message(true)"), "{message}");
+
+    let message = config_error(build(
+        ConversationHandler::builder()
+            .entry(on::command("start"), start)
+            .persistent(true),
+    ));
+    assert!(message.contains(".name("), "{message}");
+
+    // per_message with a command entry point: it could never run.
+    let message = config_error(build(profile().per_message(true)));
+    assert!(
+        message.contains("entry point 0") && message.contains("per_message(false)"),
+        "{message}"
+    );
+    // ... while callback-query matchers (and matchers of any kind) are fine.
+    assert!(build(
+        ConversationHandler::builder()
+            .entry(on::callback_query(), |_| async {
+                Ok(Next::To(Profile::Choosing))
+            })
+            .fallback(on::any(), |_| async { Ok(Next::End) })
+            .per_message(true)
+    )
+    .is_ok());
+
+    let message = config_error(build(
+        profile().map_to_parent(Next::To(Profile::Choosing), Next::<Top>::End),
+    ));
+    assert!(message.contains("remove one"), "{message}");
+    let message = config_error(build(profile().map_to_parent(Next::Stay, Next::<Top>::End)));
+    assert!(message.contains("Next::Stay"), "{message}");
+
+    // A nested conversation under the same name would overwrite the parent's states.
+    let child = profile().build().unwrap();
+    let message = config_error(build(
+        profile().state_conversation(Profile::TypingChoice, child),
+    ));
+    assert!(message.contains("\"profile\""), "{message}");
+
+    // States that would read back as "ended".
+    let message = config_error(
+        ConversationHandler::<edgegram::Data, edgegram::Data, edgegram::Data, i64>::builder()
+            .state(-1, on::any(), |_| async { Ok(Next::Stay) })
+            .build()
+            .map(|_| ()),
+    );
+    assert!(message.contains("END"), "{message}");
+}
+
+#[test]
+fn a_callback_returning_an_unstorable_state_fails_the_update() {
+    let h = Harness::new();
+    let conversation: ConversationHandler<
+        edgegram::Data,
+        edgegram::Data,
+        edgegram::Data,
+        Option<String>,
+    > = ConversationHandler::builder()
+        .entry(on::command("start"), |_| async { Ok(Next::To(None)) })
+        .name("opt")
+        .persistent(true)
+        .build()
+        .unwrap();
+    let app = h.builder().handler(conversation).build().unwrap();
+    let outcome = h.send(&app, message(1, CHAT, USER, "/start"));
+    assert!(
+        outcome
+            .handler_error
+            .as_deref()
+            .is_some_and(|e| e.contains("ended conversation")),
+        "{outcome:?}"
+    );
+    assert!(outcome.changes.is_empty());
+}
