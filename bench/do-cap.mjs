@@ -1,0 +1,45 @@
+// Measures the throughput cap that serialising updates puts on one Durable Object: the Bot
+// API stand-in answers after 50 ms, and N updates are sent at once.
+//   node bench/do-cap.mjs            (needs build-test/: `node scripts/build.mjs --test`)
+import { startBotApi } from "../tests/support/bot-api.mjs";
+import { startWorker, commandUpdate, post } from "../tests/support/worker.mjs";
+
+const DELAY_MS = 50;
+const N = 60;
+
+async function run(persistence, routing, chats) {
+  const botApi = await startBotApi({ delayMs: DELAY_MS });
+  const mf = await startWorker({ botApi, persistence, routing });
+  try {
+    // Warm up (compile, first object creation) outside the measurement.
+    await post(mf, commandUpdate({ chat: -1, user: 1, text: "/count", updateId: 1 }));
+    let id = 100;
+    const updates = Array.from({ length: N }, (_, i) =>
+      commandUpdate({ chat: -100 - (i % chats), user: 1 + (i % 20), text: "/count", updateId: id++ }));
+    const started = performance.now();
+    let retries = 0;
+    await Promise.all(updates.map(async (u) => {
+      for (;;) {
+        const res = await post(mf, u);
+        await res.arrayBuffer();
+        if (res.status === 200) return;
+        retries++;
+      }
+    }));
+    const seconds = (performance.now() - started) / 1000;
+    return { persistence, routing, chats, updates: N, seconds: +seconds.toFixed(2), perSecond: +(N / seconds).toFixed(1), retries };
+  } finally {
+    await mf.dispose();
+    await botApi.close();
+  }
+}
+
+const rows = [];
+rows.push(await run("durable_object", "bot", 1));
+rows.push(await run("durable_object", "bot", 8));
+rows.push(await run("durable_object", "chat", 1));
+rows.push(await run("durable_object", "chat", 8));
+rows.push(await run("kv", "bot", 8));
+console.log(`Bot API latency ${DELAY_MS} ms; ${N} /count updates sent at once`);
+console.table(rows);
+console.log(JSON.stringify(rows));
