@@ -4,7 +4,8 @@
 //! 1. resolve the bot's username if the update addresses a command with `@` and it is unknown
 //!    (one cached `getMe`);
 //! 2. **load**: one [`Persistence::read`] of bot_data, the effective chat's and user's data
-//!    and the handlers' conversation entries (only kinds that [`PersistenceInput`] stores);
+//!    the handlers' conversation entries and, with arbitrary callback data, the pressed
+//!    keyboard's entry (only kinds that [`PersistenceInput`] stores);
 //! 3. **handlers**: groups in ascending order; in each group the first handler whose
 //!    `check_update` matches runs; [`Context::stop_processing`] ends the walk;
 //! 4. **flush**: one [`Persistence::write`] of every entry whose serialized value changed and
@@ -23,7 +24,11 @@ use std::rc::Rc;
 use futures::future::LocalBoxFuture;
 
 use crate::bot::{Bot, BotApi};
-use crate::context::{system_clock, Clock, Context, Data, DataType, Settings, UpdateState};
+use crate::callback_data::{self, CallbackDataSettings};
+use crate::context::{
+    system_clock, system_random, Clock, Context, Data, DataType, RandomSource, Settings,
+    UpdateState,
+};
 use crate::error::{Error, HandlerError, Result};
 use crate::handlers::Handler;
 use crate::persistence::{Change, Key, Persistence, PersistenceInput};
@@ -101,6 +106,8 @@ pub struct Application<B = Data, C = Data, U = Data> {
     bot_username: RefCell<Option<String>>,
     schema_version: u32,
     clock: Clock,
+    random: Option<RandomSource>,
+    callback_data: Option<CallbackDataSettings>,
 }
 
 impl Application {
@@ -140,6 +147,10 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         for handler in self.groups.values().flatten() {
             handler.keys(&update, &mut keys);
         }
+        if self.callback_data.is_some() {
+            // The pressed keyboard's data, so that the press resolves without another read.
+            keys.extend(callback_data::keyboard_key(&update));
+        }
         let state = UpdateState::load(
             update,
             self.bot.clone(),
@@ -149,6 +160,8 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
                 schema_version: self.schema_version,
                 bot_username: self.bot_username(),
                 clock: self.clock.clone(),
+                random: self.random.clone(),
+                callback_data: self.callback_data,
             },
             keys,
         )
@@ -229,6 +242,8 @@ pub struct ApplicationBuilder<B = Data, C = Data, U = Data> {
     bot_username: Option<String>,
     schema_version: u32,
     clock: Clock,
+    random: Option<RandomSource>,
+    callback_data: Option<CallbackDataSettings>,
 }
 
 impl<B: DataType, C: DataType, U: DataType> Default for ApplicationBuilder<B, C, U> {
@@ -251,6 +266,8 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             bot_username: None,
             schema_version: 1,
             clock: system_clock(),
+            random: system_random(),
+            callback_data: None,
         }
     }
 
@@ -292,6 +309,21 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
     /// The clock handlers and timeouts use (`ctx.now_ms()`); the system's by default.
     pub fn clock(mut self, clock: impl Fn() -> i64 + 'static) -> Self {
         self.clock = Rc::new(clock);
+        self
+    }
+
+    /// The source of the unpredictable ids of arbitrary callback data (the default is
+    /// [`system_random`]; on Workers pass `crypto.getRandomValues`).
+    pub fn random(mut self, random: impl Fn(&mut [u8]) + 'static) -> Self {
+        self.random = Some(Rc::new(random));
+        self
+    }
+
+    /// Turns on arbitrary callback data (PTB's `arbitrary_callback_data`): buttons made with
+    /// [`Context::callback_keyboard`] carry any serde value, stored per keyboard through the
+    /// persistence; presses resolve before handlers run (see [`crate::callback_data`]).
+    pub fn arbitrary_callback_data(mut self, settings: CallbackDataSettings) -> Self {
+        self.callback_data = Some(settings);
         self
     }
 
@@ -344,6 +376,13 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
         if self.schema_version == 0 {
             return Err(Error::Config("schema_version starts at 1".into()));
         }
+        if self.callback_data.is_some() && !self.store.callback_data {
+            return Err(Error::Config(
+                "arbitrary callback data lives in persistence, but store_data has \
+                 callback_data: false: store it, or do not turn arbitrary_callback_data on"
+                    .into(),
+            ));
+        }
         Ok(Application {
             bot,
             persistence,
@@ -354,6 +393,8 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             bot_username: RefCell::new(self.bot_username),
             schema_version: self.schema_version,
             clock: self.clock,
+            random: self.random,
+            callback_data: self.callback_data,
         })
     }
 }

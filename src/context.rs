@@ -14,6 +14,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 use crate::bot::{Bot, SendMessage};
+use crate::callback_data::CallbackDataSettings;
 use crate::error::{Error, Result};
 use crate::persistence::{codec, Change, Key, Persistence, PersistenceInput};
 use crate::types::{CallbackQuery, Chat, Message, Update, User};
@@ -67,12 +68,44 @@ pub fn system_clock() -> Clock {
     })
 }
 
+/// Fills a buffer with unpredictable bytes; makes the ids of arbitrary callback data
+/// ([`ApplicationBuilder::random`](crate::ApplicationBuilder::random)).
+pub type RandomSource = Rc<dyn Fn(&mut [u8])>;
+
+/// The default random source. Natively: SipHash keyed by the operating system's randomness
+/// (std's `RandomState`) over a counter, so ids cannot be guessed without that key. On wasm
+/// there is none, because std has no randomness there: the worker passes
+/// `crypto.getRandomValues` to [`ApplicationBuilder::random`](crate::ApplicationBuilder::random).
+pub fn system_random() -> Option<RandomSource> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        None
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::hash::{BuildHasher, Hasher};
+        let keys = std::collections::hash_map::RandomState::new();
+        let counter = Cell::new(0u64);
+        Some(Rc::new(move |buf: &mut [u8]| {
+            for chunk in buf.chunks_mut(8) {
+                let mut hasher = keys.build_hasher();
+                hasher.write_u64(counter.get());
+                counter.set(counter.get().wrapping_add(1));
+                let bytes = hasher.finish().to_le_bytes();
+                chunk.copy_from_slice(&bytes[..chunk.len()]);
+            }
+        }))
+    }
+}
+
 /// The Application's settings an update needs.
 pub(crate) struct Settings {
     pub(crate) store: PersistenceInput,
     pub(crate) schema_version: u32,
     pub(crate) bot_username: Option<String>,
     pub(crate) clock: Clock,
+    pub(crate) random: Option<RandomSource>,
+    pub(crate) callback_data: Option<CallbackDataSettings>,
 }
 
 /// Everything one update loaded; shared by the contexts of its handlers.
@@ -83,6 +116,8 @@ pub(crate) struct UpdateState<B, C, U> {
     store: PersistenceInput,
     schema_version: u32,
     clock: Clock,
+    random: Option<RandomSource>,
+    callback_data: Option<CallbackDataSettings>,
     bot_data: RefCell<Option<Slot<B>>>,
     chats: RefCell<BTreeMap<i64, Slot<C>>>,
     users: RefCell<BTreeMap<i64, Slot<U>>>,
@@ -107,6 +142,8 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             schema_version,
             bot_username,
             clock,
+            random,
+            callback_data,
         } = settings;
         let state = Self {
             bot,
@@ -114,6 +151,8 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             store,
             schema_version,
             clock,
+            random,
+            callback_data,
             bot_data: RefCell::new(None),
             chats: RefCell::new(BTreeMap::new()),
             users: RefCell::new(BTreeMap::new()),
@@ -385,6 +424,24 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
     /// The current time, milliseconds since the Unix epoch, from the Application's clock.
     pub fn now_ms(&self) -> i64 {
         (self.state.clock)()
+    }
+
+    /// The arbitrary callback data settings, if the Application has them on.
+    pub(crate) fn callback_data_settings(&self) -> Option<CallbackDataSettings> {
+        self.state.callback_data
+    }
+
+    /// Fills `buf` from the Application's random source.
+    pub(crate) fn fill_random(&self, buf: &mut [u8]) -> Result<()> {
+        let random = self.state.random.as_ref().ok_or_else(|| {
+            Error::Config(
+                "no random source for callback data ids: pass one to \
+                 ApplicationBuilder::random (on Workers, crypto.getRandomValues)"
+                    .into(),
+            )
+        })?;
+        random(buf);
+        Ok(())
     }
 
     /// The bot's username (without `@`), if known.

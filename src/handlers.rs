@@ -7,7 +7,9 @@ use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
 use regex_lite::Regex;
+use serde_json::Value;
 
+use crate::callback_data::CallbackData;
 use crate::context::{Context, DataType, Match};
 use crate::error::{Error, HandlerResult, Result};
 use crate::persistence::Key;
@@ -301,9 +303,12 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for MessageHandler<
 }
 
 /// Handles button presses (PTB's `CallbackQueryHandler`), optionally only those whose data
-/// matches a pattern.
+/// matches a pattern or a predicate, or only those whose arbitrary callback data could not be
+/// resolved.
 pub struct CallbackQueryHandler<B, C, U> {
     pattern: Option<Regex>,
+    data_where: Option<Rc<dyn Fn(&Value) -> bool>>,
+    invalid_only: bool,
     callback: Callback<B, C, U>,
 }
 
@@ -316,12 +321,30 @@ impl<B: DataType, C: DataType, U: DataType> CallbackQueryHandler<B, C, U> {
     {
         Self {
             pattern: None,
+            data_where: None,
+            invalid_only: false,
             callback: self::callback(callback),
         }
     }
 
+    /// Handles only queries whose (resolved) data passes `predicate`, as PTB's callable
+    /// `pattern`. With arbitrary callback data off the data is a JSON string.
+    pub fn data_where(mut self, predicate: impl Fn(&Value) -> bool + 'static) -> Self {
+        self.data_where = Some(Rc::new(predicate));
+        self
+    }
+
+    /// Handles only presses whose arbitrary callback data could not be resolved (unknown,
+    /// dropped, expired, tampered with): PTB's `pattern=InvalidCallbackData`. See
+    /// [`crate::callback_data`].
+    pub fn invalid_data(mut self) -> Self {
+        self.invalid_only = true;
+        self
+    }
+
     /// Handles only queries whose data matches `pattern` (searched with regex, as PTB's
-    /// `re.match` anchors at the start: write `^` yourself to anchor). Captures reach the
+    /// `re.match` anchors at the start: write `^` yourself to anchor). With arbitrary callback
+    /// data, only string data can match, as in PTB. Captures reach the
     /// callback as `ctx.matches`.
     pub fn pattern(mut self, pattern: &str) -> Result<Self> {
         self.pattern = Some(compile(pattern)?);
@@ -331,9 +354,23 @@ impl<B: DataType, C: DataType, U: DataType> CallbackQueryHandler<B, C, U> {
 
 impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for CallbackQueryHandler<B, C, U> {
     fn check_update(&self, ctx: &Context<B, C, U>) -> Option<Match> {
-        let query = ctx.update().callback_query.as_ref()?;
+        ctx.update().callback_query.as_ref()?;
+        // Resolved through arbitrary callback data when that is on; the raw string otherwise.
+        let data = ctx.callback_data();
+        if self.invalid_only {
+            return matches!(data, Some(CallbackData::Invalid(_))).then(Match::default);
+        }
+        let resolved = match &data {
+            Some(CallbackData::Data(value)) => Some(value),
+            _ => None,
+        };
+        if let Some(predicate) = &self.data_where {
+            if !predicate(resolved?) {
+                return None;
+            }
+        }
         let matches = match &self.pattern {
-            Some(regex) => captures(regex, query.data.as_deref()?)?,
+            Some(regex) => captures(regex, resolved?.as_str()?)?,
             None => Vec::new(),
         };
         Some(Match {

@@ -12,6 +12,7 @@
 
 pub mod application;
 pub mod bot;
+pub mod callback_data;
 pub mod context;
 pub mod conversation;
 pub mod demo;
@@ -26,7 +27,10 @@ pub mod edge;
 
 pub use application::{Application, ApplicationBuilder, OnHandlerError, Outcome};
 pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, RecordingBot, SendMessage};
-pub use context::{system_clock, Clock, Context, Data, DataType, Match};
+pub use callback_data::{CallbackData, CallbackDataSettings, InvalidCallbackData};
+pub use context::{
+    system_clock, system_random, Clock, Context, Data, DataType, Match, RandomSource,
+};
 pub use conversation::{ConversationHandler, Next, StateResult};
 pub use error::{Error, HandlerError, HandlerResult, Result};
 pub use handlers::{

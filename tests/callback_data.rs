@@ -1,0 +1,448 @@
+//! Arbitrary callback data: buttons carry any value behind opaque ids, stored per keyboard,
+//! resolved in the update's one read; unresolvable presses reach `invalid_data()` handlers.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use edgegram::callback_data::{sweep, InvalidReason, ID_LEN};
+use edgegram::persistence::dict;
+use edgegram::persistence::spy::{Call, SpyPersistence};
+use edgegram::{
+    AnswerCallbackQuery, Application, ApplicationBuilder, CallbackData, CallbackDataSettings,
+    CallbackQueryHandler, CommandHandler, Context, EditMessageText, Error, HandlerResult, Key,
+    MemoryPersistence, PersistenceExt, PersistenceInput, RecordingBot, SendMessage, Update,
+};
+use futures::executor::block_on;
+use serde_json::{json, Value};
+
+const CHAT: i64 = 5;
+const USER: i64 = 7;
+
+fn command(update_id: i64, text: &str) -> Update {
+    Update::from_value(json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id, "date": 0,
+            "chat": {"id": CHAT, "type": "private"},
+            "from": {"id": USER, "is_bot": false, "first_name": "U"},
+            "text": text,
+            "entities": [{"type": "bot_command", "offset": 0, "length": text.len()}],
+        }
+    }))
+    .unwrap()
+}
+
+fn press(update_id: i64, data: &str) -> Update {
+    Update::from_value(json!({
+        "update_id": update_id,
+        "callback_query": {
+            "id": format!("q{update_id}"), "chat_instance": "ci", "data": data,
+            "from": {"id": USER, "is_bot": false, "first_name": "U"},
+            "message": {"message_id": 1, "date": 0, "chat": {"id": CHAT, "type": "private"}},
+        }
+    }))
+    .unwrap()
+}
+
+struct Harness {
+    memory: Rc<MemoryPersistence>,
+    spy: Rc<SpyPersistence>,
+    bot: Rc<RecordingBot>,
+    clock: Rc<Cell<i64>>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let memory = Rc::new(MemoryPersistence::new());
+        Self {
+            spy: Rc::new(SpyPersistence::new(memory.clone())),
+            memory,
+            bot: Rc::new(RecordingBot::new()),
+            clock: Rc::new(Cell::new(1_700_000_000_000)),
+        }
+    }
+
+    fn builder(&self) -> ApplicationBuilder {
+        let clock = self.clock.clone();
+        ApplicationBuilder::new()
+            .bot(self.bot.clone())
+            .persistence(self.spy.clone())
+            .bot_username("edge_bot")
+            .clock(move || clock.get())
+    }
+
+    /// The demo contract's `/list` bot, built fresh (as every Worker request does).
+    fn demo(&self, settings: CallbackDataSettings) -> Application {
+        self.builder()
+            .arbitrary_callback_data(settings)
+            .handler(CommandHandler::new("list", list))
+            .handler(CallbackQueryHandler::new(expired).invalid_data())
+            .handler(CallbackQueryHandler::new(pressed))
+            .build()
+            .unwrap()
+    }
+
+    fn send(&self, app: &Application, update: Update) -> edgegram::Outcome {
+        block_on(app.process_update(update)).unwrap()
+    }
+
+    /// The callback data of every button of the last message sent or edited.
+    fn last_buttons(&self) -> Vec<String> {
+        let calls = self.bot.calls();
+        let (_, params) = calls
+            .iter()
+            .rev()
+            .find(|(m, _)| m == "sendMessage" || m == "editMessageText")
+            .unwrap();
+        params["reply_markup"]["inline_keyboard"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap())
+            .map(|b| b["callback_data"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn answers(&self) -> Vec<Value> {
+        self.bot
+            .calls()
+            .into_iter()
+            .filter(|(m, _)| m == "answerCallbackQuery")
+            .map(|(_, p)| p)
+            .collect()
+    }
+}
+
+fn keyboard_of(data: &str) -> Key {
+    Key::CallbackKeyboard(data[..ID_LEN].to_string())
+}
+
+fn buttons(list: &[i64]) -> Vec<Vec<(String, Value)>> {
+    vec![(1..=5).map(|n| (n.to_string(), json!([n, list]))).collect()]
+}
+
+async fn list(ctx: Context) -> HandlerResult {
+    let markup = ctx.callback_keyboard(buttons(&[]))?;
+    ctx.reply(|chat| SendMessage::new(chat, "Choose").reply_markup(markup))
+        .await?;
+    Ok(())
+}
+
+async fn pressed(ctx: Context) -> HandlerResult {
+    let (n, mut list): (i64, Vec<i64>) = ctx.callback_data_as().ok_or("unexpected data")?;
+    list.push(n);
+    let query = ctx.callback_query().ok_or("no query")?.id.clone();
+    ctx.bot()
+        .answer_callback_query(AnswerCallbackQuery::new(query))
+        .await?;
+    let markup = ctx.callback_keyboard(buttons(&list))?;
+    let edit = EditMessageText::new(CHAT, 1, format!("{list:?}")).reply_markup(markup);
+    ctx.bot().edit_message_text(edit).await?;
+    ctx.drop_callback_data()?;
+    Ok(())
+}
+
+async fn expired(ctx: Context) -> HandlerResult {
+    let query = ctx.callback_query().ok_or("no query")?.id.clone();
+    let answer = AnswerCallbackQuery::new(query).text("this button has expired");
+    ctx.bot().answer_callback_query(answer).await?;
+    Ok(())
+}
+
+#[test]
+fn a_keyboard_carries_any_value_behind_opaque_ids_stored_per_keyboard() {
+    let h = Harness::new();
+    let outcome = h.send(
+        &h.demo(CallbackDataSettings::default()),
+        command(1, "/list"),
+    );
+    let ids = h.last_buttons();
+    assert_eq!(ids.len(), 5);
+    for id in &ids {
+        assert_eq!(id.len(), 64, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert_eq!(id[..ID_LEN], ids[0][..ID_LEN], "one keyboard id");
+    }
+    let mut suffixes: Vec<&str> = ids.iter().map(|id| &id[ID_LEN..]).collect();
+    suffixes.sort();
+    suffixes.dedup();
+    assert_eq!(suffixes.len(), 5, "distinct button ids");
+
+    let key = keyboard_of(&ids[0]);
+    assert_eq!(outcome.written(), [&key]);
+    let stored = block_on(h.memory.get_entry(&key)).unwrap().unwrap();
+    assert_eq!(stored["access_time"], json!(1_700_000_000.0));
+    assert_eq!(stored["buttons"][&ids[2][ID_LEN..]], json!([3, []]));
+    // Exported as PTB's DictPersistence callback_data.
+    let doc = block_on(dict::export(h.memory.as_ref())).unwrap();
+    let Key::CallbackKeyboard(keyboard_id) = &key else {
+        unreachable!()
+    };
+    assert_eq!(
+        doc["callback_data"],
+        json!([[[keyboard_id, 1_700_000_000.0, stored["buttons"]]], {}])
+    );
+}
+
+#[test]
+fn a_press_resolves_in_the_updates_one_read_and_drops_its_keyboard() {
+    let h = Harness::new();
+    let settings = CallbackDataSettings::default();
+    h.send(&h.demo(settings), command(1, "/list"));
+    let first = h.last_buttons();
+
+    // Every update in a fresh Application, as in separate Worker isolates.
+    h.spy.clear();
+    let outcome = h.send(&h.demo(settings), press(2, &first[2]));
+    assert_eq!(outcome.reads, 1);
+    match &h.spy.calls()[0] {
+        Call::Read(keys) => assert!(keys.contains(&keyboard_of(&first[2])), "{keys:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.bot.texts().last().unwrap(), "[3]");
+    let second = h.last_buttons();
+    assert_eq!(outcome.deleted(), [&keyboard_of(&first[2])]);
+    assert_eq!(outcome.written(), [&keyboard_of(&second[0])]);
+
+    h.send(&h.demo(settings), press(3, &second[0]));
+    assert_eq!(h.bot.texts().last().unwrap(), "[3, 1]");
+
+    // The dropped keyboard's buttons no longer resolve.
+    let outcome = h.send(&h.demo(settings), press(4, &first[4]));
+    assert!(outcome.changes.is_empty());
+    assert_eq!(
+        h.answers().last().unwrap()["text"],
+        "this button has expired"
+    );
+    assert_eq!(h.bot.texts().last().unwrap(), "[3, 1]");
+}
+
+#[test]
+fn tampered_unknown_and_malformed_data_is_invalid_and_never_a_panic() {
+    let h = Harness::new();
+    let settings = CallbackDataSettings::default();
+    h.send(&h.demo(settings), command(1, "/list"));
+    let good = h.last_buttons()[0].clone();
+    let reasons = Rc::new(RefCell::new(Vec::new()));
+    let seen = reasons.clone();
+    let app = h
+        .builder()
+        .arbitrary_callback_data(settings)
+        .handler(CallbackQueryHandler::new(move |ctx: Context| {
+            let seen = seen.clone();
+            async move {
+                if let Some(CallbackData::Invalid(invalid)) = ctx.callback_data() {
+                    seen.borrow_mut().push(invalid.reason);
+                }
+                Ok(())
+            }
+        }))
+        .build()
+        .unwrap();
+    let other_button = format!("{}{}", &good[..ID_LEN], "0".repeat(ID_LEN));
+    let other_keyboard = format!("{}{}", "f".repeat(ID_LEN), &good[ID_LEN..]);
+    let multibyte = format!("{}é{}", &good[..31], &good[33..]);
+    for (i, data) in [
+        other_button.as_str(),
+        other_keyboard.as_str(),
+        "short",
+        &good[..63],
+        multibyte.as_str(),
+        "",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let outcome = h.send(&app, press(10 + i as i64, data));
+        assert!(outcome.changes.is_empty(), "{data}");
+    }
+    use InvalidReason::*;
+    assert_eq!(
+        *reasons.borrow(),
+        [Unknown, Unknown, Malformed, Malformed, Malformed, Malformed]
+    );
+}
+
+#[test]
+fn keyboards_expire_after_their_ttl() {
+    let h = Harness::new();
+    let settings = CallbackDataSettings {
+        ttl: Some(Duration::from_secs(60)),
+        ..CallbackDataSettings::default()
+    };
+    h.send(&h.demo(settings), command(1, "/list"));
+    let ids = h.last_buttons();
+    h.clock.set(h.clock.get() + 59_999);
+    h.send(&h.demo(settings), press(2, &ids[0]));
+    assert_eq!(h.bot.texts().last().unwrap(), "[1]");
+    let fresh = h.last_buttons();
+    h.clock.set(h.clock.get() + 60_000);
+    let outcome = h.send(&h.demo(settings), press(3, &fresh[1]));
+    assert!(outcome.changes.is_empty());
+    assert_eq!(
+        h.answers().last().unwrap()["text"],
+        "this button has expired"
+    );
+}
+
+#[test]
+fn a_ptb_export_imports_and_its_buttons_resolve_with_patterns_and_predicates() {
+    let h = Harness::new();
+    let keyboard = "0123456789abcdef0123456789abcdef";
+    let (hello, number) = ("a".repeat(32), "b".repeat(32));
+    let doc = json!({"callback_data": [[[keyboard, 1_699_999_999.5,
+        {hello.clone(): "hello world", number.clone(): 42}]], {"q1": keyboard}]});
+    block_on(dict::import(h.memory.as_ref(), &doc, 1)).unwrap();
+    let log = Rc::new(RefCell::new(Vec::<String>::new()));
+    let note = |tag: &'static str| {
+        let log = log.clone();
+        move |ctx: Context| {
+            let log = log.clone();
+            async move {
+                log.borrow_mut().push(format!("{tag} {:?}", ctx.matches));
+                Ok(())
+            }
+        }
+    };
+    let app = h
+        .builder()
+        .arbitrary_callback_data(CallbackDataSettings::default())
+        .handler(
+            CallbackQueryHandler::new(note("pattern"))
+                .pattern(r"^hello (\w+)")
+                .unwrap(),
+        )
+        .handler(CallbackQueryHandler::new(note("even")).data_where(|d| d.as_i64() == Some(42)))
+        .handler(CallbackQueryHandler::new(note("invalid")).invalid_data())
+        .build()
+        .unwrap();
+    h.send(&app, press(1, &format!("{keyboard}{hello}")));
+    h.send(&app, press(2, &format!("{keyboard}{number}")));
+    // The raw id itself never matches a pattern: only resolved string data does.
+    h.send(&app, press(3, &format!("{keyboard}{}", "c".repeat(32))));
+    assert_eq!(
+        *log.borrow(),
+        [
+            r#"pattern [Some("hello world"), Some("world")]"#,
+            "even []",
+            "invalid []"
+        ]
+    );
+}
+
+#[test]
+fn the_random_source_makes_the_ids() {
+    let h = Harness::new();
+    let next = Rc::new(Cell::new(0u8));
+    let app = h
+        .builder()
+        .random(move |buf: &mut [u8]| {
+            for b in buf {
+                *b = next.get();
+                next.set(next.get().wrapping_add(1));
+            }
+        })
+        .arbitrary_callback_data(CallbackDataSettings::default())
+        .handler(CommandHandler::new("list", list))
+        .build()
+        .unwrap();
+    h.send(&app, command(1, "/list"));
+    assert_eq!(
+        h.last_buttons()[0],
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    );
+}
+
+#[test]
+fn misconfigurations_say_how_to_fix_them() {
+    let h = Harness::new();
+    let err = h
+        .builder()
+        .arbitrary_callback_data(CallbackDataSettings::default())
+        .store_data(PersistenceInput {
+            callback_data: false,
+            ..PersistenceInput::ALL
+        })
+        .build()
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("callback_data: false")),
+        "{err}"
+    );
+    // Off: making a keyboard is an error that names the switch; presses stay raw strings.
+    let raw = Rc::new(RefCell::new(None));
+    let seen = raw.clone();
+    let app = h
+        .builder()
+        .handler(CommandHandler::new("list", list))
+        .handler(CallbackQueryHandler::new(move |ctx: Context| {
+            let seen = seen.clone();
+            async move {
+                *seen.borrow_mut() = ctx.callback_data();
+                Ok(())
+            }
+        }))
+        .build()
+        .unwrap();
+    let outcome = h.send(&app, command(1, "/list"));
+    assert!(
+        outcome
+            .handler_error
+            .as_deref()
+            .is_some_and(|e| e.contains("arbitrary_callback_data(")),
+        "{outcome:?}"
+    );
+    h.send(&app, press(2, "pick:1"));
+    assert_eq!(*raw.borrow(), Some(CallbackData::Data(json!("pick:1"))));
+}
+
+#[test]
+fn a_sweep_enforces_ttl_and_maxsize_in_one_write() {
+    let h = Harness::new();
+    let settings = CallbackDataSettings::default();
+    let start = h.clock.get();
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        h.clock.set(start + i * 10_000);
+        h.send(&h.demo(settings), command(i + 1, "/list"));
+        keys.push(keyboard_of(&h.last_buttons()[0]));
+    }
+    let Key::CallbackKeyboard(oldest) = &keys[0] else {
+        unreachable!()
+    };
+    block_on(
+        h.memory
+            .put_entry(Key::CallbackQuery("q-old".into()), &json!(oldest)),
+    )
+    .unwrap();
+    h.spy.clear();
+    let removed = block_on(sweep(
+        h.spy.as_ref(),
+        start + 25_000,
+        CallbackDataSettings {
+            ttl: Some(Duration::from_secs(20)), // the first keyboard is 25 s old
+            maxsize: 1,                         // of the two left, the older goes
+        },
+    ))
+    .unwrap();
+    assert_eq!(
+        removed,
+        [
+            keys[0].clone(),
+            keys[1].clone(),
+            Key::CallbackQuery("q-old".into())
+        ]
+    );
+    let writes = h
+        .spy
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Write(_)))
+        .count();
+    assert_eq!(writes, 1);
+    let doc = block_on(dict::export(h.memory.as_ref())).unwrap();
+    assert_eq!(doc["callback_data"][0].as_array().unwrap().len(), 1);
+    assert_eq!(doc["callback_data"][1], json!({}));
+}
