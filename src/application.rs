@@ -3,7 +3,7 @@
 //! [`Application::process_update`] is the one entry. Its path, in order:
 //! 1. resolve the bot's username if the update addresses a command with `@` and it is unknown
 //!    (one cached `getMe`);
-//! 2. **load**: one [`Persistence::read`] of bot_data, the effective chat's and user's data
+//! 2. **load**: one [`Persistence::read`] of bot_data, the effective chat's and user's data,
 //!    the handlers' conversation entries and, with arbitrary callback data, the pressed
 //!    keyboard's entry (only kinds that [`PersistenceInput`] stores);
 //! 3. **handlers**: groups in ascending order; in each group the first handler whose
