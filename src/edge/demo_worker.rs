@@ -342,6 +342,8 @@ async fn import_into(persistence: &dyn Persistence, body: &[u8]) -> worker::Resu
     match dict::import(persistence, &doc, 1).await {
         Ok(count) => Response::from_json(&json!({ "imported": count })),
         Err(Error::Invalid(message)) => text(400, message),
+        Err(e @ Error::TooLarge { .. }) => text(400, e.to_string()),
+
         Err(e) => {
             console_error!("import failed: {e}");
             text(500, e.to_string())
@@ -694,7 +696,11 @@ mod test_hooks {
                 Response::from_json(&names)
             }
             "/__test/faults" => {
-                arm(&query("fail_reads"), &query("fail_writes"));
+                arm(
+                    &query("fail_reads"),
+                    &query("fail_writes"),
+                    &query("kv_errors"),
+                );
                 if persistence_choice(env) == "durable_object" {
                     // The object may run in another isolate: arm it there too.
                     let path = format!("/__test/faults?{}", url.query().unwrap_or(""));
@@ -732,10 +738,11 @@ mod test_hooks {
         }
     }
 
-    fn arm(fail_reads: &Option<String>, fail_writes: &Option<String>) {
+    fn arm(fail_reads: &Option<String>, fail_writes: &Option<String>, kv_errors: &Option<String>) {
         let count = |v: &Option<String>| v.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
         FAIL_READS.with(|c| c.set(count(fail_reads)));
         FAIL_WRITES.with(|c| c.set(count(fail_writes)));
+        crate::edge::kv::INJECTED_FAILURES.with(|c| c.set(count(kv_errors)));
     }
 
     /// The test routes inside an object: arming faults, running a conformance case against
@@ -752,7 +759,12 @@ mod test_hooks {
                 .map(|(_, v)| v.to_string())
         };
         if path == "/__test/faults" {
-            arm(&query("fail_reads"), &query("fail_writes"));
+            arm(
+                &query("fail_reads"),
+                &query("fail_writes"),
+                &query("kv_errors"),
+            );
+
             return text(200, "armed");
         }
         let Some(case) = path.strip_prefix("/__test/conformance/") else {

@@ -5,10 +5,16 @@
 //! that write the same key lose one write, and a batch of puts is not atomic. What this
 //! backend guarantees: keys and values are checked against KV's limits before anything is
 //! written, so an oversized entry fails the whole batch up front; reads of up to 100 keys are
-//! one bulk `get`.
+//! one bulk `get`; every operation is retried with backoff when KV answers 429 (more than one
+//! write per second to a key) or fails transiently, within a bounded budget, before the
+//! update fails with 5xx so that Telegram redelivers it.
+
+use std::future::Future;
+use std::time::Duration;
 
 use futures::future::{join_all, LocalBoxFuture};
-use worker::kv::KvStore;
+use worker::kv::{KvError, KvStore};
+use worker::Delay;
 
 use crate::error::{Error, Result};
 use crate::persistence::spy::batch;
@@ -20,6 +26,53 @@ pub const MAX_KEY_BYTES: usize = 512;
 pub const MAX_VALUE_BYTES: usize = 25 << 20;
 /// Keys per bulk get.
 const BULK_GET: usize = 100;
+/// Attempts per operation, and the wait before the first retry (doubled each time):
+/// 100 + 200 + 400 + 800 ms at most, far inside Telegram's 60 s and Workers' CPU limits
+/// (waiting costs no CPU time).
+const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF_MS: u64 = 100;
+
+#[cfg(feature = "test-hooks")]
+thread_local! {
+    /// Test builds only: this many KV operation attempts fail as if KV answered 429.
+    pub static INJECTED_FAILURES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `op` until it succeeds or [`ATTEMPTS`] are used, waiting in between.
+async fn with_retries<T, F, Fut>(mut op: F) -> std::result::Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, KvError>>,
+{
+    let mut wait = FIRST_BACKOFF_MS;
+    let mut attempt = 1;
+    loop {
+        #[cfg(feature = "test-hooks")]
+        let injected = INJECTED_FAILURES.with(|c| {
+            let left = c.get();
+            c.set(left.saturating_sub(1));
+            left > 0
+        });
+        #[cfg(not(feature = "test-hooks"))]
+        let injected = false;
+        let result = if injected {
+            Err("KV PUT failed: 429 Too Many Requests (injected)".to_string())
+        } else {
+            op().await.map_err(|e| e.to_string())
+        };
+        match result {
+            Ok(value) => return Ok(value),
+            Err(message) if attempt >= ATTEMPTS => {
+                return Err(format!("{message} (after {attempt} attempts)"))
+            }
+            Err(_) => {
+                Delay::from(Duration::from_millis(wait)).await;
+                wait *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
 
 /// A KV namespace as a [`Persistence`], under a key prefix.
 pub struct KvPersistence {
@@ -59,24 +112,22 @@ impl KvPersistence {
         if let Some(long) = encoded.iter().find(|k| k.len() > MAX_KEY_BYTES) {
             return Err(too_large(long, "key", long.len(), MAX_KEY_BYTES));
         }
-        let mut found = self
-            .kv
-            .get_bulk(&encoded)
-            .text()
+        let mut found = with_retries(|| self.kv.get_bulk(&encoded).text())
             .await
-            .map_err(|e| storage_error("kv", "read", batch(keys), e.to_string()))?;
+            .map_err(|e| storage_error("kv", "read", batch(keys), e))?;
         Ok(encoded.iter().map(|k| found.remove(k).flatten()).collect())
     }
 
     async fn apply(&self, key: &str, change: &Change) -> Result<()> {
-        let result = match change {
-            Change::Put(_, value) => match self.kv.put(key, value.as_str()) {
-                Ok(put) => put.execute().await,
-                Err(e) => Err(e),
-            },
-            Change::Delete(_) => self.kv.delete(key).await,
-        };
-        result.map_err(|e| storage_error("kv", "write", change.key().to_string(), e.to_string()))
+        // Puts and deletes are idempotent: retrying one that did land changes nothing.
+        let result = with_retries(|| async {
+            match change {
+                Change::Put(_, value) => self.kv.put(key, value.as_str())?.execute().await,
+                Change::Delete(_) => self.kv.delete(key).await,
+            }
+        })
+        .await;
+        result.map_err(|e| storage_error("kv", "write", change.key().to_string(), e))
     }
 }
 
@@ -133,14 +184,16 @@ impl Persistence for KvPersistence {
             let mut keys = Vec::new();
             let mut cursor: Option<String> = None;
             loop {
-                let mut list = self.kv.list().prefix(prefix.clone());
-                if let Some(cursor) = cursor.take() {
-                    list = list.cursor(cursor);
-                }
-                let page = list
-                    .execute()
-                    .await
-                    .map_err(|e| storage_error("kv", "list", prefix.clone(), e.to_string()))?;
+                let page = with_retries(|| {
+                    let mut list = self.kv.list().prefix(prefix.clone());
+                    if let Some(cursor) = cursor.clone() {
+                        list = list.cursor(cursor);
+                    }
+                    list.execute()
+                })
+                .await
+                .map_err(|e| storage_error("kv", "list", prefix.clone(), e))?;
+
                 keys.extend(
                     page.keys
                         .iter()

@@ -3,7 +3,7 @@
 // the tests and by `npm run dev`.
 import http from "node:http";
 
-export async function startBotApi({ port = 0, delayMs = 0, log = false } = {}) {
+export async function startBotApi({ port = 0, delayMs = 0, log = false, echoUrlInErrors = false } = {}) {
   const calls = [];
   const nextMessageId = new Map();
   let failNext = 0;
@@ -31,8 +31,12 @@ export async function startBotApi({ port = 0, delayMs = 0, log = false } = {}) {
       if (log) console.log(`[bot api] ${method} ${JSON.stringify(params)}`);
       if (failNext > 0) {
         failNext -= 1;
-        return reply(500, { ok: false, error_code: 500, description: "Internal Server Error" });
+        // Some proxies quote the URL (and so the token) in their errors; edgegram must not
+        // pass that on.
+        const description = echoUrlInErrors ? `Internal Server Error at ${req.url}` : "Internal Server Error";
+        return reply(500, { ok: false, error_code: 500, description });
       }
+
       reply(200, { ok: true, result: answer(method, params, nextMessageId) });
     });
   });

@@ -9,7 +9,7 @@ export const SECRET = "test-secret_123";
 export const ADMIN = "test-admin-token";
 export const TOKEN = "123456:TEST-token-never-logged";
 
-export async function startWorker({ botApi, persistence = "kv", kvPersist = false, doPersist = false, routing = "bot", bindings = {}, log } = {}) {
+export async function startWorker({ botApi, persistence = "kv", kvPersist = false, doPersist = false, routing = "bot", bindings = {}, log, onLog } = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: path.join(root, "build-test", "index.js"),
@@ -30,6 +30,19 @@ export async function startWorker({ botApi, persistence = "kv", kvPersist = fals
       ...bindings,
     },
     ...(log ? { log } : {}),
+    // Everything the worker logs (console.*, runtime messages), for tests that read it.
+    ...(onLog
+      ? {
+          handleRuntimeStdio(stdout, stderr) {
+            stdout.on("data", (d) => onLog(String(d)));
+            stderr.on("data", (d) => onLog(String(d)));
+          },
+          handleStructuredLogs(entry) {
+            onLog(`${entry.level}: ${entry.message}`);
+          },
+        }
+      : {}),
+
   });
   await mf.ready;
   return mf;
