@@ -74,13 +74,29 @@ pub type RandomSource = Rc<dyn Fn(&mut [u8])>;
 
 /// The default random source. Natively: SipHash keyed by the operating system's randomness
 /// (std's `RandomState`) over a counter, so ids cannot be guessed without that key. On wasm
-/// there is none, because std has no randomness there: the worker passes
-/// `crypto.getRandomValues` to [`ApplicationBuilder::random`](crate::ApplicationBuilder::random).
+/// (where std has no randomness): the runtime's `crypto.getRandomValues`, or `None` where
+/// there is no such function.
 pub fn system_random() -> Option<RandomSource> {
     #[cfg(target_arch = "wasm32")]
     {
-        None
+        use js_sys::{Function, Reflect, Uint8Array};
+        use wasm_bindgen::JsCast;
+        let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).ok()?;
+        let get_random_values: Function = Reflect::get(&crypto, &"getRandomValues".into())
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        Some(Rc::new(move |buf: &mut [u8]| {
+            // getRandomValues takes at most 65536 bytes a call.
+            for chunk in buf.chunks_mut(65536) {
+                let array = Uint8Array::new_with_length(chunk.len() as u32);
+                if get_random_values.call1(&crypto, &array).is_ok() {
+                    array.copy_to(chunk);
+                }
+            }
+        }))
     }
+
     #[cfg(not(target_arch = "wasm32"))]
     {
         use std::hash::{BuildHasher, Hasher};

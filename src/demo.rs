@@ -1,18 +1,36 @@
 //! The demo bot of `../shared/notes/demo-worker.md`, runtime-free so that its behaviour is
-//! tested natively; the worker wires it to fetch and KV.
+//! tested natively; the worker wires it to fetch and storage.
 //!
 //! ```text
 //! user: /count
 //! bot:  bot: 1, chat: 1, user: 1
+//! user: /start
+//! bot:  Hi! Tell me something about yourself.        [Age] [Favourite colour] ...
+//! user: Age
+//! bot:  Your age? Go on.
+//! user: 12
+//! bot:  Noted. What I know about you: age - 12 ...
+//! user: Done
+//! bot:  I learned: age - 12. Until next time!
+//! user: /list
+//! bot:  Numbers chosen so far: []                    [1] [2] [3] [4] [5]
+//! (press 3)
+//! bot:  Numbers chosen so far: [3]                   [1] [2] [3] [4] [5]
 //! ```
 
 use std::rc::Rc;
 
-use crate::bot::BotApi;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::bot::{AnswerCallbackQuery, BotApi, EditMessageText, SendMessage};
+use crate::callback_data::CallbackDataSettings;
 use crate::context::{Context, Data};
+use crate::conversation::{on, ConversationHandler, Next, StateResult};
 use crate::error::{HandlerResult, Result};
-use crate::handlers::CommandHandler;
+use crate::handlers::{filters, CallbackQueryHandler, CommandHandler};
 use crate::persistence::Persistence;
+use crate::types::ReplyMarkup;
 use crate::{Application, ApplicationBuilder};
 
 /// Builds the demo Application.
@@ -24,7 +42,13 @@ pub fn application(
     let mut builder = ApplicationBuilder::new()
         .bot(bot)
         .persistence(persistence)
-        .handler(CommandHandler::new("count", count));
+        .arbitrary_callback_data(CallbackDataSettings::default())
+        .handler(profile_conversation()?)
+        .handler(CommandHandler::new("show_data", show_data))
+        .handler(CommandHandler::new("count", count))
+        .handler(CommandHandler::new("list", list))
+        .handler(CallbackQueryHandler::new(expired_button).invalid_data())
+        .handler(CallbackQueryHandler::new(number_pressed));
     if let Some(username) = bot_username {
         builder = builder.bot_username(username);
     }
@@ -45,5 +69,189 @@ async fn count(ctx: Context) -> HandlerResult {
     let user = ctx.user_data(bump)?;
     ctx.reply_text(format!("bot: {bot}, chat: {chat}, user: {user}"))
         .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The `profile` conversation (the contract's version of PTB's persistentconversationbot).
+
+/// The profile conversation's states, stored as their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Profile {
+    /// Waiting for a category from the keyboard.
+    Choosing,
+    /// Waiting for the value of the chosen category.
+    TypingReply,
+    /// Waiting for the name of a custom category.
+    TypingChoice,
+}
+
+const CATEGORIES: [&str; 3] = ["Age", "Favourite colour", "Number of siblings"];
+const SOMETHING_ELSE: &str = "Something else...";
+const DONE: &str = "Done";
+
+fn profile_keyboard() -> ReplyMarkup {
+    ReplyMarkup::keyboard([
+        vec!["Age", "Favourite colour"],
+        vec!["Number of siblings", SOMETHING_ELSE],
+        vec![DONE],
+    ])
+}
+
+/// The facts in user_data, one `key - value` per line (the pending `choice` left out).
+fn facts(data: &Data) -> String {
+    let lines: Vec<String> = data
+        .iter()
+        .filter(|(key, _)| key.as_str() != "choice")
+        .map(|(key, value)| match value {
+            Value::String(text) => format!("{key} - {text}"),
+            other => format!("{key} - {other}"),
+        })
+        .collect();
+    if lines.is_empty() {
+        "nothing yet".into()
+    } else {
+        lines.join("\n")
+    }
+}
+
+fn profile_conversation() -> Result<ConversationHandler<Data, Data, Data, Profile>> {
+    // Free text: any text that is neither a command nor "Done".
+    let free_text = || filters::text() & !filters::command() & !filters::text_eq(DONE);
+    ConversationHandler::builder()
+        .name("profile")
+        .persistent(true)
+        .entry(on::command("start"), start)
+        .state(
+            Profile::Choosing,
+            on::message(filters::text_in(CATEGORIES)),
+            category_chosen,
+        )
+        .state(
+            Profile::Choosing,
+            on::message(filters::text_eq(SOMETHING_ELSE)),
+            custom_category,
+        )
+        .state(
+            Profile::TypingChoice,
+            on::message(free_text()),
+            category_chosen,
+        )
+        .state(
+            Profile::TypingReply,
+            on::message(free_text()),
+            value_received,
+        )
+        .fallback(on::message(filters::text_eq(DONE)), done)
+        .build()
+}
+
+async fn start(ctx: Context) -> StateResult<Profile> {
+    let known = ctx.user_data(|d| {
+        let facts_known = d.keys().any(|k| k != "choice");
+        facts_known.then(|| facts(d))
+    })?;
+    let text = match known {
+        Some(known) => format!("Welcome back! You already told me:\n{known}\nWhat else?"),
+        None => "Hi! Tell me something about yourself.".into(),
+    };
+    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(profile_keyboard()))
+        .await?;
+    Ok(Next::To(Profile::Choosing))
+}
+
+async fn category_chosen(ctx: Context) -> StateResult<Profile> {
+    let choice = ctx.text().unwrap_or_default().to_lowercase();
+    ctx.user_data(|d| d.insert("choice".into(), choice.clone().into()))?;
+    ctx.reply_text(format!("Your {choice}? Go on.")).await?;
+    Ok(Next::To(Profile::TypingReply))
+}
+
+async fn custom_category(ctx: Context) -> StateResult<Profile> {
+    ctx.reply_text("Name the category first, for example \"Favourite food\".")
+        .await?;
+    Ok(Next::To(Profile::TypingChoice))
+}
+
+async fn value_received(ctx: Context) -> StateResult<Profile> {
+    let value = ctx.text().unwrap_or_default().to_lowercase();
+    let known = ctx.user_data(|d| {
+        if let Some(Value::String(choice)) = d.remove("choice") {
+            d.insert(choice, value.into());
+        }
+        facts(d)
+    })?;
+    let text = format!("Noted. What I know about you:\n{known}\nTell me more, or press Done.");
+    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(profile_keyboard()))
+        .await?;
+    Ok(Next::To(Profile::Choosing))
+}
+
+async fn done(ctx: Context) -> StateResult<Profile> {
+    let known = ctx.user_data(|d| {
+        d.remove("choice");
+        facts(d)
+    })?;
+    let text = format!("I learned:\n{known}\nUntil next time!");
+    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(ReplyMarkup::remove()))
+        .await?;
+    Ok(Next::End)
+}
+
+/// `/show_data`, in or out of the conversation: the facts in user_data.
+async fn show_data(ctx: Context) -> HandlerResult {
+    let known = ctx.user_data(|d| facts(d))?;
+    ctx.reply_text(format!("What I know about you:\n{known}"))
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// `/list`: arbitrary callback data (the contract's version of PTB's arbitrarycallbackdatabot).
+
+fn number_buttons(chosen: &[i64]) -> Vec<Vec<(String, (i64, Vec<i64>))>> {
+    vec![(1..=5)
+        .map(|n| (n.to_string(), (n, chosen.to_vec())))
+        .collect()]
+}
+
+fn chosen_text(chosen: &[i64]) -> String {
+    format!("Numbers chosen so far: {chosen:?}")
+}
+
+async fn list(ctx: Context) -> HandlerResult {
+    let markup = ctx.callback_keyboard(number_buttons(&[]))?;
+    ctx.reply(|chat| SendMessage::new(chat, chosen_text(&[])).reply_markup(markup))
+        .await?;
+    Ok(())
+}
+
+async fn number_pressed(ctx: Context) -> HandlerResult {
+    let query = ctx.callback_query().ok_or("not a button press")?.clone();
+    let Some((number, mut chosen)) = ctx.callback_data_as::<(i64, Vec<i64>)>() else {
+        // Resolved, but not data of ours (another keyboard's shape): say so, change nothing.
+        return expired_button(ctx).await;
+    };
+    chosen.push(number);
+    ctx.bot()
+        .answer_callback_query(AnswerCallbackQuery::new(&query.id))
+        .await?;
+    let message = query
+        .message
+        .as_ref()
+        .ok_or("the pressed message is too old")?;
+    let markup = ctx.callback_keyboard(number_buttons(&chosen))?;
+    let edit = EditMessageText::new(message.chat.id, message.message_id, chosen_text(&chosen))
+        .reply_markup(markup);
+    ctx.bot().edit_message_text(edit).await?;
+    ctx.drop_callback_data()?;
+    Ok(())
+}
+
+async fn expired_button(ctx: Context) -> HandlerResult {
+    let query = ctx.callback_query().ok_or("not a button press")?;
+    let answer = AnswerCallbackQuery::new(&query.id).text("this button has expired");
+    ctx.bot().answer_callback_query(answer).await?;
     Ok(())
 }
