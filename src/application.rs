@@ -26,9 +26,10 @@ use futures::future::LocalBoxFuture;
 use crate::bot::{Bot, BotApi};
 use crate::callback_data::{self, CallbackDataSettings};
 use crate::context::{
-    system_clock, system_random, Clock, Context, Data, DataType, RandomSource, Settings,
-    UpdateState,
+    system_clock, system_random, Clock, Context, Data, DataType, Migration, Migrations,
+    RandomSource, Settings, UpdateState,
 };
+
 use crate::error::{Error, HandlerError, Result};
 use crate::handlers::Handler;
 use crate::persistence::{Change, Key, Persistence, PersistenceInput};
@@ -108,6 +109,7 @@ pub struct Application<B = Data, C = Data, U = Data> {
     clock: Clock,
     random: Option<RandomSource>,
     callback_data: Option<CallbackDataSettings>,
+    migrations: Migrations,
 }
 
 impl Application {
@@ -162,6 +164,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
                 clock: self.clock.clone(),
                 random: self.random.clone(),
                 callback_data: self.callback_data,
+                migrations: self.migrations.clone(),
             },
             keys,
         )
@@ -244,6 +247,7 @@ pub struct ApplicationBuilder<B = Data, C = Data, U = Data> {
     clock: Clock,
     random: Option<RandomSource>,
     callback_data: Option<CallbackDataSettings>,
+    migrations: BTreeMap<u32, Migration>,
 }
 
 impl<B: DataType, C: DataType, U: DataType> Default for ApplicationBuilder<B, C, U> {
@@ -268,6 +272,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             clock: system_clock(),
             random: system_random(),
             callback_data: None,
+            migrations: BTreeMap::new(),
         }
     }
 
@@ -303,6 +308,27 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
     /// overwritten.
     pub fn schema_version(mut self, version: u32) -> Self {
         self.schema_version = version;
+        self
+    }
+
+    /// Registers the migration of stored values from schema version `from` to `from + 1`;
+    /// it runs on load, before the value is decoded into the data type, for every kind (the
+    /// key says which). Steps without a migration keep the value as it is.
+    ///
+    /// ```text
+    /// .schema_version(2)
+    /// .migration(1, |key, mut data| {       // v1 stored "age" as a string
+    ///     if let Key::UserData(_) = key { /* parse data["age"] into a number */ }
+    ///     Ok(data)
+    /// })
+    /// ```
+    pub fn migration(
+        mut self,
+        from: u32,
+        migrate: impl Fn(&Key, serde_json::Value) -> std::result::Result<serde_json::Value, String>
+            + 'static,
+    ) -> Self {
+        self.migrations.insert(from, Rc::new(migrate));
         self
     }
 
@@ -376,6 +402,17 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
         if self.schema_version == 0 {
             return Err(Error::Config("schema_version starts at 1".into()));
         }
+        if let Some(from) = self
+            .migrations
+            .keys()
+            .find(|&&v| v == 0 || v >= self.schema_version)
+        {
+            return Err(Error::Config(format!(
+                "a migration from schema version {from} cannot run with schema_version({}): \
+                 migrations go from 1 up to schema_version - 1",
+                self.schema_version
+            )));
+        }
         if self.callback_data.is_some() && !self.store.callback_data {
             return Err(Error::Config(
                 "arbitrary callback data lives in persistence, but store_data has \
@@ -395,6 +432,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             clock: self.clock,
             random: self.random,
             callback_data: self.callback_data,
+            migrations: Rc::new(self.migrations),
         })
     }
 }

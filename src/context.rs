@@ -122,7 +122,16 @@ pub(crate) struct Settings {
     pub(crate) clock: Clock,
     pub(crate) random: Option<RandomSource>,
     pub(crate) callback_data: Option<CallbackDataSettings>,
+    pub(crate) migrations: Migrations,
 }
+
+/// Turns a stored value of one schema version into the next
+/// ([`ApplicationBuilder::migration`](crate::ApplicationBuilder::migration)). Gets the key (to
+/// tell kinds apart) and the data; an `Err` says why the value cannot be migrated.
+pub type Migration = Rc<dyn Fn(&Key, Value) -> std::result::Result<Value, String>>;
+
+/// Migrations by the version they start from.
+pub(crate) type Migrations = Rc<BTreeMap<u32, Migration>>;
 
 /// Everything one update loaded; shared by the contexts of its handlers.
 pub(crate) struct UpdateState<B, C, U> {
@@ -134,6 +143,7 @@ pub(crate) struct UpdateState<B, C, U> {
     clock: Clock,
     random: Option<RandomSource>,
     callback_data: Option<CallbackDataSettings>,
+    migrations: Migrations,
     bot_data: RefCell<Option<Slot<B>>>,
     chats: RefCell<BTreeMap<i64, Slot<C>>>,
     users: RefCell<BTreeMap<i64, Slot<U>>>,
@@ -160,6 +170,7 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             clock,
             random,
             callback_data,
+            migrations,
         } = settings;
         let state = Self {
             bot,
@@ -169,6 +180,7 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             clock,
             random,
             callback_data,
+            migrations,
             bot_data: RefCell::new(None),
             chats: RefCell::new(BTreeMap::new()),
             users: RefCell::new(BTreeMap::new()),
@@ -249,7 +261,21 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
                 stored.version, self.schema_version
             )));
         }
-        Ok(stored.data)
+        // Older values are migrated step by step on load; a step without a migration keeps
+        // the value as it is. The migrated value is written back only if the update changes
+        // it (then with the current version), so untouched entries are never rewritten.
+        let mut data = stored.data;
+        for version in stored.version..self.schema_version {
+            if let Some(migrate) = self.migrations.get(&version) {
+                data = migrate(key, data).map_err(|e| {
+                    error(format!(
+                        "migration from schema version {version} to {} failed: {e}",
+                        version + 1
+                    ))
+                })?;
+            }
+        }
+        Ok(data)
     }
 
     async fn insert(&self, key: Key, data: Option<Value>, persist: bool) -> Result<()> {

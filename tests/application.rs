@@ -599,3 +599,108 @@ fn building_without_bot_or_persistence_says_how_to_fix_it() {
         .unwrap();
     assert!(err.to_string().contains(".persistence("), "{err}");
 }
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AgedUser {
+    age: u32,
+    #[serde(default)]
+    seen: u32,
+}
+
+fn aged_app(h: &Harness) -> Application<edgegram::Data, edgegram::Data, AgedUser> {
+    ApplicationBuilder::new()
+        .bot(h.bot.clone())
+        .persistence(h.spy.clone())
+        .schema_version(3)
+        // v1 stored the age as a string; v2 -> v3 needs nothing.
+        .migration(1, |key, mut data| {
+            if let Key::UserData(_) = key {
+                let age = data["age"].as_str().ok_or("age is not a string")?;
+                data["age"] = json!(age.parse::<u32>().map_err(|e| e.to_string())?);
+            }
+            Ok(data)
+        })
+        .handler(CommandHandler::new(
+            "seen",
+            |ctx: Context<_, _, AgedUser>| async move {
+                ctx.user_data(|u| u.seen += 1)?;
+                Ok(())
+            },
+        ))
+        .handler(CommandHandler::new(
+            "age",
+            |ctx: Context<_, _, AgedUser>| async move {
+                let age = ctx.user_data(|u| u.age)?;
+                ctx.reply_text(age.to_string()).await?;
+                Ok(())
+            },
+        ))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn old_values_are_migrated_on_load_and_rewritten_only_when_changed() {
+    let h = Harness::new();
+    let old = codec::encode(1, "{\"age\":\"41\"}");
+    block_on(
+        h.memory
+            .write(&[Change::Put(Key::UserData(7), old.clone())]),
+    )
+    .unwrap();
+    let app = aged_app(&h);
+    block_on(app.process_update(message(1, 5, 7, "/age"))).unwrap();
+    assert_eq!(h.bot.texts(), ["41"]);
+    assert!(
+        h.writes().is_empty(),
+        "reading a migrated value writes nothing"
+    );
+    assert_eq!(
+        block_on(h.memory.read(&[Key::UserData(7)])).unwrap(),
+        [Some(old)]
+    );
+    block_on(app.process_update(message(2, 5, 7, "/seen"))).unwrap();
+    let stored = block_on(h.memory.read(&[Key::UserData(7)])).unwrap();
+    assert_eq!(stored, [Some(codec::encode(3, "{\"age\":41,\"seen\":1}"))]);
+}
+
+#[test]
+fn a_failing_migration_fails_the_update_and_leaves_the_value() {
+    let h = Harness::new();
+    let old = codec::encode(1, "{\"age\":\"forty\"}");
+    block_on(
+        h.memory
+            .write(&[Change::Put(Key::UserData(7), old.clone())]),
+    )
+    .unwrap();
+    let err = block_on(aged_app(&h).process_update(message(1, 5, 7, "/seen"))).unwrap_err();
+    match &err {
+        Error::Decode { key, message, .. } => {
+            assert_eq!(key, "user:7");
+            assert!(
+                message.starts_with("migration from schema version 1 to 2 failed"),
+                "{message}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(
+        block_on(h.memory.read(&[Key::UserData(7)])).unwrap(),
+        [Some(old)]
+    );
+}
+
+#[test]
+fn migrations_outside_the_schema_range_are_configuration_errors() {
+    let h = Harness::new();
+    for from in [0, 2, 5] {
+        let err = h
+            .builder()
+            .schema_version(2)
+            .migration(from, |_, d| Ok(d))
+            .build()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("migrations go from 1"), "{err}");
+    }
+}
