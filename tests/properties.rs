@@ -1,0 +1,131 @@
+//! Property tests: round trips hold and nothing panics on arbitrary input (a panic on wasm
+//! aborts the worker without an answer).
+
+use edgegram::persistence::{codec, dict, Key, DEFAULT_PREFIX};
+use edgegram::types::{Message, MessageEntity};
+use edgegram::webhook::{parse_body, Incoming, Rejection};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        ".*".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
+            prop::collection::btree_map(".*", inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn key() -> impl Strategy<Value = Key> {
+    prop_oneof![
+        Just(Key::BotData),
+        any::<i64>().prop_map(Key::ChatData),
+        any::<i64>().prop_map(Key::UserData),
+        (".*", ".*").prop_map(|(name, key)| Key::Conversation { name, key }),
+        ".*".prop_map(Key::CallbackKeyboard),
+        ".*".prop_map(Key::CallbackQuery),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn keys_round_trip(k in key(), prefix in "[a-z0-9:]{0,8}") {
+        prop_assert_eq!(Key::parse(&k.encode(&prefix), &prefix), Some(k.clone()));
+        prop_assert_eq!(Key::parse(&k.encode(DEFAULT_PREFIX), DEFAULT_PREFIX), Some(k));
+    }
+
+    #[test]
+    fn key_parsing_never_panics(text in ".*") {
+        let _ = Key::parse(&text, DEFAULT_PREFIX);
+        let _ = Key::parse(&text, "");
+    }
+
+    #[test]
+    fn the_codec_round_trips(data in json_value(), version in any::<u32>()) {
+        let stored = codec::decode(&codec::encode(version, &data.to_string())).unwrap();
+        prop_assert_eq!(stored.version, version);
+        prop_assert_eq!(stored.data, data);
+    }
+
+    #[test]
+    fn decoding_never_panics(raw in ".*", bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = codec::decode(&raw);
+        let _ = codec::decode(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn webhook_bodies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = parse_body(&bytes);
+    }
+
+    #[test]
+    fn any_object_with_an_integer_update_id_is_accepted(id in any::<i64>(), rest in json_value()) {
+        let mut body = match rest { Value::Object(map) => Value::Object(map), _ => json!({}) };
+        body["update_id"] = json!(id);
+        match parse_body(body.to_string().as_bytes()) {
+            Ok(Incoming::Update(update)) => prop_assert_eq!(update.update_id, id),
+            Ok(Incoming::Untyped { update_id, .. }) => prop_assert_eq!(update_id, id),
+            Err(Rejection::TooLarge) => {}
+            Err(other) => prop_assert!(false, "rejected: {:?}", other),
+        }
+    }
+
+    #[test]
+    fn any_json_value_without_an_integer_update_id_is_a_400(value in json_value()) {
+        prop_assume!(!value.get("update_id").is_some_and(Value::is_i64));
+        let rejected = matches!(parse_body(value.to_string().as_bytes()), Err(Rejection::BadRequest(_)));
+        prop_assert!(rejected);
+    }
+
+    #[test]
+    fn commands_are_found_without_panicking(
+        text in ".*", offset in 0usize..40, length in 0usize..40,
+    ) {
+        let message = Message {
+            text: Some(text.clone()),
+            entities: vec![MessageEntity { kind: "bot_command".into(), offset, length }],
+            ..Message::default()
+        };
+        if let Some((name, _)) = message.command() {
+            prop_assert!(text.starts_with('/'));
+            prop_assert!(text.contains(name));
+        }
+    }
+
+    #[test]
+    fn documents_never_panic_and_valid_ones_round_trip(
+        value in json_value(),
+        chats in prop::collection::btree_map(any::<i64>(), json_value(), 0..5),
+        states in prop::collection::btree_map((any::<i64>(), any::<i64>()), json_value(), 0..5),
+    ) {
+        let _ = dict::to_entries(&value);
+        let states: serde_json::Map<_, _> = states
+            .iter()
+            .map(|((a, b), s)| (format!("[{a}, {b}]"), json!({"s": s})))
+            .collect();
+        // An empty conversation holds no entry, so it cannot be exported.
+        let conversations = if states.is_empty() { json!({}) } else { json!({"c": states}) };
+        let doc = json!({
+            "bot_data": {"v": value.clone()},
+            "chat_data": chats.iter().map(|(id, v)| (id.to_string(), json!({"v": v}))).collect::<serde_json::Map<_, _>>(),
+            "user_data": {},
+            "conversations": conversations,
+            "callback_data": null,
+        });
+
+        let entries = dict::to_entries(&doc).unwrap();
+        prop_assert_eq!(dict::from_entries(entries), doc);
+    }
+}
