@@ -153,6 +153,19 @@ pub fn to_entries(doc: &Value) -> Result<Vec<(Key, Value)>> {
             }
         }
     }
+    // Two spellings of one conversation key ("[1,2]" and "[1, 2]"), or a keyboard listed
+    // twice, would name one entry twice: which value wins would depend on the backend.
+    let mut seen = std::collections::HashSet::new();
+    for (key, _) in &entries {
+        if !seen.insert(key) {
+            let path = match key {
+                Key::Conversation { name, key } => format!("conversations.{name}.{key}"),
+                Key::CallbackKeyboard(id) => format!("callback_data.0.{id}"),
+                other => other.to_string(),
+            };
+            return Err(invalid(&path, "appears twice in the document"));
+        }
+    }
     Ok(entries)
 }
 
@@ -411,6 +424,14 @@ mod tests {
             ),
             (json!({"callback_data": [[]]}), "callback_data"),
             (json!({"extra": {}}), "extra"),
+            (
+                json!({"conversations": {"p": {"[1,2]": 1, "[1, 2]": 2}}}),
+                "conversations.p.[1, 2]",
+            ),
+            (
+                json!({"callback_data": [[["k", 1, {}], ["k", 2, {}]], {}]}),
+                "callback_data.0.k",
+            ),
         ];
         for (doc, path) in cases {
             match to_entries(&doc) {
