@@ -9,7 +9,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(entries) = dict::to_entries(&doc) {
         let exported = dict::from_entries(entries.clone());
         let mut again = dict::to_entries(&exported).expect("an export validates");
+        // An export always shows bot_data, as PTB's does ({} when there is none).
+        if !entries.iter().any(|(k, _)| k == &edgegram::Key::BotData) {
+            again.retain(|(k, v)| !(k == &edgegram::Key::BotData && v == &serde_json::json!({})));
+        }
         let mut entries = entries;
+
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         again.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(again, entries);
