@@ -35,6 +35,9 @@ use crate::handlers::Handler;
 use crate::persistence::{Change, Key, Persistence, PersistenceInput};
 use crate::types::Update;
 
+/// Handler groups by number, each in the order handlers were added.
+type Groups<B, C, U> = BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>;
+
 /// What the webhook does after a handler failed (the update's changes are never written).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OnHandlerError {
@@ -101,7 +104,7 @@ pub struct Application<B = Data, C = Data, U = Data> {
     bot: Bot,
     persistence: Rc<dyn Persistence>,
     store: PersistenceInput,
-    groups: BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>,
+    groups: Groups<B, C, U>,
     error_handlers: Vec<ErrorCallback<B, C, U>>,
     on_handler_error: OnHandlerError,
     bot_username: RefCell<Option<String>>,
@@ -239,7 +242,7 @@ pub struct ApplicationBuilder<B = Data, C = Data, U = Data> {
     bot: Option<Bot>,
     persistence: Option<Rc<dyn Persistence>>,
     store: PersistenceInput,
-    groups: BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>,
+    groups: Groups<B, C, U>,
     error_handlers: Vec<ErrorCallback<B, C, U>>,
     on_handler_error: OnHandlerError,
     bot_username: Option<String>,

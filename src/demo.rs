@@ -210,7 +210,10 @@ async fn show_data(ctx: Context) -> HandlerResult {
 // ---------------------------------------------------------------------------------------------
 // `/list`: arbitrary callback data (the contract's version of PTB's arbitrarycallbackdatabot).
 
-fn number_buttons(chosen: &[i64]) -> Vec<Vec<(String, (i64, Vec<i64>))>> {
+/// A button of `/list`: its label and its data `[n, chosen so far]`.
+type NumberButton = (String, (i64, Vec<i64>));
+
+fn number_buttons(chosen: &[i64]) -> Vec<Vec<NumberButton>> {
     vec![(1..=5)
         .map(|n| (n.to_string(), (n, chosen.to_vec())))
         .collect()]

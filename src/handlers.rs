@@ -58,7 +58,10 @@ pub trait Handler<B, C, U> {
 /// A condition on an update, composable with `&`, `|` and `!` (PTB's `filters`). A filter
 /// that matches may carry regex captures; `&` keeps the first non-empty ones.
 #[derive(Clone)]
-pub struct Filter(Rc<dyn Fn(&Update) -> Option<Vec<Option<String>>>>);
+pub struct Filter(Rc<FilterFn>);
+
+/// A filter's test: `Some(captures)` when it matches.
+type FilterFn = dyn Fn(&Update) -> Option<Vec<Option<String>>>;
 
 impl Filter {
     /// A filter from a predicate.
@@ -229,7 +232,7 @@ pub(crate) fn match_command(
         }
     }
     let name = name.to_lowercase();
-    if !commands.iter().any(|c| *c == name) {
+    if !commands.contains(&name) {
         return None;
     }
     let text = message.text.as_deref().unwrap_or("");
@@ -304,10 +307,13 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for MessageHandler<
 
 /// Handles button presses (PTB's `CallbackQueryHandler`), optionally only those whose data
 /// matches a pattern or a predicate, or only those whose arbitrary callback data could not be
+/// A test on resolved callback data.
+type DataPredicate = dyn Fn(&Value) -> bool;
+
 /// resolved.
 pub struct CallbackQueryHandler<B, C, U> {
     pattern: Option<Regex>,
-    data_where: Option<Rc<dyn Fn(&Value) -> bool>>,
+    data_where: Option<Rc<DataPredicate>>,
     invalid_only: bool,
     callback: Callback<B, C, U>,
 }

@@ -346,7 +346,11 @@ impl DurableObjectPersistence {
             HomeRequest::Read { keys, chat } => {
                 if let Some(chat) = chat {
                     let key = self.registry_key(chat);
-                    if !self.raw_get(&[key.clone()]).await?.has(&key.clone().into()) {
+                    if !self
+                        .raw_get(std::slice::from_ref(&key))
+                        .await?
+                        .has(&key.clone().into())
+                    {
                         self.storage.put_raw(&key, "1").await.map_err(|e| {
                             storage_error("durable_object", "write", key, e.to_string())
                         })?;
