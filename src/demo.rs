@@ -19,6 +19,7 @@
 //! ```
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,17 +34,41 @@ use crate::persistence::Persistence;
 use crate::types::ReplyMarkup;
 use crate::{Application, ApplicationBuilder};
 
-/// Builds the demo Application.
+/// Builds the demo Application as the contract describes it.
 pub fn application(
     bot: Rc<dyn BotApi>,
     persistence: Rc<dyn Persistence>,
     bot_username: Option<String>,
 ) -> Result<Application> {
+    let options = DemoOptions {
+        bot_username,
+        ..DemoOptions::default()
+    };
+    application_with(bot, persistence, options)
+}
+
+/// Settings of the demo beyond the contract's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// The bot's username, if configured.
+    pub bot_username: Option<String>,
+    /// Ends an idle profile conversation after this long (none by default, as in the
+    /// contract). The worker takes it from `CONVERSATION_TIMEOUT_SECONDS`.
+    pub conversation_timeout: Option<Duration>,
+}
+
+/// Builds the demo Application with `options`.
+pub fn application_with(
+    bot: Rc<dyn BotApi>,
+    persistence: Rc<dyn Persistence>,
+    options: DemoOptions,
+) -> Result<Application> {
+    let bot_username = options.bot_username;
     let mut builder = ApplicationBuilder::new()
         .bot(bot)
         .persistence(persistence)
         .arbitrary_callback_data(CallbackDataSettings::default())
-        .handler(profile_conversation()?)
+        .handler(profile_conversation(options.conversation_timeout)?)
         .handler(CommandHandler::new("show_data", show_data))
         .handler(CommandHandler::new("count", count))
         .handler(CommandHandler::new("list", list))
@@ -116,10 +141,16 @@ fn facts(data: &Data) -> String {
     }
 }
 
-fn profile_conversation() -> Result<ConversationHandler<Data, Data, Data, Profile>> {
+fn profile_conversation(
+    timeout: Option<Duration>,
+) -> Result<ConversationHandler<Data, Data, Data, Profile>> {
     // Free text: any text that is neither a command nor "Done".
     let free_text = || filters::text() & !filters::command() & !filters::text_eq(DONE);
-    ConversationHandler::builder()
+    let mut builder = ConversationHandler::builder();
+    if let Some(timeout) = timeout {
+        builder = builder.conversation_timeout(timeout);
+    }
+    builder
         .name("profile")
         .persistent(true)
         .entry(on::command("start"), start)

@@ -199,3 +199,37 @@ fn list_presses_accumulate_and_old_or_tampered_buttons_expire() {
     }
     assert_eq!(bot.state(), before, "an expired press changes nothing");
 }
+
+#[test]
+fn with_a_timeout_an_idle_profile_conversation_ends_and_exports_only_its_state() {
+    use edgegram::conversation::expire_due;
+    use edgegram::demo::{application_with, DemoOptions};
+    use std::time::Duration;
+
+    let store = Rc::new(MemoryPersistence::new());
+    let api = Rc::new(RecordingBot::new());
+    let options = DemoOptions {
+        bot_username: None,
+        conversation_timeout: Some(Duration::from_secs(60)),
+    };
+    let app = application_with(api, store.clone(), options).unwrap();
+    let start = json!({"update_id": 1, "message": {"message_id": 1, "date": 0,
+        "chat": {"id": 3, "type": "private"}, "from": {"id": 3, "is_bot": false, "first_name": "U"},
+        "text": "/start", "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}});
+    block_on(app.process_update(Update::from_value(start).unwrap())).unwrap();
+    let state = store.to_json().unwrap();
+    assert_eq!(state["conversations"]["profile"]["[3, 3]"], "CHOOSING");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Not due yet; then due (what a Durable Object alarm does).
+    let early = block_on(expire_due(store.as_ref(), now)).unwrap();
+    assert!(early.removed.is_empty() && early.next_deadline.is_some());
+    let late = block_on(expire_due(store.as_ref(), now + 61_000)).unwrap();
+    assert_eq!(late.removed.len(), 1);
+    assert!(store.to_json().unwrap()["conversations"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+}
