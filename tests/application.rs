@@ -4,89 +4,30 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use edgegram::persistence::spy::{Call, SpyPersistence};
+use edgegram::persistence::spy::Call;
 use edgegram::persistence::{codec, PersistenceExt};
 use edgegram::types::ChatType;
 use edgegram::{
     filters, Application, ApplicationBuilder, CallbackQueryHandler, Change, CommandHandler,
-    Context, Error, HandlerResult, Key, MemoryPersistence, MessageHandler, OnHandlerError,
-    Persistence, PersistenceInput, RecordingBot, TypeHandler, Update,
+    Context, Error, HandlerResult, Key, MessageHandler, OnHandlerError, Persistence,
+    PersistenceInput, RecordingBot, TypeHandler, Update,
 };
+mod common;
+
+use common::{message, Harness};
 use futures::executor::block_on;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 const GROUP: i64 = -1001500000001;
 
-fn message(update_id: i64, chat: i64, user: i64, text: &str) -> Update {
-    let command_len = text.starts_with('/').then(|| {
-        text.split_whitespace()
-            .next()
-            .unwrap_or("")
-            .encode_utf16()
-            .count()
-    });
-    let entities: Vec<Value> = command_len
-        .map(|len| json!({"type": "bot_command", "offset": 0, "length": len}))
-        .into_iter()
-        .collect();
-    let kind = if chat < 0 { "supergroup" } else { "private" };
-    Update::from_value(json!({
-        "update_id": update_id,
-        "message": {
-            "message_id": update_id, "date": 0,
-            "chat": {"id": chat, "type": kind},
-            "from": {"id": user, "is_bot": false, "first_name": "U"},
-            "text": text, "entities": entities,
-        }
-    }))
-    .unwrap()
-}
-
 fn press(update_id: i64, chat: i64, user: i64, data: &str) -> Update {
-    Update::from_value(json!({
-        "update_id": update_id,
-        "callback_query": {
-            "id": format!("q{update_id}"), "chat_instance": "ci", "data": data,
-            "from": {"id": user, "is_bot": false, "first_name": "U"},
-            "message": {"message_id": 1, "date": 0, "chat": {"id": chat, "type": "private"}},
-        }
-    }))
-    .unwrap()
-}
-
-struct Harness {
-    memory: Rc<MemoryPersistence>,
-    spy: Rc<SpyPersistence>,
-    bot: Rc<RecordingBot>,
+    common::press(update_id, chat, user, 1, data)
 }
 
 impl Harness {
     fn new() -> Self {
-        let memory = Rc::new(MemoryPersistence::new());
-        Self {
-            spy: Rc::new(SpyPersistence::new(memory.clone())),
-            memory,
-            bot: Rc::new(RecordingBot::new()),
-        }
-    }
-
-    fn builder(&self) -> ApplicationBuilder {
-        ApplicationBuilder::new()
-            .bot(self.bot.clone())
-            .persistence(self.spy.clone())
-            .bot_username("edge_bot")
-    }
-
-    fn writes(&self) -> Vec<Vec<Change>> {
-        self.spy
-            .calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::Write(changes) => Some(changes),
-                _ => None,
-            })
-            .collect()
+        Harness::at(1_700_000_000_000)
     }
 }
 

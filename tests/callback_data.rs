@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use edgegram::callback_data::{sweep, InvalidReason, ID_LEN};
 use edgegram::persistence::dict;
-use edgegram::persistence::spy::{Call, SpyPersistence};
+use edgegram::persistence::spy::Call;
 use edgegram::{
-    AnswerCallbackQuery, Application, ApplicationBuilder, CallbackData, CallbackDataSettings,
-    CallbackQueryHandler, CommandHandler, Context, EditMessageText, Error, HandlerResult, Key,
-    MemoryPersistence, PersistenceExt, PersistenceInput, RecordingBot, SendMessage, Update,
+    AnswerCallbackQuery, Application, CallbackData, CallbackDataSettings, CallbackQueryHandler,
+    CommandHandler, Context, EditMessageText, Error, HandlerResult, Key, PersistenceExt,
+    PersistenceInput, SendMessage, Update,
 };
+mod common;
+
+use common::Harness;
 use futures::executor::block_on;
 use serde_json::{json, Value};
 
@@ -34,42 +37,12 @@ fn command(update_id: i64, text: &str) -> Update {
 }
 
 fn press(update_id: i64, data: &str) -> Update {
-    Update::from_value(json!({
-        "update_id": update_id,
-        "callback_query": {
-            "id": format!("q{update_id}"), "chat_instance": "ci", "data": data,
-            "from": {"id": USER, "is_bot": false, "first_name": "U"},
-            "message": {"message_id": 1, "date": 0, "chat": {"id": CHAT, "type": "private"}},
-        }
-    }))
-    .unwrap()
-}
-
-struct Harness {
-    memory: Rc<MemoryPersistence>,
-    spy: Rc<SpyPersistence>,
-    bot: Rc<RecordingBot>,
-    clock: Rc<Cell<i64>>,
+    common::press(update_id, CHAT, USER, 1, data)
 }
 
 impl Harness {
     fn new() -> Self {
-        let memory = Rc::new(MemoryPersistence::new());
-        Self {
-            spy: Rc::new(SpyPersistence::new(memory.clone())),
-            memory,
-            bot: Rc::new(RecordingBot::new()),
-            clock: Rc::new(Cell::new(1_700_000_000_000)),
-        }
-    }
-
-    fn builder(&self) -> ApplicationBuilder {
-        let clock = self.clock.clone();
-        ApplicationBuilder::new()
-            .bot(self.bot.clone())
-            .persistence(self.spy.clone())
-            .bot_username("edge_bot")
-            .clock(move || clock.get())
+        Harness::at(1700000000000)
     }
 
     /// The demo contract's `/list` bot, built fresh (as every Worker request does).

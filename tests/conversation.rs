@@ -1,17 +1,20 @@
 //! ConversationHandler: PTB's documented behaviours (entry, states, fallbacks, re-entry, keys,
 //! nesting with map_to_parent, timeouts, configuration errors), and what reaches storage.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use edgegram::conversation::{expire_due, on, ConversationHandler, Expired, Next, StateResult};
 use edgegram::persistence::dict;
-use edgegram::persistence::spy::{Call, SpyPersistence};
+use edgegram::persistence::spy::Call;
 use edgegram::{
-    filters, Application, ApplicationBuilder, CommandHandler, Context, Error, Key,
-    MemoryPersistence, MessageHandler, PersistenceExt, RecordingBot, TypeHandler, Update,
+    filters, Application, CommandHandler, Context, Error, Key, MessageHandler, PersistenceExt,
+    TypeHandler, Update,
 };
+mod common;
+
+use common::{message, press, Harness};
 use futures::executor::block_on;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -19,45 +22,6 @@ use serde_json::{json, Value};
 const CHAT: i64 = 5;
 const USER: i64 = 7;
 const GROUP: i64 = -1001500000001;
-
-fn message(update_id: i64, chat: i64, user: i64, text: &str) -> Update {
-    let command_len = text.starts_with('/').then(|| {
-        text.split_whitespace()
-            .next()
-            .unwrap_or("")
-            .encode_utf16()
-            .count()
-    });
-    let entities: Vec<Value> = command_len
-        .map(|len| json!({"type": "bot_command", "offset": 0, "length": len}))
-        .into_iter()
-        .collect();
-    let kind = if chat < 0 { "supergroup" } else { "private" };
-    Update::from_value(json!({
-        "update_id": update_id,
-        "message": {
-            "message_id": update_id, "date": 0,
-            "chat": {"id": chat, "type": kind},
-            "from": {"id": user, "is_bot": false, "first_name": "U"},
-            "text": text, "entities": entities,
-        }
-    }))
-    .unwrap()
-}
-
-/// A press on a button of message `message_id` in `chat`.
-fn press(update_id: i64, chat: i64, user: i64, message_id: i64, data: &str) -> Update {
-    Update::from_value(json!({
-        "update_id": update_id,
-        "callback_query": {
-            "id": format!("q{update_id}"), "chat_instance": "ci", "data": data,
-            "from": {"id": user, "is_bot": false, "first_name": "U"},
-            "message": {"message_id": message_id, "date": 0,
-                        "chat": {"id": chat, "type": "private"}},
-        }
-    }))
-    .unwrap()
-}
 
 /// A press on a button of an inline-mode message (no chat).
 fn inline_press(update_id: i64, user: i64, inline_message_id: &str, data: &str) -> Update {
@@ -72,31 +36,9 @@ fn inline_press(update_id: i64, user: i64, inline_message_id: &str, data: &str) 
     .unwrap()
 }
 
-struct Harness {
-    memory: Rc<MemoryPersistence>,
-    spy: Rc<SpyPersistence>,
-    bot: Rc<RecordingBot>,
-    clock: Rc<Cell<i64>>,
-}
-
 impl Harness {
     fn new() -> Self {
-        let memory = Rc::new(MemoryPersistence::new());
-        Self {
-            spy: Rc::new(SpyPersistence::new(memory.clone())),
-            memory,
-            bot: Rc::new(RecordingBot::new()),
-            clock: Rc::new(Cell::new(1_000_000)),
-        }
-    }
-
-    fn builder(&self) -> ApplicationBuilder {
-        let clock = self.clock.clone();
-        ApplicationBuilder::new()
-            .bot(self.bot.clone())
-            .persistence(self.spy.clone())
-            .bot_username("edge_bot")
-            .clock(move || clock.get())
+        Harness::at(1000000)
     }
 
     fn app(
