@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use futures::future::{ready, LocalBoxFuture};
 use futures::FutureExt;
 
+use super::memory::MemoryPersistence;
 use super::{storage_error, Change, Key, KeyKind, Persistence, DEFAULT_PREFIX};
 use crate::error::{Error, Result};
 
@@ -29,12 +30,12 @@ pub enum FileLayout {
     PerKind(PathBuf),
 }
 
-/// A store kept in JSON files.
+/// A store kept in JSON files: the entries live in memory and are saved to the files.
 #[derive(Debug)]
 pub struct FilePersistence {
     layout: FileLayout,
     on_flush: bool,
-    entries: RefCell<BTreeMap<Key, String>>,
+    memory: MemoryPersistence,
     dirty: RefCell<BTreeSet<PathBuf>>,
 }
 
@@ -42,17 +43,17 @@ impl FilePersistence {
     /// Opens (or starts) a store. With `on_flush`, changes are written to disk only by
     /// [`Persistence::flush`] (PTB's `on_flush=True`); otherwise on every write.
     pub fn open(layout: FileLayout, on_flush: bool) -> Result<Self> {
-        let store = Self {
+        let mut store = Self {
             layout,
             on_flush,
-            entries: RefCell::new(BTreeMap::new()),
+            memory: MemoryPersistence::new(),
             dirty: RefCell::new(BTreeSet::new()),
         };
         let mut entries = BTreeMap::new();
         for path in store.files() {
             entries.extend(read_file(&path)?);
         }
-        *store.entries.borrow_mut() = entries;
+        store.memory = MemoryPersistence::from_raw(entries);
         Ok(store)
     }
 
@@ -81,11 +82,11 @@ impl FilePersistence {
 
     fn save_dirty(&self) -> Result<()> {
         let dirty: Vec<PathBuf> = self.dirty.borrow().iter().cloned().collect();
-        let entries = self.entries.borrow();
         for path in dirty {
-            let content: BTreeMap<String, &String> = entries
-                .iter()
-                .filter(|(key, _)| self.file_of(key.kind()) == path)
+            let content: BTreeMap<String, String> = self
+                .memory
+                .raw_entries(|key| self.file_of(key.kind()) == path)
+                .into_iter()
                 .map(|(key, value)| (key.encode(DEFAULT_PREFIX), value))
                 .collect();
             let json =
@@ -154,39 +155,25 @@ impl Persistence for FilePersistence {
     }
 
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
-        let entries = self.entries.borrow();
-        ready(Ok(keys.iter().map(|k| entries.get(k).cloned()).collect())).boxed_local()
+        self.memory.read(keys)
     }
 
     fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>> {
-        {
-            let mut entries = self.entries.borrow_mut();
-            let mut dirty = self.dirty.borrow_mut();
-            for change in changes {
-                dirty.insert(self.file_of(change.key().kind()));
-                match change {
-                    Change::Put(key, value) => entries.insert(key.clone(), value.clone()),
-                    Change::Delete(key) => entries.remove(key),
-                };
+        Box::pin(async move {
+            self.memory.write(changes).await?;
+            self.dirty
+                .borrow_mut()
+                .extend(changes.iter().map(|c| self.file_of(c.key().kind())));
+            if self.on_flush {
+                Ok(())
+            } else {
+                self.save_dirty()
             }
-        }
-        let result = if self.on_flush {
-            Ok(())
-        } else {
-            self.save_dirty()
-        };
-        ready(result).boxed_local()
+        })
     }
 
     fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
-        let keys = self
-            .entries
-            .borrow()
-            .keys()
-            .filter(|k| k.kind() == kind)
-            .cloned()
-            .collect();
-        ready(Ok(keys)).boxed_local()
+        self.memory.list(kind)
     }
 
     fn flush(&self) -> LocalBoxFuture<'_, Result<()>> {

@@ -53,7 +53,25 @@ impl MemoryPersistence {
         Ok(dict::from_entries(decoded))
     }
 
+    /// A store holding these raw (encoded) entries.
+    pub(crate) fn from_raw(entries: BTreeMap<Key, String>) -> Self {
+        Self {
+            entries: RefCell::new(entries),
+        }
+    }
+
+    /// The raw entries of one kind-filter, encoded keys as stored (for the file backend).
+    pub(crate) fn raw_entries(&self, keep: impl Fn(&Key) -> bool) -> Vec<(Key, String)> {
+        self.entries
+            .borrow()
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// How many entries are held.
+
     pub fn len(&self) -> usize {
         self.entries.borrow().len()
     }
