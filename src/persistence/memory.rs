@@ -60,7 +60,7 @@ impl MemoryPersistence {
         }
     }
 
-    /// The raw entries of one kind-filter, encoded keys as stored (for the file backend).
+    /// The entries `keep` selects, with their values as stored (for the file backend).
     pub(crate) fn raw_entries(&self, keep: impl Fn(&Key) -> bool) -> Vec<(Key, String)> {
         self.entries
             .borrow()
@@ -71,7 +71,6 @@ impl MemoryPersistence {
     }
 
     /// How many entries are held.
-
     pub fn len(&self) -> usize {
         self.entries.borrow().len()
     }
