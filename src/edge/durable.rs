@@ -71,6 +71,24 @@ impl DurableObjectPersistence {
         format!("{}upd:{update_id:020}", self.prefix)
     }
 
+    /// The entries under `prefix` (at most `limit`), keys and values as stored, in key order.
+    async fn list_prefix(
+        &self,
+        prefix: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<(String, String)>> {
+        let mut options = ListOptions::new().prefix(prefix);
+        if let Some(limit) = limit {
+            options = options.limit(limit);
+        }
+        let listed = self
+            .storage
+            .list_with_options(options)
+            .await
+            .map_err(|e| storage_error("durable_object", "list", prefix, e.to_string()))?;
+        Ok(map_entries(&listed))
+    }
+
     /// Whether `update_id` was processed (committed) within the window.
     pub async fn was_processed(&self, update_id: i64) -> Result<bool> {
         let key = self.marker_key(update_id);
@@ -100,13 +118,8 @@ impl DurableObjectPersistence {
     /// Forgets processed ids older than the window, at most `limit` per call.
     pub async fn prune_processed(&self, now_ms: i64, limit: usize) -> Result<usize> {
         let prefix = format!("{}upd:", self.prefix);
-        let listed = self
-            .storage
-            .list_with_options(ListOptions::new().prefix(&prefix).limit(limit))
-            .await
-            .map_err(|e| storage_error("durable_object", "list", prefix.clone(), e.to_string()))?;
         let mut old = Vec::new();
-        for (key, value) in map_entries(&listed) {
+        for (key, value) in self.list_prefix(&prefix, Some(limit)).await? {
             let at: i64 = value.parse().unwrap_or(0);
             if now_ms - at > PROCESSED_WINDOW_MS {
                 old.push(key);
@@ -251,14 +264,9 @@ impl Persistence for DurableObjectPersistence {
     fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
         Box::pin(async move {
             let prefix = Key::kind_prefix(kind, &self.prefix);
-            let listed = self
-                .storage
-                .list_with_options(ListOptions::new().prefix(&prefix))
-                .await
-                .map_err(|e| {
-                    storage_error("durable_object", "list", prefix.clone(), e.to_string())
-                })?;
-            Ok(map_entries(&listed)
+            Ok(self
+                .list_prefix(&prefix, None)
+                .await?
                 .into_iter()
                 .filter_map(|(k, _)| Key::parse(&k, &self.prefix))
                 .filter(|k| k.kind() == kind)
@@ -328,12 +336,9 @@ impl DurableObjectPersistence {
     /// The chat ids of chat objects that have asked this (home) object for data.
     pub async fn registered_chats(&self) -> Result<Vec<i64>> {
         let prefix = format!("{}reg:chat:", self.prefix);
-        let listed = self
-            .storage
-            .list_with_options(ListOptions::new().prefix(&prefix))
-            .await
-            .map_err(|e| storage_error("durable_object", "list", prefix.clone(), e.to_string()))?;
-        Ok(map_entries(&listed)
+        Ok(self
+            .list_prefix(&prefix, None)
+            .await?
             .iter()
             .filter_map(|(k, _)| k.strip_prefix(&prefix)?.parse().ok())
             .collect())
@@ -397,14 +402,8 @@ impl DurableObjectPersistence {
                 }
             }
             HomeRequest::List { prefix } => {
-                let listed = self
-                    .storage
-                    .list_with_options(ListOptions::new().prefix(&prefix))
-                    .await
-                    .map_err(|e| {
-                        storage_error("durable_object", "list", prefix.clone(), e.to_string())
-                    })?;
-                let keys: Vec<String> = map_entries(&listed).into_iter().map(|(k, _)| k).collect();
+                let listed = self.list_prefix(&prefix, None).await?;
+                let keys: Vec<String> = listed.into_iter().map(|(k, _)| k).collect();
                 Ok(Some(serde_json::json!(keys)))
             }
         }

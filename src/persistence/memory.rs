@@ -54,6 +54,7 @@ impl MemoryPersistence {
     }
 
     /// A store holding these raw (encoded) entries.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn from_raw(entries: BTreeMap<Key, String>) -> Self {
         Self {
             entries: RefCell::new(entries),
@@ -61,6 +62,7 @@ impl MemoryPersistence {
     }
 
     /// The entries `keep` selects, with their values as stored (for the file backend).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn raw_entries(&self, keep: impl Fn(&Key) -> bool) -> Vec<(Key, String)> {
         self.entries
             .borrow()
