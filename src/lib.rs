@@ -10,6 +10,8 @@
 //! - the **edge** (`wasm32` only): the webhook entry, the Bot API client over `fetch`, the KV
 //!   backend ([`edge`]).
 
+#![warn(missing_docs)]
+
 pub mod application;
 pub mod bot;
 pub mod callback_data;
