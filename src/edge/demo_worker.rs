@@ -1,5 +1,7 @@
 //! The demo worker (`../shared/notes/demo-worker.md`): `POST /webhook`, `GET /admin/export`,
-//! `POST /admin/import`; with the `test-hooks` feature also the `/__test/` routes.
+//! `POST /admin/import`, `GET /admin/info`; with `DEV_RECORD_BOT_API=1` (local development
+//! only) the playground's `/admin/dev/` routes (see [`super::dev_bot_api`]); with the
+//! `test-hooks` feature also the `/__test/` routes.
 
 use std::rc::Rc;
 
@@ -9,10 +11,12 @@ use worker::{
     Method, Request, RequestInit, Response, State,
 };
 
+use super::dev_bot_api::{self, DevBotApi, DEVLOG_OBJECT};
 use super::durable::{ChatObjectPersistence, DurableObjectPersistence, HomeRequest, UpdateGate};
 use super::fetch_bot::FetchBot;
 use super::http::{read_body, read_update};
 use super::kv::KvPersistence;
+use crate::bot::BotApi;
 use crate::persistence::{dict, Persistence, DEFAULT_PREFIX};
 use crate::types::Update;
 use crate::webhook::{parse_body, secret_matches, Incoming, Rejection};
@@ -44,6 +48,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         "/webhook" => webhook(&mut req, &env).await,
         "/admin/export" => admin_export(&req, &env).await,
         "/admin/import" => admin_import(&mut req, &env).await,
+        "/admin/info" => admin_info(&req, &env).await,
+        p if p.starts_with("/admin/dev/") => admin_dev(&req, &env, p).await,
         #[cfg(feature = "test-hooks")]
         p if p.starts_with("/__test/") => test_hooks::route(&mut req, &env, p).await,
         _ => Response::error("not found", 404),
@@ -151,21 +157,12 @@ type Processed = Result<Outcome, (u16, String)>;
 /// Builds the demo Application over `persistence` and runs `update` through it.
 async fn process(env: &Env, persistence: Rc<dyn Persistence>, update: Update) -> Processed {
     let update_id = update.update_id;
-    let Some(token) = setting(env, "BOT_TOKEN") else {
-        console_error!("BOT_TOKEN is not set");
-        return Err((500, "bot token not configured".into()));
-    };
-    let base =
-        setting(env, "TELEGRAM_API_BASE").unwrap_or_else(|| "https://api.telegram.org".into());
-    let app = crate::demo::application(
-        Rc::new(FetchBot::new(base, token)),
-        persistence,
-        setting(env, "BOT_USERNAME"),
-    )
-    .map_err(|e| {
-        console_error!("{e}");
-        (500, "application not configured".to_string())
-    })?;
+    let bot = bot_api(env)?;
+    let app =
+        crate::demo::application(bot, persistence, setting(env, "BOT_USERNAME")).map_err(|e| {
+            console_error!("{e}");
+            (500, "application not configured".to_string())
+        })?;
     match app.process_update(update).await {
         Ok(outcome) => {
             if let Some(error) = &outcome.handler_error {
@@ -178,6 +175,33 @@ async fn process(env: &Env, persistence: Rc<dyn Persistence>, update: Update) ->
             Err((500, format!("update not handled: {}", public_reason(&e))))
         }
     }
+}
+
+/// The Bot API the Application talks to: Telegram over fetch, or with
+/// `DEV_RECORD_BOT_API=1` the recorder of local development ([`DevBotApi`]).
+fn bot_api(env: &Env) -> Result<Rc<dyn BotApi>, (u16, String)> {
+    if dev_recording(env) {
+        let log = env
+            .durable_object(DO_BINDING)
+            .and_then(|ns| ns.get_by_name(DEVLOG_OBJECT))
+            .map_err(|e| {
+                console_error!("DEV_RECORD_BOT_API=1 needs the binding {DO_BINDING}: {e}");
+                (500, "dev recorder not configured".to_string())
+            })?;
+        return Ok(Rc::new(DevBotApi::new(log)));
+    }
+    let Some(token) = setting(env, "BOT_TOKEN") else {
+        console_error!("BOT_TOKEN is not set");
+        return Err((500, "bot token not configured".into()));
+    };
+    let base =
+        setting(env, "TELEGRAM_API_BASE").unwrap_or_else(|| "https://api.telegram.org".into());
+    Ok(Rc::new(FetchBot::new(base, token)))
+}
+
+/// `DEV_RECORD_BOT_API=1`: Bot API calls are recorded, not sent (local development only).
+fn dev_recording(env: &Env) -> bool {
+    setting(env, "DEV_RECORD_BOT_API").as_deref() == Some("1")
 }
 
 fn respond(result: Processed) -> worker::Result<Response> {
@@ -297,6 +321,54 @@ async fn admin_export(req: &Request, env: &Env) -> worker::Result<Response> {
     export_from(persistence.as_ref()).await
 }
 
+/// `GET /admin/info`: which backend and Bot API this worker uses (for the playground page).
+async fn admin_info(req: &Request, env: &Env) -> worker::Result<Response> {
+    if let Some(refusal) = admin_refusal(req, env) {
+        return refusal;
+    }
+    let persistence = persistence_choice(env);
+    let routing = (persistence == "durable_object")
+        .then(|| setting(env, "DO_ROUTING").unwrap_or_else(|| "bot".into()));
+    Response::from_json(&json!({
+        "persistence": persistence,
+        "do_routing": routing,
+        "dev_record_bot_api": dev_recording(env),
+        "bot_username": setting(env, "BOT_USERNAME"),
+    }))
+}
+
+/// The playground's routes, `/admin/dev/calls` and `/admin/dev/message-id`: like every admin
+/// route 404 without `ADMIN_TOKEN` and 401 with a wrong one; 404 unless
+/// `DEV_RECORD_BOT_API=1` and the request comes to a loopback host (local development).
+async fn admin_dev(req: &Request, env: &Env, path: &str) -> worker::Result<Response> {
+    if let Some(refusal) = admin_refusal(req, env) {
+        return refusal;
+    }
+    let url = req.url()?;
+    let local = matches!(
+        url.host_str(),
+        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+    );
+    if !dev_recording(env) || !local {
+        return Response::error(
+            "not found (DEV_RECORD_BOT_API=1 is for local development)",
+            404,
+        );
+    }
+    let query = url.query().unwrap_or("");
+    match (path, req.method()) {
+        ("/admin/dev/calls", Method::Get) => {
+            let path = format!("/devlog/calls?{query}");
+            forward(env, DEVLOG_OBJECT, &path, Method::Get, None).await
+        }
+        ("/admin/dev/message-id", Method::Post) => {
+            let path = format!("/devlog/message-id?{query}");
+            forward(env, DEVLOG_OBJECT, &path, Method::Post, None).await
+        }
+        _ => Response::error("not found", 404),
+    }
+}
+
 async fn admin_import(req: &mut Request, env: &Env) -> worker::Result<Response> {
     if let Some(refusal) = admin_refusal(req, env) {
         return refusal;
@@ -374,6 +446,13 @@ impl DurableObject for EdgegramObject {
         match path.as_str() {
             "/update" => self.update(&mut req).await,
             "/home" => self.home(&mut req).await,
+            p if p.starts_with("/devlog/") => {
+                if !dev_recording(&self.env) {
+                    return text(404, "DEV_RECORD_BOT_API is not set");
+                }
+                let username = setting(&self.env, "BOT_USERNAME");
+                dev_bot_api::serve(self.state.storage(), &mut req, p, username).await
+            }
             "/export" => {
                 let _turn = self.gate.enter().await;
                 if self.is_home(&req)? {

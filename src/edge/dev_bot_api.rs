@@ -1,0 +1,362 @@
+//! Local development only: a Bot API stand-in inside the worker, switched on by the var
+//! `DEV_RECORD_BOT_API=1` (`npm run dev` sets it; a deploy must never set it: the bot would
+//! answer nobody).
+//!
+//! [`DevBotApi`] records every outgoing Bot API call instead of sending it and answers it as
+//! Telegram would: `sendMessage` and `editMessageText` with a `Message` (message ids counting
+//! up per chat, the `reply_markup` echoed), `answerCallbackQuery` with `true`, `getMe` with a
+//! bot user. The playground page (`www/`) reads the calls back through
+//! `GET /admin/dev/calls?after=<seq>` and shows them as Telegram would.
+//!
+//! Why a Durable Object: with `PERSISTENCE=durable_object` the Application runs inside an
+//! object, possibly in another isolate than the worker that serves the page's requests, so a
+//! recorder in memory would not be seen. The calls are kept in the storage of one dedicated
+//! object, [`DEVLOG_OBJECT`] (same class as the rest), through its `/devlog/...` routes, and
+//! survive a restart of `wrangler dev` like the bot's own data. The log keeps the last
+//! [`KEEP_CALLS`] calls.
+//!
+//! The object's routes (reached only through the worker's admin routes, which check
+//! `ADMIN_TOKEN`):
+//! - `POST /devlog/call` `{"method": .., "params": {..}}` → `{"ok": true, "result": ..}` or
+//!   `{"ok": false, "error_code": 400, "description": ..}` (what Telegram would answer);
+//! - `GET /devlog/calls?after=<seq>&limit=<n>` → `{"calls": [{"seq", "at", "method",
+//!   "params", "ok", "result" | "description"}], "last": <seq of the newest call>}`;
+//! - `POST /devlog/message-id?chat=<id>` → `{"message_id": n}`: the next id of that chat, for
+//!   the page's own (user) messages, so that users and the bot share one id sequence per
+//!   chat as on Telegram.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use serde_json::{json, Value};
+use worker::{Headers, ListOptions, Method, Request, RequestInit, Response, Storage, Stub};
+
+use crate::bot::{parse_response, BotApi};
+use crate::error::{Error, Result};
+
+/// The name of the object that keeps the log.
+pub const DEVLOG_OBJECT: &str = "devlog";
+/// How many calls the log keeps (the oldest go first).
+pub const KEEP_CALLS: i64 = 1000;
+/// The most calls one read answers.
+const MAX_READ: usize = 1000;
+/// The bot's username when `BOT_USERNAME` is unset.
+const DEFAULT_USERNAME: &str = "edgegram_demo_bot";
+
+const SEQ_KEY: &str = "dev:seq";
+
+fn call_key(seq: i64) -> String {
+    // Zero-padded so that calls list in order.
+    format!("dev:call:{seq:012}")
+}
+
+fn message_key(chat: &str) -> String {
+    format!("dev:msg:{chat}")
+}
+
+/// The Bot API as the playground sees it: every call goes to the log object.
+pub struct DevBotApi {
+    log: Stub,
+}
+
+impl DevBotApi {
+    /// Calls are recorded in `log`, the stub of [`DEVLOG_OBJECT`].
+    pub fn new(log: Stub) -> Self {
+        Self { log }
+    }
+
+    async fn send(&self, method: &str, params: Value) -> Result<Value> {
+        let fail = |description: String| Error::BotApi {
+            method: method.to_string(),
+            code: None,
+            description: format!("dev recorder: {description}"),
+        };
+        let body = json!({ "method": method, "params": params }).to_string();
+        let headers = Headers::new();
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(|e| fail(e.to_string()))?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let request = Request::new_with_init("https://edgegram.object/devlog/call", &init)
+            .map_err(|e| fail(e.to_string()))?;
+        let mut response = self
+            .log
+            .fetch_with_request(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+        parse_response(method, response.status_code(), &body)
+    }
+}
+
+impl BotApi for DevBotApi {
+    fn call<'a>(&'a self, method: &'a str, params: Value) -> LocalBoxFuture<'a, Result<Value>> {
+        Box::pin(self.send(method, params))
+    }
+}
+
+/// Serves the log object's `/devlog/...` routes (see the module docs).
+pub async fn serve(
+    storage: Storage,
+    req: &mut Request,
+    path: &str,
+    bot_username: Option<String>,
+) -> worker::Result<Response> {
+    let url = req.url()?;
+    let query = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    match (path, req.method()) {
+        ("/devlog/call", Method::Post) => {
+            let body = req.bytes().await?;
+            let Ok(call) = serde_json::from_slice::<Value>(&body) else {
+                return status(400, "call is not JSON");
+            };
+            let Some(method) = call["method"].as_str().map(String::from) else {
+                return status(400, "call has no method");
+            };
+            let params = match &call["params"] {
+                Value::Null => json!({}),
+                params => params.clone(),
+            };
+            let username = bot_username.unwrap_or_else(|| DEFAULT_USERNAME.into());
+            record(storage, method, params, username).await
+        }
+        ("/devlog/calls", Method::Get) => {
+            let after = query("after")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+                .max(0);
+            let limit = query("limit")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(MAX_READ)
+                .clamp(1, MAX_READ);
+            calls(storage, after, limit).await
+        }
+        ("/devlog/message-id", Method::Post) => {
+            let Some(chat) = query("chat").and_then(|c| chat_id_text(&Value::String(c))) else {
+                return status(400, "chat must be an integer id or an @username");
+            };
+            next_message_id(storage, chat).await
+        }
+        _ => status(404, "no such devlog route"),
+    }
+}
+
+fn status(code: u16, text: &str) -> worker::Result<Response> {
+    Ok(Response::ok(text)?.with_status(code))
+}
+
+/// A chat id as the log keys it: an integer, or an `@username` (channels).
+fn chat_id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => n.as_i64().map(|n| n.to_string()),
+        Value::String(s) => {
+            if let Ok(n) = s.parse::<i64>() {
+                Some(n.to_string())
+            } else if s.starts_with('@') && s.len() > 1 && s.len() <= 64 {
+                Some(s.clone())
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn read_int(map: &js_sys::Map, key: &str) -> i64 {
+    map.get(&key.into())
+        .as_string()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What Telegram would answer to `method` with `params`: `Ok(result)` or `Err(description)`
+/// of a 400. `next_id` gives the chat's next message id when the answer is a new message.
+fn answer(
+    method: &str,
+    params: &Value,
+    now_ms: i64,
+    username: &str,
+    next_id: Option<i64>,
+) -> std::result::Result<Value, String> {
+    let bot = json!({"id": 1, "is_bot": true, "first_name": "edgegram demo", "username": username});
+    let message = |message_id: i64| {
+        let chat_id = &params["chat_id"];
+        let kind = match chat_id.as_i64() {
+            Some(id) if id > 0 => "private",
+            Some(id) if id <= -1_000_000_000_000 => "supergroup",
+            Some(_) => "group",
+            None => "channel",
+        };
+        let mut message = json!({
+            "message_id": message_id,
+            "date": now_ms / 1000,
+            "chat": {"id": chat_id, "type": kind},
+            "from": bot,
+        });
+        for field in ["text", "caption", "reply_markup"] {
+            if let Some(value) = params.get(field) {
+                message[field] = value.clone();
+            }
+        }
+        message
+    };
+    match method {
+        "getMe" => Ok(bot.clone()),
+        "sendChatAction" => Ok(Value::Bool(true)),
+        "sendMessage" | "editMessageText" => {
+            let text = params["text"].as_str().unwrap_or("");
+            if text.trim().is_empty() {
+                return Err("Bad Request: message text is empty".into());
+            }
+            if text.chars().count() > 4096 {
+                return Err("Bad Request: message is too long".into());
+            }
+            if method == "editMessageText" {
+                if params.get("inline_message_id").is_some() {
+                    return Ok(Value::Bool(true));
+                }
+                let Some(id) = params["message_id"].as_i64() else {
+                    return Err("Bad Request: message identifier is not specified".into());
+                };
+                if chat_id_text(&params["chat_id"]).is_none() {
+                    return Err("Bad Request: chat not found".into());
+                }
+                let mut edited = message(id);
+                edited["edit_date"] = json!(now_ms / 1000);
+                return Ok(edited);
+            }
+            match next_id {
+                Some(id) => Ok(message(id)),
+                None => Err("Bad Request: chat not found".into()),
+            }
+        }
+        m if m.starts_with("send") || m == "copyMessage" || m == "forwardMessage" => {
+            match next_id {
+                Some(id) => Ok(message(id)),
+                None => Err("Bad Request: chat not found".into()),
+            }
+        }
+        _ => Ok(Value::Bool(true)),
+    }
+}
+
+/// Whether an answer to `method` is a new message of the chat (and so takes its next id).
+fn sends_message(method: &str) -> bool {
+    (method.starts_with("send") && method != "sendChatAction")
+        || method == "copyMessage"
+        || method == "forwardMessage"
+}
+
+/// Records one call and answers it; one storage transaction.
+async fn record(
+    storage: Storage,
+    method: String,
+    params: Value,
+    username: String,
+) -> worker::Result<Response> {
+    let now_ms = js_sys::Date::now() as i64;
+    let chat = sends_message(&method)
+        .then(|| chat_id_text(&params["chat_id"]))
+        .flatten();
+    let out: Rc<RefCell<Option<Value>>> = Rc::new(RefCell::new(None));
+    let into = out.clone();
+    storage
+        .transaction(move |txn| async move {
+            let mut keys = vec![SEQ_KEY.to_string()];
+            if let Some(chat) = &chat {
+                keys.push(message_key(chat));
+            }
+            let found = txn.get_multiple(keys).await?;
+            let seq = read_int(&found, SEQ_KEY) + 1;
+            let next_id = chat
+                .as_ref()
+                .map(|chat| read_int(&found, &message_key(chat)) + 1);
+            let result = answer(&method, &params, now_ms, &username, next_id);
+            let mut entry = json!({"seq": seq, "at": now_ms, "method": method, "params": params});
+            let answer = match result {
+                Ok(result) => {
+                    if let (Some(chat), Some(id)) = (&chat, next_id) {
+                        txn.put(&message_key(chat), id.to_string()).await?;
+                    }
+                    entry["ok"] = Value::Bool(true);
+                    entry["result"] = result.clone();
+                    json!({"ok": true, "result": result})
+                }
+                Err(description) => {
+                    entry["ok"] = Value::Bool(false);
+                    entry["description"] = json!(description);
+                    json!({"ok": false, "error_code": 400, "description": description})
+                }
+            };
+            txn.put(SEQ_KEY, seq.to_string()).await?;
+            txn.put(&call_key(seq), entry.to_string()).await?;
+            if seq > KEEP_CALLS {
+                txn.delete(&call_key(seq - KEEP_CALLS)).await?;
+            }
+            *into.borrow_mut() = Some(answer);
+            Ok(())
+        })
+        .await?;
+    let answer = out.borrow_mut().take();
+    match answer {
+        Some(answer) => {
+            let code = if answer["ok"] == Value::Bool(true) {
+                200
+            } else {
+                400
+            };
+            Ok(Response::from_json(&answer)?.with_status(code))
+        }
+        None => status(500, "the call was not recorded"),
+    }
+}
+
+/// The calls after `after`, oldest first, at most `limit`.
+async fn calls(storage: Storage, after: i64, limit: usize) -> worker::Result<Response> {
+    let start = call_key(after.saturating_add(1));
+    let listed = storage
+        .list_with_options(
+            ListOptions::new()
+                .prefix("dev:call:")
+                .start(&start)
+                .limit(limit),
+        )
+        .await?;
+    let mut calls = Vec::new();
+    listed.for_each(&mut |value, _key| {
+        if let Some(entry) = value
+            .as_string()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        {
+            calls.push(entry);
+        }
+    });
+    let seq = storage.get_multiple(vec![SEQ_KEY.to_string()]).await?;
+    Response::from_json(&json!({"calls": calls, "last": read_int(&seq, SEQ_KEY)}))
+}
+
+/// Takes the next message id of `chat` for a message the page sends.
+async fn next_message_id(storage: Storage, chat: String) -> worker::Result<Response> {
+    let out: Rc<RefCell<i64>> = Rc::new(RefCell::new(0));
+    let into = out.clone();
+    storage
+        .transaction(move |txn| async move {
+            let key = message_key(&chat);
+            let found = txn.get_multiple(vec![key.clone()]).await?;
+            let id = read_int(&found, &key) + 1;
+            txn.put(&key, id.to_string()).await?;
+            *into.borrow_mut() = id;
+            Ok(())
+        })
+        .await?;
+    let id = *out.borrow();
+    Response::from_json(&json!({ "message_id": id }))
+}
