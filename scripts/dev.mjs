@@ -1,33 +1,39 @@
-// `npm run dev`: the demo bot on a local Worker (wrangler dev, local KV under .wrangler/state,
-// kept across restarts) with a local Bot API stand-in that prints what the bot sends.
+// `npm run dev`: the demo bot on a local Worker (wrangler dev; local Durable Objects and KV under
+// .wrangler/state, kept across restarts) and the playground page at http://127.0.0.1:8787/.
+//
+// By default the worker records its Bot API calls and answers them as Telegram would, inside
+// the worker (DEV_RECORD_BOT_API=1, see src/edge/dev_bot_api.rs): nothing is sent anywhere, and
+// the page shows the bot's replies. That setting is for local development only; a deploy must
+// never set it.
 //
 // Environment (all optional):
-//   DEV_PORT (8787), BOT_API_PORT (8788), STATE_DIR (.wrangler/state)
-//   BOT_TOKEN + TELEGRAM_API_BASE: talk to a real Bot API instead of the stand-in.
+//   DEV_PORT (8787), STATE_DIR (.wrangler/state), ADMIN_TOKEN (dev-admin), BOT_USERNAME
+//   BOT_TOKEN [+ TELEGRAM_API_BASE, default https://api.telegram.org]: a real bot instead of the
+//     recorder (the page then cannot show replies: they go to Telegram)
+//   TELEGRAM_API_BASE alone: another Bot API stand-in, with the token "dev-token"
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
-import { startBotApi } from "../tests/support/bot-api.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const port = Number(process.env.DEV_PORT ?? 8787);
 const stateDir = process.env.STATE_DIR ?? path.join(root, ".wrangler", "state");
-
-let apiBase = process.env.TELEGRAM_API_BASE;
-let botApi;
-if (!apiBase) {
-  botApi = await startBotApi({ port: Number(process.env.BOT_API_PORT ?? 8788), log: true });
-  apiBase = botApi.url;
-}
+const adminToken = process.env.ADMIN_TOKEN || "dev-admin";
+const record = !process.env.BOT_TOKEN && !process.env.TELEGRAM_API_BASE;
 
 const vars = {
-  TELEGRAM_API_BASE: apiBase,
-  BOT_TOKEN: process.env.BOT_TOKEN ?? "dev-token",
-  ADMIN_TOKEN: process.env.ADMIN_TOKEN ?? "dev-admin",
+  ADMIN_TOKEN: adminToken,
   // Local development only: webhooks without a secret token are accepted.
   ALLOW_INSECURE_WEBHOOK: "1",
   BOT_USERNAME: process.env.BOT_USERNAME ?? "edgegram_demo_bot",
 };
+if (record) {
+  // Local development only: Bot API calls are recorded in the worker, not sent.
+  vars.DEV_RECORD_BOT_API = "1";
+} else {
+  vars.BOT_TOKEN = process.env.BOT_TOKEN ?? "dev-token";
+  vars.TELEGRAM_API_BASE = process.env.TELEGRAM_API_BASE ?? "https://api.telegram.org";
+}
 const args = ["dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", stateDir];
 for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${value}`);
 
@@ -36,17 +42,42 @@ const wrangler = spawn(path.join(root, "node_modules", ".bin", "wrangler"), args
   stdio: ["ignore", "inherit", "inherit"],
   env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
 });
-console.log(`[dev] Bot API stand-in: ${apiBase}`);
-console.log(`[dev] webhook: http://127.0.0.1:${port}/webhook (no secret needed locally)`);
-console.log(`[dev] state:   curl -s http://127.0.0.1:${port}/admin/export -H 'Authorization: Bearer ${vars.ADMIN_TOKEN}'`);
+
+const base = `http://127.0.0.1:${port}`;
+const page = adminToken === "dev-admin" ? `${base}/` : `${base}/#admin=${encodeURIComponent(adminToken)}`;
+const auth = `-H 'Authorization: Bearer ${adminToken}'`;
+console.log(
+  record
+    ? `[dev] Bot API: recorded inside the worker (DEV_RECORD_BOT_API=1), nothing is sent; curl -s '${base}/admin/dev/calls?after=0' ${auth}`
+    : `[dev] Bot API: ${vars.TELEGRAM_API_BASE} (BOT_TOKEN set: the bot's replies go there, not to the page)`,
+);
+console.log(`[dev] playground: ${page} (open it once the worker is ready)`);
+console.log(`[dev] webhook: ${base}/webhook (no secret needed locally)`);
+console.log(`[dev] state:   curl -s ${base}/admin/export ${auth}`);
+
+// Says where the page is once the worker answers (the first build can take a minute).
+let stopped = false;
+(async () => {
+  const deadline = Date.now() + 300_000;
+  while (!stopped && Date.now() < deadline) {
+    try {
+      const res = await fetch(`${base}/admin/info`, { headers: { Authorization: `Bearer ${adminToken}` } });
+      if (res.status === 200) {
+        console.log(`[dev] ready. Playground: ${page}`);
+        return;
+      }
+    } catch {}
+    await new Promise((r) => setTimeout(r, 500));
+  }
+})();
 
 const stop = () => {
+  stopped = true;
   wrangler.kill("SIGTERM");
-  botApi?.close();
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 wrangler.on("exit", (code) => {
-  botApi?.close();
+  stopped = true;
   process.exit(code ?? 0);
 });

@@ -1,58 +1,17 @@
 // The README's `npm run dev` promise, checked end to end: the demo bot on `wrangler dev` with
-// local KV answers /count, and its data survives a restart of the dev server.
+// local Durable Objects answers /count through the in-worker Bot API recorder
+// (DEV_RECORD_BOT_API=1), and its data and the recorded calls survive a restart.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { root } from "./support/worker.mjs";
+import { admin, randomPort, startDev, stopDev, waitReady } from "./support/dev-server.mjs";
 
-const PORT = 18787 + Math.floor(Math.random() * 1000);
-const BOT_API_PORT = PORT + 1000;
-const base = `http://127.0.0.1:${PORT}`;
+const PORT = randomPort();
 
-function startDev(stateDir) {
-  const child = spawn(process.execPath, [path.join(root, "scripts", "dev.mjs")], {
-    cwd: root,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, DEV_PORT: String(PORT), BOT_API_PORT: String(BOT_API_PORT), STATE_DIR: stateDir },
-  });
-  let output = "";
-  child.stdout.on("data", (d) => (output += d));
-  child.stderr.on("data", (d) => (output += d));
-  const exited = new Promise((resolve) => child.on("exit", resolve));
-  return { child, exited, output: () => output };
-}
-
-async function stopDev(dev) {
-  try {
-    process.kill(-dev.child.pid, "SIGTERM");
-  } catch {}
-  const timer = setTimeout(() => {
-    try {
-      process.kill(-dev.child.pid, "SIGKILL");
-    } catch {}
-  }, 5000);
-  await dev.exited;
-  clearTimeout(timer);
-}
-
-async function waitReady(dev) {
-  const deadline = Date.now() + 180_000;
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(`${base}/admin/export`, { headers: { Authorization: "Bearer dev-admin" } });
-      if (res.status === 200) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`wrangler dev did not become ready:\n${dev.output()}`);
-}
-
-async function count(updateId) {
-  const res = await fetch(`${base}/webhook`, {
+async function count(dev, updateId) {
+  const res = await fetch(`${dev.base}/webhook`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
@@ -67,27 +26,39 @@ async function count(updateId) {
   assert.equal(res.status, 200, await res.text());
 }
 
-test("npm run dev: /count three times, restart, the next /count gives 4", { timeout: 420_000 }, async () => {
+test("npm run dev: /count three times, restart, the next /count gives 4; the recorder keeps its calls", { timeout: 420_000 }, async () => {
   const stateDir = mkdtempSync(path.join(tmpdir(), "edgegram-dev-"));
   try {
-    let dev = startDev(stateDir);
+    let dev = startDev({ port: PORT, stateDir });
     try {
       await waitReady(dev);
-      for (const id of [1, 2, 3]) await count(id);
-      const state = await (await fetch(`${base}/admin/export`, { headers: { Authorization: "Bearer dev-admin" } })).json();
+      assert.match(dev.output(), new RegExp(`\\[dev\\] playground: http://127\\.0\\.0\\.1:${PORT}/`));
+      for (const id of [1, 2, 3]) await count(dev, id);
+      const state = await admin(dev, "/admin/export");
       assert.deepEqual(state.bot_data, { count: 3 });
       assert.deepEqual(state.user_data["7"], { count: 3 });
+      const info = await admin(dev, "/admin/info");
+      assert.deepEqual(info, { persistence: "durable_object", do_routing: "bot", dev_record_bot_api: true, bot_username: "edgegram_demo_bot" });
     } finally {
       await stopDev(dev);
     }
-    dev = startDev(stateDir);
+    dev = startDev({ port: PORT, stateDir });
     try {
       await waitReady(dev);
-      await count(4);
-      const state = await (await fetch(`${base}/admin/export`, { headers: { Authorization: "Bearer dev-admin" } })).json();
+      await count(dev, 4);
+      const state = await admin(dev, "/admin/export");
       assert.deepEqual(state.bot_data, { count: 4 });
       assert.deepEqual(state.chat_data["7"], { count: 4 });
-      assert.match(dev.output(), /sendMessage \{"chat_id":7,"text":"bot: 4, chat: 4, user: 4"\}/);
+      const { calls, last } = await admin(dev, "/admin/dev/calls?after=0");
+      assert.equal(last, 4, "the log survived the restart");
+      assert.deepEqual(
+        calls.map((c) => [c.seq, c.method, c.params.chat_id, c.params.text, c.result.message_id]),
+        [1, 2, 3, 4].map((n) => [n, "sendMessage", 7, `bot: ${n}, chat: ${n}, user: ${n}`, n]),
+      );
+      const newer = await admin(dev, "/admin/dev/calls?after=3");
+      assert.deepEqual(newer.calls.map((c) => c.seq), [4]);
+      // Nothing was sent anywhere: there is no stand-in to send to, and no token.
+      assert.doesNotMatch(dev.output(), /BOT_TOKEN is not set|Bot API .* failed/);
     } finally {
       await stopDev(dev);
     }
