@@ -137,3 +137,31 @@ for (const [persistence, routing] of backends) {
     });
   });
 }
+
+describe("conversation timeouts on Durable Objects", () => {
+  test("an idle conversation is ended by the object's alarm, with no update arriving", async () => {
+    const botApi = await startBotApi();
+    const mf = await startWorker({
+      botApi, persistence: "durable_object", bindings: { CONVERSATION_TIMEOUT_SECONDS: "1" },
+    });
+    try {
+      const res = await post(mf, message(777, 7, "/start"));
+      assert.equal(res.status, 200);
+      const state = await exportState(mf);
+      assert.equal(state.conversations.profile["[777, 7]"], "CHOOSING", "export shows only the state");
+      const deadline = Date.now() + 10_000;
+      let conversations = state.conversations;
+      while (Date.now() < deadline && conversations.profile?.["[777, 7]"] !== undefined) {
+        await new Promise((r) => setTimeout(r, 250));
+        conversations = (await exportState(mf)).conversations;
+      }
+      assert.equal(conversations.profile?.["[777, 7]"], undefined, "the alarm removed the conversation");
+      // The conversation starts afresh.
+      await post(mf, message(777, 7, "/start"));
+      assert.equal((await exportState(mf)).conversations.profile["[777, 7]"], "CHOOSING");
+    } finally {
+      await mf.dispose();
+      await botApi.close();
+    }
+  });
+});

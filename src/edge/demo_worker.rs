@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use serde_json::json;
 use worker::{
-    console_error, console_log, durable_object, event, Context, DurableObject, Env, Headers,
-    Method, Request, RequestInit, Response, State,
+    console_debug, console_error, console_log, durable_object, event, Context, DurableObject, Env,
+    Headers, Method, Request, RequestInit, Response, State,
 };
 
 use super::dev_bot_api::{self, DevBotApi, DEVLOG_OBJECT};
@@ -17,7 +17,10 @@ use super::fetch_bot::FetchBot;
 use super::http::{read_body, read_update};
 use super::kv::KvPersistence;
 use crate::bot::BotApi;
-use crate::persistence::{dict, Persistence, DEFAULT_PREFIX};
+use crate::callback_data::{sweep, CallbackDataSettings};
+use crate::conversation;
+use crate::demo::DemoOptions;
+use crate::persistence::{codec, dict, Change, Key, Persistence, DEFAULT_PREFIX};
 use crate::types::Update;
 use crate::webhook::{parse_body, secret_matches, Incoming, Rejection};
 use crate::{Error, MemoryPersistence, Outcome};
@@ -26,6 +29,8 @@ use crate::{Error, MemoryPersistence, Outcome};
 const KV_BINDING: &str = "EDGEGRAM_KV";
 /// The Durable Object namespace binding.
 const DO_BINDING: &str = "EDGEGRAM_DO";
+/// Stored callback data is swept (TTL, maxsize) once every this many update ids.
+const SWEEP_EVERY: i64 = 512;
 /// The object that holds everything in `DO_ROUTING=bot` mode.
 const BOT_OBJECT: &str = "bot";
 /// Import documents may be far larger than updates.
@@ -157,16 +162,33 @@ type Processed = Result<Outcome, (u16, String)>;
 /// Builds the demo Application over `persistence` and runs `update` through it.
 async fn process(env: &Env, persistence: Rc<dyn Persistence>, update: Update) -> Processed {
     let update_id = update.update_id;
+    let kind = update.kind().unwrap_or("none").to_string();
     let bot = bot_api(env)?;
-    let app =
-        crate::demo::application(bot, persistence, setting(env, "BOT_USERNAME")).map_err(|e| {
-            console_error!("{e}");
-            (500, "application not configured".to_string())
-        })?;
+    let options = DemoOptions {
+        bot_username: setting(env, "BOT_USERNAME"),
+        conversation_timeout: setting(env, "CONVERSATION_TIMEOUT_SECONDS")
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(std::time::Duration::from_secs),
+    };
+    let app = crate::demo::application_with(bot, persistence.clone(), options).map_err(|e| {
+        console_error!("{e}");
+        (500, "application not configured".to_string())
+    })?;
     match app.process_update(update).await {
         Ok(outcome) => {
             if let Some(error) = &outcome.handler_error {
                 console_error!("update {update_id}: handler failed, nothing written: {error}");
+            }
+            if !outcome.handled {
+                console_debug!("update {update_id} ({kind}) matched no handler: ignored");
+            }
+            // Keyboards nobody pressed stay until swept: now and then, bound them.
+            if update_id % SWEEP_EVERY == 0 {
+                let now = js_sys::Date::now() as i64;
+                let settings = CallbackDataSettings::default();
+                if let Err(e) = sweep(persistence.as_ref(), now, settings).await {
+                    console_error!("sweeping callback data failed: {e}");
+                }
             }
             Ok(outcome)
         }
@@ -441,10 +463,32 @@ impl DurableObject for EdgegramObject {
         }
     }
 
+    /// Ends overdue conversations when no update comes (there is no job queue at the edge),
+    /// and bounds the stored callback data; then sets the next alarm.
+    async fn alarm(&self) -> worker::Result<Response> {
+        let _turn = self.gate.enter().await;
+        let store = self.storage();
+        let now = js_sys::Date::now() as i64;
+        match conversation::expire_due(&store, now).await {
+            Ok(expired) => {
+                if let Some(next) = expired.next_deadline {
+                    let offset = (next - now).max(0);
+                    self.state.storage().set_alarm(offset).await?;
+                }
+            }
+            Err(e) => console_error!("expiring conversations failed: {e}"),
+        }
+        if let Err(e) = sweep(&store, now, CallbackDataSettings::default()).await {
+            console_error!("sweeping callback data failed: {e}");
+        }
+        Response::ok("done")
+    }
+
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let path = req.path();
         match path.as_str() {
             "/update" => self.update(&mut req).await,
+
             "/home" => self.home(&mut req).await,
             p if p.starts_with("/devlog/") => {
                 if !dev_recording(&self.env) {
@@ -662,7 +706,34 @@ impl EdgegramObject {
                 console_error!("pruning processed update ids failed: {e}");
             }
         }
+        if let Ok(outcome) = &result {
+            self.schedule_timeouts(outcome).await;
+        }
         respond(result)
+    }
+
+    /// Sets the object's alarm to the earliest conversation deadline this update stored, if
+    /// it is earlier than the alarm already set.
+    async fn schedule_timeouts(&self, outcome: &Outcome) {
+        let earliest = outcome
+            .changes
+            .iter()
+            .filter_map(|change| match change {
+                Change::Put(Key::Conversation { .. }, raw) => codec::decode(raw).ok(),
+                _ => None,
+            })
+            .filter_map(|stored| conversation::deadline(&stored.data))
+            .min();
+        let Some(deadline) = earliest else { return };
+        let storage = self.state.storage();
+        let current = storage.get_alarm().await.ok().flatten();
+        if current.is_none_or(|at| at > deadline) {
+            // An i64 is an offset from now for set_alarm (an absolute time for get_alarm).
+            let offset = (deadline - js_sys::Date::now() as i64).max(0);
+            if let Err(e) = storage.set_alarm(offset).await {
+                console_error!("setting the conversation timeout alarm failed: {e}");
+            }
+        }
     }
 }
 
