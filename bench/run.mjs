@@ -302,7 +302,7 @@ const ops = await step("storage operations per update (counted at the bindings)"
 // 5. Size
 
 const size = await step("size", "size", () => {
-  const wasm = wasmReport(path.join(root, "build", "index_bg.wasm"));
+  const wasm = wasmReport(path.join(root, "build", "index_bg.wasm"), path.join(root, "src"));
   const glue = readFileSync(path.join(root, "build", "index.js"));
   const grammy = readFileSync(bundles.grammy);
   const floor = readFileSync(bundles.floor);

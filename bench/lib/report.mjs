@@ -95,17 +95,18 @@ export function render(r, existing) {
 
   // ----- ops
   const opsRows = [
-    "| backend | workload | read round trips | read ops (keys) | write round trips | write ops (entries) | bytes written |",
-    "| --- | --- | --- | --- | --- | --- | --- |",
-    ...nativeRows.map((n) => `| Application, any backend (\`SpyPersistence\`, native) | ${n.name} | ${f2(n.ops.reads / n.ops.updates)} | ${f2(n.ops.reads / n.ops.updates)} (${f2(n.ops.read_keys / n.ops.updates)}) | ${f2(n.ops.writes / n.ops.updates)} | ${f2(n.ops.writes / n.ops.updates)} (${f2((n.ops.puts + n.ops.deletes) / n.ops.updates)}) | ${f0(n.ops.bytes_written / n.ops.updates)} |`),
+    "| backend | workload | read round trips | read ops (keys) | write round trips | write ops (entries) | bytes written | listings |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ...nativeRows.map((n) => `| Application, any backend (\`SpyPersistence\`, native) | ${n.name} | ${f2(n.ops.reads / n.ops.updates)} | ${f2(n.ops.reads / n.ops.updates)} (${f2(n.ops.read_keys / n.ops.updates)}) | ${f2(n.ops.writes / n.ops.updates)} | ${f2(n.ops.writes / n.ops.updates)} (${f2((n.ops.puts + n.ops.deletes) / n.ops.updates)}) | ${f0(n.ops.bytes_written / n.ops.updates)} | – |`),
     ...r.ops.map((o) => {
-      const readOps = perUpdate(o, "kv_get", "kv_list", "do_get", "do_list");
+      const readOps = perUpdate(o, "kv_get", "do_get");
       const readKeys = perUpdate(o, "kv_get_keys", "do_get_keys");
       const writeOps = perUpdate(o, "kv_put", "kv_delete", "do_put", "do_delete", "do_transaction");
       const entries = perUpdate(o, "kv_put", "kv_delete", "do_put_keys", "do_delete_keys", "txn_put_keys", "txn_delete_keys");
-      return `| ${OPS_NAMES[o.id]} | ${o.workload} | ${f2(perUpdate(o, "read_round_trips"))} | ${f2(readOps)} (${f2(readKeys)}) | ${f2(perUpdate(o, "write_round_trips"))} | ${f2(writeOps)} (${f2(entries)}) | ${f0(perUpdate(o, "bytes_written"))} |`;
+      const listings = (o.kv_list ?? 0) + (o.do_list ?? 0);
+      return `| ${OPS_NAMES[o.id]} | ${o.workload} | ${f2(perUpdate(o, "read_round_trips"))} | ${f2(readOps)} (${f2(readKeys)}) | ${f2(perUpdate(o, "write_round_trips"))} | ${f2(writeOps)} (${f2(entries)}) | ${f0(perUpdate(o, "bytes_written"))} | ${listings ? `${listings} in ${o.updates} updates` : "–"} |`;
     }),
-  ].join("\n") + "\n\nAll per update (averages). Workloads: `count` = /count (a quarter of them in one group), `profile` = the profile conversation, `idle` = /show_data and a text no handler takes (edgegram) or no command (grammY): updates that change nothing.";
+  ].join("\n") + "\n\nAverages per update, except listings (a count over the whole workload): listings are the worker's periodic sweeps (processed update ids older than 24 hours on Durable Objects, unpressed keyboards), not part of an update's own read. Workloads: `count` = /count (a quarter of them in one group chat); `profile` = the profile conversation; `idle` = /show_data and a plain text, which change nothing (grammY's bot has handlers for neither: its session middleware still runs, and writes the initial session of a user it has not seen).";
 
   // ----- size
   const w = r.size.wasm;
@@ -122,7 +123,7 @@ export function render(r, existing) {
     `| edgegram: the whole worker (.wasm + glue) | | ${kib(r.size.edgegramTotalGzip)} |`,
     `| grammY: the bench's counter bot bundle (grammy + storage-cloudflare, esbuild --minify) | ${kib(r.size.grammy.raw)} | **${kib(r.size.grammy.gzip)}** |`,
     `| floor worker bundle | ${kib(r.size.floor.raw)} | ${kib(r.size.floor.gzip)} |`,
-  ].filter(Boolean).join("\n") + `\n\nSections of the .wasm: ${w.sections.filter((s) => s.bytes > 1024).map((s) => `${s.name} ${kib(s.bytes).split(" (")[0]}`).join(", ")}.\n\nCode bytes per crate (function bodies attributed by their demangled names in the \`name\` section; generic code counts where its path says, e.g. \`serde_json::…<edgegram::…>\` under serde_json; ${w.named} of ${w.functions} functions named):\n\n| crate | code bytes | share of code |\n| --- | --- | --- |\n${top.map((c) => `| ${c.crate} | ${f0(c.size)} | ${((100 * c.size) / code).toFixed(1)} % |`).join("\n")}\n| ${w.crates.length - top.length} more | ${f0(rest)} | ${((100 * rest) / code).toFixed(1)} % |`;
+  ].filter(Boolean).join("\n") + `\n\nSections of the .wasm: ${w.sections.filter((s) => s.bytes > 1024).map((s) => `${s.name} ${kib(s.bytes).split(" (")[0]}`).join(", ")}.\n\nCode bytes per crate (function bodies attributed by their demangled names in the \`name\` section; generic code counts where its path says, e.g. \`serde_json::…<edgegram::…>\` under serde_json; ${w.named} of ${w.functions} functions named):\n\n| crate | code bytes | share of code |\n| --- | --- | --- |\n${top.map((c) => `| ${c.crate} | ${f0(c.size)} | ${((100 * c.size) / code).toFixed(1)} % |`).join("\n")}\n| ${w.crates.length - top.length} more | ${f0(rest)} | ${((100 * rest) / code).toFixed(1)} % |\n\nedgegram's own code by module: ${w.edgegramModules.slice(0, 10).map((m) => `${m.module} ${f0(m.size)}`).join(", ")}${w.edgegramModules.length > 10 ? `, ${w.edgegramModules.length - 10} more ${f0(w.edgegramModules.slice(10).reduce((s, m) => s + m.size, 0))}` : ""} bytes.`;
 
   // ----- cold
   const cold = [

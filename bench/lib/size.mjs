@@ -1,7 +1,8 @@
 // What the release .wasm is made of: sections, and code bytes per crate from the function
 // names the build keeps in its `name` section (demangled Rust paths), in the spirit of
 // twiggy's and cargo-bloat's per-crate views, without installing either.
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync, existsSync } from "node:fs";
+import path from "node:path";
 import { gzipSync } from "node:zlib";
 
 export const gzip = (bytes) => gzipSync(bytes, { level: 9 }).length;
@@ -131,14 +132,37 @@ function normalise(crate) {
   return crate.replace(/_/g, "-");
 }
 
-/** Sizes of a release .wasm: raw, gzip, per section and per crate. */
-export function wasmReport(file) {
+/** edgegram's modules with submodules (`src/<dir>/*.rs`), to group its own code by module. */
+function submodules(srcDir) {
+  const dirs = {};
+  if (!srcDir || !existsSync(srcDir)) return dirs;
+  for (const entry of readdirSync(srcDir, { withFileTypes: true })) {
+    if (entry.isDirectory()) {
+      dirs[entry.name] = new Set(readdirSync(path.join(srcDir, entry.name)).filter((f) => f.endsWith(".rs")).map((f) => f.slice(0, -3)));
+    }
+  }
+  return dirs;
+}
+
+function moduleOf(name, dirs) {
+  const segments = /edgegram::([a-z_]+(?:::[a-z_]+)?)/.exec(name)?.[1]?.split("::") ?? ["(other)"];
+  return dirs[segments[0]]?.has(segments[1]) ? `${segments[0]}::${segments[1]}` : segments[0];
+}
+
+/** Sizes of a release .wasm: raw, gzip, per section and per crate (and per module of edgegram, given its src/). */
+export function wasmReport(file, srcDir) {
+  const dirs = submodules(srcDir);
   const bytes = readFileSync(file);
   const { sections, functions } = parseWasm(bytes);
   const byCrate = new Map();
+  const byModule = new Map(); // edgegram's own code, by module
   for (const f of functions) {
     const crate = crateOf(f.name);
     byCrate.set(crate, (byCrate.get(crate) ?? 0) + f.size);
+    if (crate === "edgegram") {
+      const module = moduleOf(f.name, dirs);
+      byModule.set(module, (byModule.get(module) ?? 0) + f.size);
+    }
   }
   const nameSection = sections.find((s) => s.name === 'custom "name"');
   return {
@@ -149,6 +173,7 @@ export function wasmReport(file) {
     functions: functions.length,
     named: functions.filter((f) => f.name).length,
     crates: [...byCrate].map(([crate, size]) => ({ crate, size })).sort((a, b) => b.size - a.size),
+    edgegramModules: [...byModule].map(([module, size]) => ({ module, size })).sort((a, b) => b.size - a.size),
   };
 }
 
