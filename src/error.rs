@@ -67,6 +67,9 @@ pub enum Error {
     /// A handler failed and the application is set to have the update delivered again
     /// ([`OnHandlerError::Retry`](crate::OnHandlerError::Retry)).
     Handler(String),
+    /// The update was already processed: a backend that records processed update ids found
+    /// this one before any handler ran (a redelivery). Not a failure: answer 200.
+    AlreadyProcessed(i64),
 }
 
 impl fmt::Display for Error {
@@ -116,6 +119,7 @@ impl fmt::Display for Error {
             Error::Config(message) => write!(f, "configuration error: {message}"),
             Error::Invalid(message) => write!(f, "invalid input: {message}"),
             Error::Handler(message) => write!(f, "handler failed: {message}"),
+            Error::AlreadyProcessed(id) => write!(f, "update {id} was already processed"),
         }
     }
 }

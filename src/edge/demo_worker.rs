@@ -29,6 +29,8 @@ use crate::{Error, MemoryPersistence, Outcome};
 const KV_BINDING: &str = "EDGEGRAM_KV";
 /// The Durable Object namespace binding.
 const DO_BINDING: &str = "EDGEGRAM_DO";
+/// The answer to a redelivered update that was already processed.
+const DUPLICATE: &str = "duplicate";
 /// Stored callback data is swept (TTL, maxsize) once every this many update ids.
 const SWEEP_EVERY: i64 = 512;
 /// The object that holds everything in `DO_ROUTING=bot` mode.
@@ -124,13 +126,13 @@ async fn webhook(req: &mut Request, env: &Env) -> worker::Result<Response> {
         );
         return text(500, "webhook secret not configured");
     }
-    let update = match read_update(req, secret.as_deref()).await {
+    let (update, body) = match read_update(req, secret.as_deref()).await {
         Err(rejection) => return reject(rejection),
-        Ok(Incoming::Untyped { update_id, reason }) => {
+        Ok((Incoming::Untyped { update_id, reason }, _)) => {
             console_log!("update {update_id} ignored: its content could not be typed: {reason}");
             return text(200, "ignored");
         }
-        Ok(Incoming::Update(update)) => *update,
+        Ok((Incoming::Update(update), body)) => (*update, body),
     };
     if persistence_choice(env) == "durable_object" {
         let name = object_name(env, &update);
@@ -141,7 +143,8 @@ async fn webhook(req: &mut Request, env: &Env) -> worker::Result<Response> {
             None if per_chat(env) => "/update?home=1".into(),
             None => "/update".into(),
         };
-        let body = Some(update.raw.to_string());
+        // The body as it came: no second serialisation (it parsed, so it is UTF-8).
+        let body = Some(String::from_utf8_lossy(&body).into_owned());
         return forward(env, &name, &path, Method::Post, body).await;
     }
     let persistence = match persistence(env) {
@@ -192,6 +195,7 @@ async fn process(env: &Env, persistence: Rc<dyn Persistence>, update: Update) ->
             }
             Ok(outcome)
         }
+        Err(Error::AlreadyProcessed(_)) => Err((200, DUPLICATE.into())),
         Err(e) => {
             console_error!("update {update_id} not handled, Telegram will retry: {e}");
             Err((500, format!("update not handled: {}", public_reason(&e))))
@@ -238,6 +242,13 @@ fn respond(result: Processed) -> worker::Result<Response> {
             );
             let mut response = text(200, "ok")?;
             response.headers_mut().set("X-Edgegram-Outcome", &summary)?;
+            Ok(response)
+        }
+        Err((200, message)) if message == DUPLICATE => {
+            let mut response = text(200, DUPLICATE)?;
+            response
+                .headers_mut()
+                .set("X-Edgegram-Outcome", "duplicate=1")?;
             Ok(response)
         }
         Err((status, message)) => text(status, message),
@@ -666,22 +677,9 @@ impl EdgegramObject {
         } else {
             Rc::new(self.storage())
         };
-        match store.was_processed(update_id).await {
-            Ok(false) => {}
-            Ok(true) => {
-                let mut response = text(200, "duplicate")?;
-                response
-                    .headers_mut()
-                    .set("X-Edgegram-Outcome", "duplicate=1")?;
-                return Ok(response);
-            }
-            Err(e) => {
-                console_error!("update {update_id}: {e}");
-                return text(500, "update not handled: storage failed");
-            }
-        }
         let now = js_sys::Date::now() as i64;
-        store.mark_processed_on_write(update_id, now);
+        // The duplicate check rides on the Application's one read.
+        store.begin_update(update_id, now);
         let persistence: Rc<dyn Persistence> = match chat_object {
             Some(chat) => {
                 let home = self

@@ -18,7 +18,9 @@
 use std::cell::{Cell, RefCell};
 
 use futures::future::LocalBoxFuture;
-use futures::lock::{Mutex, MutexGuard};
+use std::collections::VecDeque;
+
+use futures::channel::oneshot;
 use js_sys::Map;
 use serde::{Deserialize, Serialize};
 use worker::{ListOptions, Storage};
@@ -42,6 +44,8 @@ pub struct DurableObjectPersistence {
     /// The processed-update record to commit with the next write.
     marker: RefCell<Option<(String, String)>>,
     marker_written: Cell<bool>,
+    /// The update id whose record the next read looks for (see [`Self::begin_update`]).
+    check: Cell<Option<i64>>,
     /// With compare-and-set: the raw values read of home keys, checked again at write time.
     seen: Option<RefCell<std::collections::HashMap<String, Option<String>>>>,
 }
@@ -54,6 +58,7 @@ impl DurableObjectPersistence {
             prefix: prefix.into(),
             marker: RefCell::new(None),
             marker_written: Cell::new(false),
+            check: Cell::new(None),
             seen: None,
         }
     }
@@ -89,21 +94,16 @@ impl DurableObjectPersistence {
         Ok(map_entries(&listed))
     }
 
-    /// Whether `update_id` was processed (committed) within the window.
-    pub async fn was_processed(&self, update_id: i64) -> Result<bool> {
-        let key = self.marker_key(update_id);
-        let found = self
-            .storage
-            .get_multiple(vec![key.clone()])
-            .await
-            .map_err(|e| storage_error("durable_object", "read", key.clone(), e.to_string()))?;
-        Ok(found.has(&key.into()))
-    }
-
-    /// Records `update_id` as processed in the same transaction as the next write.
-    pub fn mark_processed_on_write(&self, update_id: i64, now_ms: i64) {
+    /// Starts handling `update_id` effectively once: the next read also looks for its
+    /// processed record (in the same storage call, so duplicates cost no extra round trip)
+    /// and fails with [`Error::AlreadyProcessed`] if it is there — before any handler runs,
+    /// since the Application reads before handlers. The next write records it, in the same
+    /// transaction as the update's data ([`Self::commit_marker`] when nothing else is
+    /// written).
+    pub fn begin_update(&self, update_id: i64, now_ms: i64) {
         *self.marker.borrow_mut() = Some((self.marker_key(update_id), now_ms.to_string()));
         self.marker_written.set(false);
+        self.check.set(Some(update_id));
     }
 
     /// Commits the processed record alone if no write carried it (an update that changed
@@ -139,11 +139,21 @@ impl DurableObjectPersistence {
 
     async fn read_batch(&self, keys: &[Key]) -> Result<Vec<Option<String>>> {
         let encoded: Vec<String> = keys.iter().map(|k| k.encode(&self.prefix)).collect();
+        let check = self.check.take();
+        let mut wanted = encoded.clone();
+        if let Some(update_id) = check {
+            wanted.push(self.marker_key(update_id));
+        }
         let found = self
             .storage
-            .get_multiple(encoded.clone())
+            .get_multiple(wanted)
             .await
             .map_err(|e| storage_error("durable_object", "read", batch(keys), e.to_string()))?;
+        if let Some(update_id) = check {
+            if found.has(&self.marker_key(update_id).into()) {
+                return Err(Error::AlreadyProcessed(update_id));
+            }
+        }
         let values: Vec<Option<String>> = encoded
             .iter()
             .map(|k| found.get(&k.into()).as_string())
@@ -178,6 +188,10 @@ impl Persistence for DurableObjectPersistence {
 
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         Box::pin(async move {
+            if keys.is_empty() && self.check.get().is_some() {
+                // Nothing to read, but the duplicate check must still happen.
+                return self.read_batch(&[]).await;
+            }
             let mut values = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(BATCH) {
                 values.extend(self.read_batch(chunk).await?);
@@ -216,6 +230,10 @@ impl Persistence for DurableObjectPersistence {
                 }
             }
             let marker = self.marker.borrow().clone();
+            // An Application that read nothing never ran the duplicate check: the
+            // transaction does it instead (the handlers ran, but their data is not applied).
+            let unchecked = self.check.take();
+            let must_be_absent = unchecked.map(|id| self.marker_key(id));
             if let Some(marker) = marker {
                 puts.push(marker);
             }
@@ -227,6 +245,15 @@ impl Persistence for DurableObjectPersistence {
             let result = self
                 .storage
                 .transaction(move |txn| async move {
+                    if let Some(marker) = must_be_absent {
+                        if txn
+                            .get_multiple(vec![marker.clone()])
+                            .await?
+                            .has(&marker.into())
+                        {
+                            return Err(worker::Error::RustError(DUPLICATE.into()));
+                        }
+                    }
                     if !expect.is_empty() {
                         let keys: Vec<String> = expect.iter().map(|(k, _)| k.clone()).collect();
                         let current = txn.get_multiple(keys).await?;
@@ -249,6 +276,9 @@ impl Persistence for DurableObjectPersistence {
                 Ok(()) => {
                     self.marker_written.set(true);
                     Ok(())
+                }
+                Err(e) if e.to_string().contains(DUPLICATE) => {
+                    Err(Error::AlreadyProcessed(unchecked.unwrap_or_default()))
                 }
                 Err(e) if e.to_string().contains(CONFLICT) => Err(storage_error(
                     "durable_object",
@@ -275,16 +305,44 @@ impl Persistence for DurableObjectPersistence {
     }
 }
 
-/// Serialises the updates of one object (see the module docs).
+/// Serialises the updates of one object (see the module docs), first come first served:
+/// updates of one chat arrive in order, and a fair queue keeps the latency tail short
+/// (an unfair lock let some updates wait behind dozens of later ones).
 #[derive(Default)]
 pub struct UpdateGate {
-    lock: Mutex<()>,
+    busy: Cell<bool>,
+    waiting: RefCell<VecDeque<oneshot::Sender<()>>>,
+}
+
+/// Held while an update runs; passes the gate to the next in line when dropped.
+pub struct GateTurn<'a> {
+    gate: &'a UpdateGate,
 }
 
 impl UpdateGate {
-    /// Waits until no other update of this object is being handled.
-    pub async fn enter(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().await
+    /// Waits until every update that arrived earlier is done.
+    pub async fn enter(&self) -> GateTurn<'_> {
+        if self.busy.replace(true) {
+            let (sender, receiver) = oneshot::channel();
+            self.waiting.borrow_mut().push_back(sender);
+            // The turn is handed over with the gate still busy. A closed channel cannot
+            // happen while this future is alive (the sender is only dropped after sending).
+            let _ = receiver.await;
+        }
+        GateTurn { gate: self }
+    }
+}
+
+impl Drop for GateTurn<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.gate.waiting.borrow_mut();
+        while let Some(next) = waiting.pop_front() {
+            // A waiter whose request was cancelled is skipped.
+            if next.send(()).is_ok() {
+                return;
+            }
+        }
+        self.gate.busy.set(false);
     }
 }
 
@@ -327,6 +385,7 @@ pub enum HomeRequest {
 }
 
 const CONFLICT: &str = "edgegram: concurrent change";
+const DUPLICATE: &str = "edgegram: already processed";
 
 impl DurableObjectPersistence {
     fn registry_key(&self, chat_id: i64) -> String {

@@ -10,8 +10,11 @@ use crate::webhook::{
 };
 
 /// Checks method, secret (unless `None`: insecure local mode), content type and size, reads
-/// the body and parses it.
-pub async fn read_update(req: &mut Request, secret: Option<&str>) -> Result<Incoming, Rejection> {
+/// the body and parses it. Answers the body too, to be forwarded as it came.
+pub async fn read_update(
+    req: &mut Request,
+    secret: Option<&str>,
+) -> Result<(Incoming, Vec<u8>), Rejection> {
     if req.method() != Method::Post {
         return Err(Rejection::MethodNotAllowed);
     }
@@ -24,7 +27,8 @@ pub async fn read_update(req: &mut Request, secret: Option<&str>) -> Result<Inco
     }
     check_content_type(headers.get("Content-Type").ok().flatten().as_deref())?;
     let body = read_body(req, MAX_BODY_BYTES).await?;
-    parse_body(&body)
+    let incoming = parse_body(&body)?;
+    Ok((incoming, body))
 }
 
 /// Reads at most `limit` bytes of body; 413 as soon as the declared or read size is over.
