@@ -17,13 +17,18 @@ function groupLoad(firstId) {
     commandUpdate({ chat: GROUP, user: USERS[i % USERS.length], text: "/count", updateId: firstId + i }));
 }
 
-/** Sends like Telegram: a 5xx answer is retried (bounded), a 2xx ends it. */
-async function deliver(mf, update, tries = 20) {
+/**
+ * Sends like Telegram: a 5xx answer is retried with growing, jittered waits (Telegram waits
+ * 2 s, 4 s, 8 s ...; scaled down here), a 2xx ends it. Bounded in tries and time.
+ */
+async function deliver(mf, update, tries = 60) {
+  let wait = 5;
   for (let attempt = 0; attempt < tries; attempt++) {
     const res = await post(mf, update);
     await res.arrayBuffer();
     if (res.status < 500) return res.status;
-    await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
+    await new Promise((r) => setTimeout(r, wait * (0.5 + Math.random())));
+    wait = Math.min(wait * 1.5, 250);
   }
   throw new Error(`update ${update.update_id} failed ${tries} times`);
 }
