@@ -693,7 +693,9 @@ impl EdgegramObject {
         #[cfg(feature = "test-hooks")]
         let persistence = test_hooks::wrap(persistence);
         let mut result = process(&self.env, persistence, update).await;
-        if result.is_ok() {
+        // An update no handler matched had no effect: running it again is harmless, so it
+        // costs no write (an update that changes nothing writes nothing).
+        if result.as_ref().is_ok_and(|outcome| outcome.handled) {
             if let Err(e) = store.commit_marker().await {
                 console_error!("update {update_id}: recording it as processed failed: {e}");
                 result = Err((500, "update not handled: storage failed".into()));
