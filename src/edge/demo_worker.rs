@@ -463,6 +463,9 @@ pub struct EdgegramObject {
     state: State,
     env: Env,
     gate: UpdateGate,
+    /// Chat objects: whether the home object already knows this one (see
+    /// [`ChatObjectPersistence::new`]).
+    registered: std::cell::Cell<bool>,
 }
 
 impl DurableObject for EdgegramObject {
@@ -471,6 +474,7 @@ impl DurableObject for EdgegramObject {
             state,
             env,
             gate: UpdateGate::default(),
+            registered: std::cell::Cell::new(false),
         }
     }
 
@@ -686,7 +690,13 @@ impl EdgegramObject {
                     .env
                     .durable_object(DO_BINDING)?
                     .get_by_name(BOT_OBJECT)?;
-                Rc::new(ChatObjectPersistence::new(store.clone(), home, chat))
+                let register = !self.registered.get();
+                Rc::new(ChatObjectPersistence::new(
+                    store.clone(),
+                    home,
+                    chat,
+                    register,
+                ))
             }
             None => store.clone(),
         };
@@ -707,6 +717,9 @@ impl EdgegramObject {
             }
         }
         if let Ok(outcome) = &result {
+            if chat_object.is_some() {
+                self.registered.set(true);
+            }
             self.schedule_timeouts(outcome).await;
         }
         respond(result)

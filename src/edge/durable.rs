@@ -513,20 +513,25 @@ pub struct ChatObjectPersistence {
     local: std::rc::Rc<DurableObjectPersistence>,
     home: worker::Stub,
     chat_id: i64,
+    register: bool,
     seen: RefCell<std::collections::HashMap<Key, Option<String>>>,
 }
 
 impl ChatObjectPersistence {
-    /// `local`: this object's storage; `home`: the home object's stub.
+    /// `local`: this object's storage; `home`: the home object's stub; `register`: whether
+    /// the home object should (still) be told that this chat object holds data — once per
+    /// object instance is enough, the registry is only read by export and import.
     pub fn new(
         local: std::rc::Rc<DurableObjectPersistence>,
         home: worker::Stub,
         chat_id: i64,
+        register: bool,
     ) -> Self {
         Self {
             local,
             home,
             chat_id,
+            register,
             seen: RefCell::new(std::collections::HashMap::new()),
         }
     }
@@ -575,7 +580,7 @@ impl Persistence for ChatObjectPersistence {
             let prefix = &self.local.prefix;
             let home_request = HomeRequest::Read {
                 keys: home_keys.iter().map(|k| k.encode(prefix)).collect(),
-                chat: Some(self.chat_id),
+                chat: self.register.then_some(self.chat_id),
             };
             let (home, local) = futures::future::join(
                 async {
