@@ -7,7 +7,7 @@ import { startWorker, commandUpdate, post } from "../tests/support/worker.mjs";
 const DELAY_MS = 50;
 const N = 60;
 
-async function run(persistence, routing, chats) {
+async function run(persistence, routing, chats, text = "/count") {
   const botApi = await startBotApi({ delayMs: DELAY_MS });
   const mf = await startWorker({ botApi, persistence, routing });
   try {
@@ -15,7 +15,10 @@ async function run(persistence, routing, chats) {
     await post(mf, commandUpdate({ chat: -1, user: 1, text: "/count", updateId: 1 }));
     let id = 100;
     const updates = Array.from({ length: N }, (_, i) =>
-      commandUpdate({ chat: -100 - (i % chats), user: 1 + (i % 20), text: "/count", updateId: id++ }));
+      // /start in a chat of its own per user (private chats): writes no shared entry.
+      text === "/count"
+        ? commandUpdate({ chat: -100 - (i % chats), user: 1 + (i % 20), text, updateId: id++ })
+        : commandUpdate({ chat: 1000 + i, user: 1000 + i, text, updateId: id++ }));
     const started = performance.now();
     let retries = 0;
     await Promise.all(updates.map(async (u) => {
@@ -27,7 +30,7 @@ async function run(persistence, routing, chats) {
       }
     }));
     const seconds = (performance.now() - started) / 1000;
-    return { persistence, routing, chats, updates: N, seconds: +seconds.toFixed(2), perSecond: +(N / seconds).toFixed(1), retries };
+    return { persistence, routing, workload: text, chats: text === "/count" ? chats : N, updates: N, seconds: +seconds.toFixed(2), perSecond: +(N / seconds).toFixed(1), retries };
   } finally {
     await mf.dispose();
     await botApi.close();
@@ -39,6 +42,8 @@ rows.push(await run("durable_object", "bot", 1));
 rows.push(await run("durable_object", "bot", 8));
 rows.push(await run("durable_object", "chat", 1));
 rows.push(await run("durable_object", "chat", 8));
+rows.push(await run("durable_object", "bot", N, "/start"));
+rows.push(await run("durable_object", "chat", N, "/start"));
 rows.push(await run("kv", "bot", 8));
 console.log(`Bot API latency ${DELAY_MS} ms; ${N} /count updates sent at once`);
 console.table(rows);
