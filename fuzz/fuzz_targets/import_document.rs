@@ -5,7 +5,9 @@ use edgegram::persistence::dict;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
     if let Ok(entries) = dict::to_entries(&doc) {
         let exported = dict::from_entries(entries.clone());
         let mut again = dict::to_entries(&exported).expect("an export validates");

@@ -4,7 +4,9 @@ use edgegram::persistence::{Key, DEFAULT_PREFIX};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Some(key) = Key::parse(text, DEFAULT_PREFIX) {
         assert_eq!(key.encode(DEFAULT_PREFIX), text);
     }

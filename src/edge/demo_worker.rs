@@ -8,13 +8,13 @@ use std::rc::Rc;
 use serde_json::json;
 use worker::{
     console_debug, console_error, console_log, durable_object, event, Context, DurableObject, Env,
-    Headers, Method, Request, RequestInit, Response, State,
+    Method, Request, Response, State,
 };
 
 use super::dev_bot_api::{self, DevBotApi, DEVLOG_OBJECT};
 use super::durable::{ChatObjectPersistence, DurableObjectPersistence, HomeRequest, UpdateGate};
 use super::fetch_bot::FetchBot;
-use super::http::{read_body, read_update};
+use super::http::{json_request, query_param, read_body, read_update};
 use super::kv::KvPersistence;
 use crate::bot::BotApi;
 use crate::callback_data::{sweep, CallbackDataSettings};
@@ -286,14 +286,7 @@ async fn forward(
         }
     };
     let stub = namespace.get_by_name(name)?;
-    let headers = Headers::new();
-    headers.set("Content-Type", "application/json")?;
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
-    if let Some(body) = body {
-        init.with_body(Some(body.into()));
-    }
-    let request = Request::new_with_init(&format!("https://edgegram.object{path}"), &init)?;
+    let request = json_request(&format!("https://edgegram.object{path}"), method, body)?;
     match stub.fetch_with_request(request).await {
         Ok(response) => Ok(response),
         Err(e) => {
@@ -514,13 +507,13 @@ impl DurableObject for EdgegramObject {
             }
             "/export" => {
                 let _turn = self.gate.enter().await;
-                if self.is_home(&req)? {
+                if self.is_home(&req) {
                     return self.export_all().await;
                 }
                 export_from(&self.storage()).await
             }
             "/import" => {
-                let home = self.is_home(&req)?;
+                let home = self.is_home(&req);
                 let body = req.bytes().await?;
                 let _turn = self.gate.enter().await;
                 if home {
@@ -545,11 +538,8 @@ impl EdgegramObject {
     /// Whether this request treats the object as the home object of `DO_ROUTING=chat`
     /// (bot_data, user_data, the registry of chat objects): the worker says so with
     /// `?home=1`; chat objects are addressed with `?chat=<id>` or plainly by the home object.
-    fn is_home(&self, req: &Request) -> worker::Result<bool> {
-        Ok(req
-            .url()?
-            .query_pairs()
-            .any(|(k, v)| k == "home" && v == "1"))
+    fn is_home(&self, req: &Request) -> bool {
+        query_param(req, "home").as_deref() == Some("1")
     }
 
     /// Serves chat objects' reads and compare-and-set writes of bot_data and user_data.
@@ -661,12 +651,8 @@ impl EdgegramObject {
     }
 
     async fn update(&self, req: &mut Request) -> worker::Result<Response> {
-        let chat_object: Option<i64> = req
-            .url()?
-            .query_pairs()
-            .find(|(k, _)| k == "chat")
-            .and_then(|(_, v)| v.parse().ok());
-        let home = self.is_home(req)?;
+        let chat_object: Option<i64> = query_param(req, "chat").and_then(|v| v.parse().ok());
+        let home = self.is_home(req);
         let body = req.bytes().await?;
         let update = match parse_body(&body) {
             Ok(Incoming::Update(update)) => *update,
@@ -821,8 +807,8 @@ mod test_hooks {
     use worker::{Env, Method, Request, Response};
 
     use super::{
-        forward, persistence_choice, text, DurableObjectPersistence, KvPersistence, BOT_OBJECT,
-        KV_BINDING,
+        forward, persistence_choice, query_param, text, DurableObjectPersistence, KvPersistence,
+        BOT_OBJECT, KV_BINDING,
     };
     use crate::persistence::conformance::{run_case, CASES};
     use crate::persistence::spy::SpyPersistence;
@@ -848,11 +834,7 @@ mod test_hooks {
         path: &str,
     ) -> worker::Result<Response> {
         let url = req.url()?;
-        let query = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.to_string())
-        };
+        let query = |name: &str| query_param(req, name);
         match path {
             "/__test/conformance" => {
                 let names: Vec<&str> = CASES.iter().map(|(n, _)| *n).collect();
@@ -915,12 +897,7 @@ mod test_hooks {
         path: &str,
         store: &DurableObjectPersistence,
     ) -> worker::Result<Response> {
-        let url = req.url()?;
-        let query = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.to_string())
-        };
+        let query = |name: &str| query_param(req, name);
         if path == "/__test/faults" {
             arm(
                 &query("fail_reads"),

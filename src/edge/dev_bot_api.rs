@@ -30,7 +30,9 @@ use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
 use serde_json::{json, Value};
-use worker::{Headers, ListOptions, Method, Request, RequestInit, Response, Storage, Stub};
+use worker::{ListOptions, Method, Request, Response, Storage, Stub};
+
+use super::http::json_request;
 
 use crate::bot::{parse_response, BotApi};
 use crate::error::{Error, Result};
@@ -73,16 +75,12 @@ impl DevBotApi {
             description: format!("dev recorder: {description}"),
         };
         let body = json!({ "method": method, "params": params }).to_string();
-        let headers = Headers::new();
-        headers
-            .set("Content-Type", "application/json")
-            .map_err(|e| fail(e.to_string()))?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(body.into()));
-        let request = Request::new_with_init("https://edgegram.object/devlog/call", &init)
-            .map_err(|e| fail(e.to_string()))?;
+        let request = json_request(
+            "https://edgegram.object/devlog/call",
+            Method::Post,
+            Some(body),
+        )
+        .map_err(|e| fail(e.to_string()))?;
         let mut response = self
             .log
             .fetch_with_request(request)
@@ -106,12 +104,7 @@ pub async fn serve(
     path: &str,
     bot_username: Option<String>,
 ) -> worker::Result<Response> {
-    let url = req.url()?;
-    let query = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.to_string())
-    };
+    let query = |name: &str| super::http::query_param(req, name);
     match (path, req.method()) {
         ("/devlog/call", Method::Post) => {
             let body = req.bytes().await?;

@@ -541,11 +541,12 @@ impl ChatObjectPersistence {
             storage_error("durable_object", operation, "home object", message)
         };
         let body = serde_json::to_string(request).map_err(|e| fail("encode", e.to_string()))?;
-        let mut init = worker::RequestInit::new();
-        init.with_method(worker::Method::Post)
-            .with_body(Some(body.into()));
-        let req = worker::Request::new_with_init("https://edgegram.object/home", &init)
-            .map_err(|e| fail("call", e.to_string()))?;
+        let req = super::http::json_request(
+            "https://edgegram.object/home",
+            worker::Method::Post,
+            Some(body),
+        )
+        .map_err(|e| fail("call", e.to_string()))?;
         let mut response = self
             .home
             .fetch_with_request(req)

@@ -2,7 +2,9 @@
 
 use futures::future::LocalBoxFuture;
 use serde_json::Value;
-use worker::{Fetch, Headers, Method, Request, RequestInit};
+use worker::{Fetch, Method};
+
+use super::http::json_request;
 
 use crate::bot::{parse_response, BotApi};
 use crate::error::{Error, Result};
@@ -38,15 +40,8 @@ impl FetchBot {
             description: self.redact(description),
         };
         let url = format!("{}/bot{}/{}", self.base, self.token, method);
-        let headers = Headers::new();
-        headers
-            .set("Content-Type", "application/json")
+        let request = json_request(&url, Method::Post, Some(params.to_string()))
             .map_err(|e| fail(e.to_string()))?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(params.to_string().into()));
-        let request = Request::new_with_init(&url, &init).map_err(|e| fail(e.to_string()))?;
         let mut response = Fetch::Request(request)
             .send()
             .await

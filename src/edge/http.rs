@@ -2,7 +2,7 @@
 //! the body read in chunks so that an oversized one is refused without reading past the limit.
 
 use futures::StreamExt;
-use worker::{Method, Request};
+use worker::{Headers, Method, Request, RequestInit};
 
 use crate::webhook::{
     check_content_type, parse_body, secret_matches, Incoming, Rejection, MAX_BODY_BYTES,
@@ -57,4 +57,24 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Rejec
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// A request with a JSON body (or none): Bot API calls, and calls between the worker and its
+/// Durable Objects.
+pub fn json_request(url: &str, method: Method, body: Option<String>) -> worker::Result<Request> {
+    let headers = Headers::new();
+    headers.set("Content-Type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers);
+    if let Some(body) = body {
+        init.with_body(Some(body.into()));
+    }
+    Request::new_with_init(url, &init)
+}
+
+/// The value of a query parameter of `req`'s URL.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    let url = req.url().ok()?;
+    let value = url.query_pairs().find(|(k, _)| k == name)?.1;
+    Some(value.into_owned())
 }
