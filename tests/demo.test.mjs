@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startBotApi } from "./support/bot-api.mjs";
-import { startWorker, commandUpdate, post, exportState } from "./support/worker.mjs";
+import { startWorker, commandUpdate, pressUpdate, post, exportState } from "./support/worker.mjs";
 
 const GROUP = -1001500000042;
 let nextId = 1;
@@ -16,15 +16,7 @@ function message(chat, user, text) {
 }
 
 function press(chat, user, messageId, data) {
-  const id = nextId++;
-  return {
-    update_id: id,
-    callback_query: {
-      id: `q${id}`, chat_instance: "ci", data,
-      from: { id: user, is_bot: false, first_name: `User ${user}` },
-      message: { message_id: messageId, date: 0, chat: { id: chat, type: chat < 0 ? "supergroup" : "private" } },
-    },
-  };
+  return pressUpdate({ chat, user, messageId, data, updateId: nextId++ });
 }
 
 /** A worker whose storage survives `restart()`. */

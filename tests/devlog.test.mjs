@@ -4,7 +4,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startBotApi } from "./support/bot-api.mjs";
-import { startWorker, commandUpdate, post, ADMIN } from "./support/worker.mjs";
+import { startWorker, commandUpdate, pressUpdate, post, ADMIN } from "./support/worker.mjs";
 
 const GROUP = -1001500000077;
 let nextId = 1;
@@ -14,15 +14,7 @@ function say(chat, user, text) {
 }
 
 function press(chat, user, messageId, data) {
-  const id = nextId++;
-  return {
-    update_id: id,
-    callback_query: {
-      id: `q${id}`, chat_instance: "ci", data,
-      from: { id: user, is_bot: false, first_name: `User ${user}` },
-      message: { message_id: messageId, date: 0, chat: { id: chat, type: chat < 0 ? "supergroup" : "private" } },
-    },
-  };
+  return pressUpdate({ chat, user, messageId, data, updateId: nextId++ });
 }
 
 async function calls(mf, after = 0, { token = ADMIN, host = "localhost" } = {}) {

@@ -101,3 +101,15 @@ export function outcome(res) {
     return [k, Number(v)];
   }));
 }
+
+/** A press on a button of the bot's message `messageId` in `chat`. */
+export function pressUpdate({ chat, user, messageId, data, updateId = nextUpdateId++ }) {
+  return {
+    update_id: updateId,
+    callback_query: {
+      id: `q${updateId}`, chat_instance: "ci", data,
+      from: { id: user, is_bot: false, first_name: `User ${user}` },
+      message: { message_id: messageId, date: 0, chat: { id: chat, type: chat < 0 ? "supergroup" : "private" } },
+    },
+  };
+}
