@@ -7,19 +7,26 @@ import { gzipSync } from "node:zlib";
 
 export const gzip = (bytes) => gzipSync(bytes, { level: 9 }).length;
 
+/** An unsigned LEB128 number at `p`: its value and the position after it. */
+function readLeb(bytes, p) {
+  let result = 0;
+  let shift = 0;
+  let byte;
+  do {
+    byte = bytes[p++];
+    result += (byte & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (byte & 0x80);
+  return [result, p];
+}
+
 /** Parses the sections of a wasm module, the function bodies' sizes and their names. */
 export function parseWasm(bytes) {
   let p = 8;
   const leb = () => {
-    let result = 0;
-    let shift = 0;
-    let byte;
-    do {
-      byte = bytes[p++];
-      result += (byte & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (byte & 0x80);
-    return result;
+    const [value, next] = readLeb(bytes, p);
+    p = next;
+    return value;
   };
   const sections = [];
   const bodies = []; // sizes of defined functions, in order
@@ -182,15 +189,9 @@ function stripCustom(bytes, wanted) {
   const parts = [bytes.subarray(0, 8)];
   let p = 8;
   const leb = () => {
-    let result = 0;
-    let shift = 0;
-    let byte;
-    do {
-      byte = bytes[p++];
-      result += (byte & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (byte & 0x80);
-    return result;
+    const [value, next] = readLeb(bytes, p);
+    p = next;
+    return value;
   };
   while (p < bytes.length) {
     const start = p;
