@@ -8,7 +8,7 @@
 //! - the **persistence**: the [`Persistence`] trait, its key scheme and codec, the memory and
 //!   file backends and the conformance suite ([`persistence`]);
 //! - the **edge** (`wasm32` only): the webhook entry, the Bot API client over `fetch`, the KV
-//!   backend ([`edge`]).
+//!   and Durable Object backends (`edge`, compiled for `wasm32` only).
 
 #![warn(missing_docs)]
 
