@@ -36,8 +36,9 @@ const BATCH: usize = 128;
 /// How long processed update ids are remembered: Telegram keeps an update at most 24 hours.
 pub const PROCESSED_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// One object's storage as a [`Persistence`]. Writes are one transaction: all of an update's
-/// changes (and its processed-update record) are committed together or not at all.
+/// One object's storage as a [`Persistence`]. Each write is atomic (a coalesced batch, or a
+/// transaction when it must compare first): all of an update's changes and its processed-update
+/// record are committed together or not at all.
 pub struct DurableObjectPersistence {
     storage: Storage,
     prefix: String,
