@@ -4,6 +4,8 @@
 use std::rc::Rc;
 
 use edgegram::{demo, MemoryPersistence, Outcome, RecordingBot, Update};
+mod common;
+
 use futures::executor::block_on;
 use serde_json::{json, Value};
 
@@ -24,42 +26,32 @@ impl Bot {
         }
     }
 
-    fn run(&mut self, mut update: Value) -> Outcome {
-        update["update_id"] = json!(self.next_id);
+    fn next_id(&mut self) -> i64 {
         self.next_id += 1;
+        self.next_id - 1
+    }
+
+    fn run(&mut self, update: Update) -> Outcome {
         let app = demo::application(
             self.api.clone(),
             self.store.clone(),
             Some("demo_bot".into()),
         )
         .unwrap();
-        block_on(app.process_update(Update::from_value(update).unwrap())).unwrap()
+        block_on(app.process_update(update)).unwrap()
     }
 
     fn say(&mut self, chat: i64, user: i64, text: &str) -> Vec<(String, Value)> {
-        let len = text.starts_with('/').then(|| {
-            text.split_whitespace()
-                .next()
-                .unwrap()
-                .encode_utf16()
-                .count()
-        });
-        let entities: Vec<Value> = len
-            .map(|l| json!({"type": "bot_command", "offset": 0, "length": l}))
-            .into_iter()
-            .collect();
-        let kind = if chat < 0 { "supergroup" } else { "private" };
+        let update = common::message(self.next_id(), chat, user, text);
         self.api.take_calls();
-        self.run(json!({"message": {"message_id": 1, "date": 0, "chat": {"id": chat, "type": kind},
-            "from": {"id": user, "is_bot": false, "first_name": "U"}, "text": text, "entities": entities}}));
+        self.run(update);
         self.api.take_calls()
     }
 
     fn press(&mut self, chat: i64, user: i64, message_id: i64, data: &str) -> Vec<(String, Value)> {
+        let update = common::press(self.next_id(), chat, user, message_id, data);
         self.api.take_calls();
-        self.run(json!({"callback_query": {"id": format!("q{}", self.next_id), "chat_instance": "c", "data": data,
-            "from": {"id": user, "is_bot": false, "first_name": "U"},
-            "message": {"message_id": message_id, "date": 0, "chat": {"id": chat, "type": "private"}}}}));
+        self.run(update);
         self.api.take_calls()
     }
 
