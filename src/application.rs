@@ -133,6 +133,12 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         &self.persistence
     }
 
+    /// The arbitrary callback data settings, if the Application has them on (a host sweeps
+    /// expired keyboards with them).
+    pub fn callback_data_settings(&self) -> Option<CallbackDataSettings> {
+        self.callback_data
+    }
+
     /// The bot's username, once known (configured, or learned from `getMe`).
     pub fn bot_username(&self) -> Option<String> {
         self.bot_username.borrow().clone()

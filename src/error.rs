@@ -20,6 +20,14 @@ pub enum Error {
         /// What the backend said.
         message: String,
     },
+    /// A compare-and-set was lost: another update changed the entry since this one read it.
+    /// Nothing of the update was written; Telegram delivers it again.
+    Conflict {
+        /// Backend name.
+        backend: &'static str,
+        /// The key (or batch) concerned.
+        key: String,
+    },
     /// A stored value could not be decoded. The value is left as it is.
     Decode {
         /// Backend name.
@@ -83,6 +91,10 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "{backend} storage: {operation} of {key} failed: {message}"
+            ),
+            Error::Conflict { backend, key } => write!(
+                f,
+                "{backend} storage: {key} changed concurrently; the update was not applied"
             ),
             Error::Decode {
                 backend,

@@ -7,8 +7,9 @@
 //!   natively;
 //! - the **persistence**: the [`Persistence`] trait, its key scheme and codec, the memory and
 //!   file backends and the conformance suite ([`persistence`]);
-//! - the **edge** (`wasm32` only): the webhook entry, the Bot API client over `fetch`, the KV
-//!   and Durable Object backends (`edge`, compiled for `wasm32` only).
+//! - the **edge** (`wasm32` only): the webhook entry, the Durable Object host, the Bot API
+//!   client over `fetch`, the KV and Durable Object backends (`edge`, compiled for `wasm32`
+//!   only). A worker is its Application factory plus `edgegram::edge_worker!`.
 
 #![warn(missing_docs)]
 
@@ -17,7 +18,6 @@ pub mod bot;
 pub mod callback_data;
 pub mod context;
 pub mod conversation;
-pub mod demo;
 pub mod error;
 pub mod handlers;
 pub mod persistence;

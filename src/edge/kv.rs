@@ -17,8 +17,7 @@ use worker::kv::{KvError, KvStore};
 use worker::Delay;
 
 use crate::error::{Error, Result};
-use crate::persistence::spy::batch;
-use crate::persistence::{storage_error, Change, Key, KeyKind, Persistence};
+use crate::persistence::{describe_keys, storage_error, Change, Key, KeyKind, Persistence};
 
 /// KV's key limit, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -32,7 +31,7 @@ const BULK_GET: usize = 100;
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF_MS: u64 = 100;
 
-#[cfg(feature = "test-hooks")]
+#[cfg(feature = "testing")]
 thread_local! {
     /// Test builds only: this many KV operation attempts fail as if KV answered 429.
     pub static INJECTED_FAILURES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
@@ -47,13 +46,13 @@ where
     let mut wait = FIRST_BACKOFF_MS;
     let mut attempt = 1;
     loop {
-        #[cfg(feature = "test-hooks")]
+        #[cfg(feature = "testing")]
         let injected = INJECTED_FAILURES.with(|c| {
             let left = c.get();
             c.set(left.saturating_sub(1));
             left > 0
         });
-        #[cfg(not(feature = "test-hooks"))]
+        #[cfg(not(feature = "testing"))]
         let injected = false;
         let result = if injected {
             Err("KV PUT failed: 429 Too Many Requests (injected)".to_string())
@@ -114,7 +113,7 @@ impl KvPersistence {
         }
         let mut found = with_retries(|| self.kv.get_bulk(&encoded).text())
             .await
-            .map_err(|e| storage_error("kv", "read", batch(keys), e))?;
+            .map_err(|e| storage_error("kv", "read", describe_keys(keys), e))?;
         Ok(encoded.iter().map(|k| found.remove(k).flatten()).collect())
     }
 

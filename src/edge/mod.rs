@@ -1,22 +1,99 @@
-//! The edge: thin adapters between Cloudflare Workers and the core. `wasm32` only.
+//! The edge: edgegram on Cloudflare Workers. `wasm32` only.
 //!
-//! - [`fetch_bot::FetchBot`]: the Bot API over `fetch`;
-//! - [`kv::KvPersistence`]: the Workers KV backend;
-//! - [`durable::DurableObjectPersistence`] and [`durable::UpdateGate`]: Durable Object storage,
-//!   one update at a time, each update id once;
-//! - [`http`]: reading a webhook request within its limits and turning it into an update;
-//! - [`dev_bot_api::DevBotApi`]: the Bot API stand-in of local development
-//!   (`DEV_RECORD_BOT_API=1`), calls recorded in a Durable Object;
-//! - `demo_worker` (feature `demo`): the demo worker's `fetch` entry and routes.
+//! A worker is its Application factory plus [`crate::edge_worker!`]:
+//!
+//! ```ignore
+//! fn application(parts: edgegram::edge::Parts) -> edgegram::Result<edgegram::Application> {
+//!     parts.builder().handler(CommandHandler::new("start", start)).build()
+//! }
+//! edgegram::edge_worker!(application, BotObject);   // #[event(fetch)] and the object class
+//! ```
+//!
+//! The rooms:
+//! - the entry: [`serve`] (webhook, admin routes), [`Settings`] parsed from the worker's vars,
+//!   [`WebhookOutcome`] (the answer Telegram gets), [`Parts`] and [`run_update`] (one update
+//!   through the Application);
+//! - Durable Objects: [`ObjectHost`] (what the object class does: the update gate, duplicate
+//!   detection, alarms, export and import), [`durable::DurableObjectPersistence`] (the
+//!   storage adapter), [`gate::UpdateGate`], [`chat_routing`] (`DO_ROUTING=chat`);
+//! - the other adapters: [`kv::KvPersistence`], [`fetch_bot::FetchBot`], [`http`] (reading a
+//!   request within its limits);
+//! - behind features: `dev_bot_api` (`dev-bot-api`: the Bot API recorder of local
+//!   development), `test_routes` (`testing`: in-worker conformance and fault injection).
 //!
 //! Errors are converted to owned [`crate::Error`] values here, at the JS boundary.
 
-#[cfg(feature = "demo")]
+mod admin;
+mod app;
+pub mod chat_routing;
+#[cfg(feature = "dev-bot-api")]
 pub mod dev_bot_api;
 pub mod durable;
+mod entry;
 pub mod fetch_bot;
+pub mod gate;
 pub mod http;
 pub mod kv;
+mod macros;
+mod object;
+mod outcome;
+mod settings;
+#[cfg(feature = "testing")]
+pub mod test_routes;
 
-#[cfg(feature = "demo")]
-mod demo_worker;
+pub use app::{run_update, BuildApplication, Parts, SWEEP_EVERY};
+pub use entry::serve;
+pub use object::{ObjectHost, ObjectRole};
+pub use outcome::{Failure, WebhookOutcome, OUTCOME_HEADER};
+pub use settings::{setting, Backend, BotTarget, Routing, SettingError, Settings, WebhookAuth};
+
+use worker::{console_error, Env, Method, Response, Stub};
+
+/// The Durable Object namespace binding a worker declares in its wrangler.toml.
+pub const DO_BINDING: &str = "EDGEGRAM_DO";
+/// The KV namespace binding (`PERSISTENCE=kv`).
+pub const KV_BINDING: &str = "EDGEGRAM_KV";
+
+/// The stub of the object named `name` in [`DO_BINDING`].
+pub(crate) fn object_stub(env: &Env, name: &str) -> worker::Result<Stub> {
+    env.durable_object(DO_BINDING)
+        .map_err(|e| worker::Error::RustError(format!("the binding {DO_BINDING}: {e}")))?
+        .get_by_name(name)
+}
+
+/// Sends a request to the object named `name` (at `path`, with its query) and passes its answer
+/// on; 500 when the object cannot be reached.
+pub(crate) async fn forward(
+    env: &Env,
+    name: &str,
+    path: &str,
+    method: Method,
+    body: Option<String>,
+) -> worker::Result<Response> {
+    let stub = match object_stub(env, name) {
+        Ok(stub) => stub,
+        Err(e) => {
+            console_error!("PERSISTENCE=durable_object: {e}");
+            return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
+        }
+    };
+    let request = http::json_request(&format!("https://edgegram.object{path}"), method, body)?;
+    match stub.fetch_with_request(request).await {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            console_error!("object {name} failed: {e}");
+            WebhookOutcome::Failed(Failure::Storage).into_response()
+        }
+    }
+}
+
+/// A plain-text answer with a status.
+pub(crate) fn text(status: u16, body: impl Into<String>) -> worker::Result<Response> {
+    Ok(Response::ok(body)?.with_status(status))
+}
+
+/// Logs a Rust panic's message to the console before the worker aborts (wasm panics cannot be
+/// caught; see the README, "Panics"). [`crate::edge_worker!`] calls it at start.
+pub fn install_panic_hook() {
+    console_error_panic_hook::set_once();
+}

@@ -351,3 +351,12 @@ pub fn storage_error(
         message: message.into(),
     }
 }
+
+/// Describes a batch of keys for an error message: the key, or the first and how many more.
+pub fn describe_keys(keys: &[Key]) -> String {
+    match keys {
+        [] => "no keys".into(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+    }
+}

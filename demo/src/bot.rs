@@ -1,5 +1,5 @@
-//! The demo bot of `../shared/notes/demo-worker.md`, runtime-free so that its behaviour is
-//! tested natively; the worker wires it to fetch and storage.
+//! The demo bot of the demo worker's contract (`docs/demo-worker.md`), runtime-free so that its
+//! behaviour is tested natively; `worker.rs` wires it to the edge.
 //!
 //! ```text
 //! user: /count
@@ -18,66 +18,45 @@
 //! bot:  Numbers chosen so far: [3]                   [1] [2] [3] [4] [5]
 //! ```
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bot::{AnswerCallbackQuery, BotApi, EditMessageText, SendMessage};
-use crate::callback_data::CallbackDataSettings;
-use crate::context::{Context, Data};
-use crate::conversation::{on, ConversationHandler, Next, StateResult};
-use crate::error::{HandlerResult, Result};
-use crate::handlers::{filters, CallbackQueryHandler, CommandHandler};
-use crate::persistence::Persistence;
-use crate::types::ReplyMarkup;
-use crate::{Application, ApplicationBuilder};
-
-/// Builds the demo Application as the contract describes it.
-pub fn application(
-    bot: Rc<dyn BotApi>,
-    persistence: Rc<dyn Persistence>,
-    bot_username: Option<String>,
-) -> Result<Application> {
-    let options = DemoOptions {
-        bot_username,
-        ..DemoOptions::default()
-    };
-    application_with(bot, persistence, options)
-}
+use edgegram::bot::{AnswerCallbackQuery, EditMessageText, SendMessage};
+use edgegram::callback_data::CallbackDataSettings;
+use edgegram::context::{Context, Data};
+use edgegram::conversation::{on, ConversationHandler, Next, StateResult};
+use edgegram::error::{HandlerResult, Result};
+use edgegram::handlers::{filters, CallbackQueryHandler, CommandHandler};
+use edgegram::types::ReplyMarkup;
+use edgegram::{Application, ApplicationBuilder};
 
 /// Settings of the demo beyond the contract's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
-    /// The bot's username, if configured.
-    pub bot_username: Option<String>,
     /// Ends an idle profile conversation after this long (none by default, as in the
     /// contract). The worker takes it from `CONVERSATION_TIMEOUT_SECONDS`.
     pub conversation_timeout: Option<Duration>,
 }
 
-/// Builds the demo Application with `options`.
-pub fn application_with(
-    bot: Rc<dyn BotApi>,
-    persistence: Rc<dyn Persistence>,
-    options: DemoOptions,
-) -> Result<Application> {
-    let bot_username = options.bot_username;
-    let mut builder = ApplicationBuilder::new()
-        .bot(bot)
-        .persistence(persistence)
+/// The demo Application as the contract describes it, on a builder that already has its bot
+/// and persistence (from the worker's `Parts`, or a test harness).
+pub fn application(builder: ApplicationBuilder) -> Result<Application> {
+    application_with(builder, &DemoOptions::default())
+}
+
+/// The demo Application with `options`.
+pub fn application_with(builder: ApplicationBuilder, options: &DemoOptions) -> Result<Application> {
+    builder
         .arbitrary_callback_data(CallbackDataSettings::default())
         .handler(profile_conversation(options.conversation_timeout)?)
         .handler(CommandHandler::new("show_data", show_data))
         .handler(CommandHandler::new("count", count))
         .handler(CommandHandler::new("list", list))
         .handler(CallbackQueryHandler::new(expired_button).invalid_data())
-        .handler(CallbackQueryHandler::new(number_pressed));
-    if let Some(username) = bot_username {
-        builder = builder.bot_username(username);
-    }
-    builder.build()
+        .handler(CallbackQueryHandler::new(number_pressed))
+        .build()
 }
 
 /// Adds one to `data["count"]` (absent counts as 0) and answers the new value.

@@ -1,0 +1,11 @@
+//! The demo worker: edgegram's first user, built only from the library's public API.
+//!
+//! - [`bot`]: the demo bot (`/count`, the `profile` conversation, `/list`), runtime-free and
+//!   tested natively;
+//! - `worker` (wasm32): the worker around it — the Application factory and
+//!   `edgegram::edge_worker!`, nothing more.
+
+pub mod bot;
+
+#[cfg(target_arch = "wasm32")]
+mod worker;

@@ -1,0 +1,167 @@
+//! What a worker gives edgegram: a function that builds its [`Application`] from [`Parts`];
+//! and [`run_update`], which runs one update through it wherever the data lives.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use worker::{console_debug, console_error, Env};
+
+use super::fetch_bot::FetchBot;
+use super::outcome::{Failure, WebhookOutcome};
+use super::settings::{setting, BotTarget, Settings};
+use crate::bot::BotApi;
+use crate::callback_data::sweep;
+use crate::context::DataType;
+use crate::persistence::Persistence;
+use crate::types::Update;
+use crate::{Application, ApplicationBuilder};
+
+/// Stored callback data is swept (TTL, maxsize) once every this many update ids.
+pub const SWEEP_EVERY: i64 = 512;
+
+thread_local! {
+    /// The bot's username once a `getMe` told it: later Applications of this isolate start
+    /// with it, so `/cmd@bot` costs one `getMe` per isolate, not one per update.
+    static LEARNED_USERNAME: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// What building an Application for one update gets: the Bot API client and the storage the
+/// settings chose, the worker's environment, and its parsed settings.
+pub struct Parts<'a> {
+    /// Telegram over `fetch` (or the dev recorder).
+    pub bot: Rc<dyn BotApi>,
+    /// The backend `PERSISTENCE` chose (inside a Durable Object: the object's storage).
+    pub persistence: Rc<dyn Persistence>,
+    /// The worker's environment, for settings of your own ([`Parts::var`]).
+    pub env: &'a Env,
+    /// edgegram's settings.
+    pub settings: &'a Settings,
+}
+
+impl Parts<'_> {
+    /// An [`ApplicationBuilder`] with the bot, the persistence and the bot's username (from
+    /// `BOT_USERNAME`, or learned earlier in this isolate) already set: add handlers and build.
+    pub fn builder<B: DataType, C: DataType, U: DataType>(&self) -> ApplicationBuilder<B, C, U> {
+        let builder = ApplicationBuilder::new()
+            .bot(self.bot.clone())
+            .persistence(self.persistence.clone());
+        let username = self
+            .settings
+            .bot_username
+            .clone()
+            .or_else(|| LEARNED_USERNAME.with(|u| u.borrow().clone()));
+        match username {
+            Some(username) => builder.bot_username(username),
+            None => builder,
+        }
+    }
+
+    /// A var or secret of the worker, `None` when unset or empty.
+    pub fn var(&self, name: &str) -> Option<String> {
+        setting(self.env, name)
+    }
+}
+
+/// A worker's Application factory: `fn application(parts: Parts) -> edgegram::Result<Application>`.
+/// Called once per update (building is cheap: no I/O).
+pub trait BuildApplication<B, C, U>: Fn(Parts<'_>) -> crate::Result<Application<B, C, U>> {}
+
+impl<F, B, C, U> BuildApplication<B, C, U> for F where
+    F: Fn(Parts<'_>) -> crate::Result<Application<B, C, U>>
+{
+}
+
+/// Builds the Application over `persistence` and runs `update` through it: load, handlers,
+/// flush. Logs what the caller should know (a handler error, an update nobody handled, a
+/// failure Telegram will retry), and now and then sweeps expired callback data.
+pub async fn run_update<B, C, U>(
+    settings: &Settings,
+    env: &Env,
+    persistence: Rc<dyn Persistence>,
+    update: Update,
+    build: &impl BuildApplication<B, C, U>,
+) -> WebhookOutcome
+where
+    B: DataType,
+    C: DataType,
+    U: DataType,
+{
+    let update_id = update.update_id;
+    let Some(bot) = bot_api(settings, env) else {
+        return WebhookOutcome::Failed(Failure::NotConfigured);
+    };
+    let parts = Parts {
+        bot,
+        persistence: persistence.clone(),
+        env,
+        settings,
+    };
+    let app = match build(parts) {
+        Ok(app) => app,
+        Err(e) => {
+            console_error!("the application could not be built: {e}");
+            return WebhookOutcome::Failed(Failure::NotConfigured);
+        }
+    };
+    let result = app.process_update(update).await;
+    if let Some(username) = app.bot_username() {
+        LEARNED_USERNAME.with(|u| *u.borrow_mut() = Some(username));
+    }
+    match &result {
+        Ok(outcome) => {
+            if let Some(error) = &outcome.handler_error {
+                console_error!("update {update_id}: handler failed, nothing written: {error}");
+            }
+            if !outcome.handled {
+                console_debug!("update {update_id} matched no handler: ignored");
+            }
+            // Keyboards nobody pressed stay until swept: now and then, bound them.
+            if let Some(callback_data) = app.callback_data_settings() {
+                if update_id % SWEEP_EVERY == 0 {
+                    let now = js_sys::Date::now() as i64;
+                    if let Err(e) = sweep(persistence.as_ref(), now, callback_data).await {
+                        console_error!("sweeping callback data failed: {e}");
+                    }
+                }
+            }
+        }
+        Err(crate::Error::AlreadyProcessed(_)) => {}
+        Err(e) => console_error!("update {update_id} not handled, Telegram will retry: {e}"),
+    }
+    WebhookOutcome::of(result)
+}
+
+/// The Bot API the settings name; `None` (logged) when it is not configured.
+pub(crate) fn bot_api(settings: &Settings, env: &Env) -> Option<Rc<dyn BotApi>> {
+    match &settings.bot {
+        BotTarget::Telegram {
+            base,
+            token: Some(token),
+        } => Some(Rc::new(FetchBot::new(base.clone(), token.clone()))),
+        BotTarget::Telegram { token: None, .. } => {
+            console_error!("BOT_TOKEN is not set");
+            None
+        }
+        BotTarget::DevRecorder => dev_recorder(env),
+    }
+}
+
+#[cfg(feature = "dev-bot-api")]
+fn dev_recorder(env: &Env) -> Option<Rc<dyn BotApi>> {
+    use super::dev_bot_api::{DevBotApi, DEVLOG_OBJECT};
+    match super::object_stub(env, DEVLOG_OBJECT) {
+        Ok(log) => Some(Rc::new(DevBotApi::new(log))),
+        Err(e) => {
+            console_error!("DEV_RECORD_BOT_API=1: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "dev-bot-api"))]
+fn dev_recorder(_env: &Env) -> Option<Rc<dyn BotApi>> {
+    console_error!(
+        "DEV_RECORD_BOT_API=1, but this build has no recorder (edgegram's dev-bot-api feature)"
+    );
+    None
+}

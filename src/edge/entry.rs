@@ -1,0 +1,135 @@
+//! [`serve`]: a worker's `fetch` entry. `POST /webhook` (verify, read within limits, parse, then
+//! run the update here or forward it to its Durable Object), the admin routes, and with the
+//! matching features the dev recorder's and the tests' routes.
+
+use std::rc::Rc;
+
+use worker::{console_error, console_log, Env, Method, Request, Response};
+
+use super::admin;
+use super::app::{run_update, BuildApplication};
+use super::http::read_update;
+use super::kv::KvPersistence;
+use super::object::ObjectRole;
+use super::outcome::{Failure, WebhookOutcome};
+use super::settings::{Backend, Settings, WebhookAuth};
+use super::{forward, KV_BINDING};
+use crate::context::DataType;
+use crate::persistence::Persistence;
+use crate::webhook::Incoming;
+use crate::MemoryPersistence;
+
+thread_local! {
+    /// `PERSISTENCE=memory`: lives as long as the isolate.
+    static MEMORY: Rc<MemoryPersistence> = Rc::new(MemoryPersistence::new());
+}
+
+/// Serves one request to the worker: `POST /webhook`, `GET /admin/export`,
+/// `POST /admin/import`, `GET /admin/info` (admin routes only with `ADMIN_TOKEN` set); with the
+/// `dev-bot-api` feature the playground's `/admin/dev/` routes, with `testing` the `/__test/`
+/// routes. Anything else is 404: a worker with routes of its own matches those first and
+/// passes the rest here.
+///
+/// `build` makes the bot's [`Application`](crate::Application) for one update; with
+/// `PERSISTENCE=durable_object` it runs inside the object (see [`super::ObjectHost`]), so the
+/// worker's Durable Object class must be built with the same function
+/// ([`crate::edge_worker!`] does both).
+pub async fn serve<B, C, U>(
+    mut req: Request,
+    env: Env,
+    build: impl BuildApplication<B, C, U>,
+) -> worker::Result<Response>
+where
+    B: DataType,
+    C: DataType,
+    U: DataType,
+{
+    let settings = match Settings::from_env(&env) {
+        Ok(settings) => settings,
+        Err(e) => {
+            console_error!("{e}");
+            return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
+        }
+    };
+    let path = req.path();
+    match path.as_str() {
+        "/webhook" => webhook(&mut req, &env, &settings, &build).await,
+        "/admin/export" | "/admin/import" | "/admin/info" => {
+            admin::worker_route(&mut req, &env, &settings, &path).await
+        }
+        #[cfg(feature = "dev-bot-api")]
+        p if p.starts_with("/admin/dev/") => admin::dev_route(&req, &env, &settings, p).await,
+        #[cfg(feature = "testing")]
+        p if p.starts_with("/__test/") => {
+            super::test_routes::worker_route(&mut req, &env, &settings, p).await
+        }
+        _ => Response::error("not found", 404),
+    }
+}
+
+async fn webhook<B, C, U>(
+    req: &mut Request,
+    env: &Env,
+    settings: &Settings,
+    build: &impl BuildApplication<B, C, U>,
+) -> worker::Result<Response>
+where
+    B: DataType,
+    C: DataType,
+    U: DataType,
+{
+    let secret = match &settings.webhook {
+        WebhookAuth::Secret(secret) => Some(secret.as_str()),
+        WebhookAuth::Insecure => None,
+        WebhookAuth::Unconfigured => {
+            console_error!(
+                "WEBHOOK_SECRET is not set: refusing webhooks (ALLOW_INSECURE_WEBHOOK=1 accepts \
+                 them without a secret, for local development only)"
+            );
+            return WebhookOutcome::Failed(Failure::SecretNotConfigured).into_response();
+        }
+    };
+    let (update, body) = match read_update(req, secret).await {
+        Err(rejection) => return WebhookOutcome::Rejected(rejection).into_response(),
+        Ok((Incoming::Untyped { update_id, reason }, _)) => {
+            console_log!("update {update_id} ignored: its content could not be typed: {reason}");
+            return WebhookOutcome::Ignored { update_id, reason }.into_response();
+        }
+        Ok((Incoming::Update(update), body)) => (*update, body),
+    };
+    if let Backend::DurableObject(routing) = settings.backend {
+        let role = ObjectRole::for_update(routing, &update);
+        // The body as it came: no second serialisation (it parsed, so it is UTF-8).
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let path = format!("/update{}", role.query());
+        return forward(env, &role.object_name(), &path, Method::Post, Some(body)).await;
+    }
+    let Some(persistence) = worker_persistence(settings, env) else {
+        return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
+    };
+    run_update(settings, env, persistence, update, build)
+        .await
+        .into_response()
+}
+
+/// The backend of a worker that runs Applications itself (`kv`, `memory`); `None` (logged)
+/// for Durable Objects, whose Applications run in the object, or a missing binding.
+pub(crate) fn worker_persistence(settings: &Settings, env: &Env) -> Option<Rc<dyn Persistence>> {
+    let backend: Rc<dyn Persistence> = match &settings.backend {
+        Backend::Kv { prefix } => match env.kv(KV_BINDING) {
+            Ok(kv) => Rc::new(KvPersistence::new(kv, prefix.clone())),
+            Err(e) => {
+                console_error!("PERSISTENCE=kv needs the KV binding {KV_BINDING}: {e}");
+                return None;
+            }
+        },
+        Backend::Memory => MEMORY.with(|m| m.clone()),
+        Backend::DurableObject(_) => {
+            console_error!("PERSISTENCE=durable_object runs the Application in the object");
+            return None;
+        }
+    };
+    #[cfg(feature = "testing")]
+    let backend = super::test_routes::with_faults(backend);
+    Some(backend)
+}

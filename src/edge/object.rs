@@ -1,0 +1,418 @@
+//! [`ObjectHost`]: what a worker's Durable Object class does, so that the class itself is a
+//! few lines ([`crate::edge_worker!`] writes them).
+//!
+//! Routes of the object (reached only from the worker, never from outside):
+//! - `POST /update[?home=1|?chat=<id>]`: one update, under the object's [`UpdateGate`], once
+//!   per update id (a redelivery is answered `duplicate`);
+//! - `POST /home`: `DO_ROUTING=chat`'s home object serving a chat object
+//!   ([`super::chat_routing::HomeRequest`]);
+//! - `GET /export`, `POST /import` (`?home=1`: the whole bot, gathered from the chat objects);
+//! - with features: `/devlog/` (the dev recorder), `/__test/` (tests).
+//!
+//! The alarm ends conversations whose deadline passed and sweeps expired callback data.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use serde_json::json;
+use worker::{console_error, Env, Method, Request, Response, State};
+
+use super::admin::{export_from, import_into};
+use super::app::{run_update, BuildApplication, Parts};
+use super::chat_routing::{merge_export, split_by_chat, ChatObjectPersistence, HomeRequest};
+use super::durable::DurableObjectPersistence;
+use super::gate::UpdateGate;
+use super::http::query_param;
+use super::outcome::WebhookOutcome;
+use super::settings::{Routing, Settings};
+use super::{forward, object_stub, text};
+use crate::callback_data::sweep;
+use crate::context::DataType;
+use crate::conversation;
+use crate::persistence::{codec, dict, Change, Key, Persistence, DEFAULT_PREFIX};
+use crate::types::Update;
+use crate::webhook::{parse_body, Incoming};
+
+/// The name of the object that holds everything with `DO_ROUTING=bot`, and bot_data,
+/// user_data and the registry of chat objects with `DO_ROUTING=chat`.
+pub const BOT_OBJECT: &str = "bot";
+
+/// Which part an object plays for a request. The worker says it in the query, so one class
+/// serves every role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectRole {
+    /// `DO_ROUTING=bot`: the one object, holding everything.
+    Bot,
+    /// `DO_ROUTING=chat`: the home object (bot_data, user_data, updates without a chat).
+    Home,
+    /// `DO_ROUTING=chat`: the object of one chat.
+    Chat(i64),
+}
+
+impl ObjectRole {
+    /// The object that handles `update`.
+    pub fn for_update(routing: Routing, update: &Update) -> Self {
+        match (routing, update.effective_chat()) {
+            (Routing::Bot, _) => ObjectRole::Bot,
+            (Routing::Chat, Some(chat)) => ObjectRole::Chat(chat.id),
+            (Routing::Chat, None) => ObjectRole::Home,
+        }
+    }
+
+    /// The object that answers for the whole bot (export, import).
+    pub fn whole_bot(routing: Routing) -> Self {
+        match routing {
+            Routing::Bot => ObjectRole::Bot,
+            Routing::Chat => ObjectRole::Home,
+        }
+    }
+
+    /// The object's name in the namespace.
+    pub fn object_name(&self) -> String {
+        match self {
+            ObjectRole::Bot | ObjectRole::Home => BOT_OBJECT.into(),
+            ObjectRole::Chat(chat) => format!("chat:{chat}"),
+        }
+    }
+
+    /// The query that tells the object its role.
+    pub fn query(&self) -> String {
+        match self {
+            ObjectRole::Bot => String::new(),
+            ObjectRole::Home => "?home=1".into(),
+            ObjectRole::Chat(chat) => format!("?chat={chat}"),
+        }
+    }
+
+    /// The role a request to the object names.
+    pub fn of_request(req: &Request) -> Self {
+        if let Some(chat) = query_param(req, "chat").and_then(|v| v.parse().ok()) {
+            return ObjectRole::Chat(chat);
+        }
+        if query_param(req, "home").as_deref() == Some("1") {
+            return ObjectRole::Home;
+        }
+        ObjectRole::Bot
+    }
+}
+
+/// The state of one Durable Object of a worker's class: its storage, its gate, and whether it
+/// has registered with the home object (chat objects).
+pub struct ObjectHost {
+    state: State,
+    env: Env,
+    gate: UpdateGate,
+    /// Chat objects: whether the home object already knows this one (see
+    /// [`ChatObjectPersistence::new`]).
+    registered: Cell<bool>,
+}
+
+impl ObjectHost {
+    /// The host of the object the runtime just made.
+    pub fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            gate: UpdateGate::default(),
+            registered: Cell::new(false),
+        }
+    }
+
+    fn storage(&self) -> DurableObjectPersistence {
+        DurableObjectPersistence::new(self.state.storage(), DEFAULT_PREFIX)
+    }
+
+    /// Serves one request to the object (see the module docs). `build` must be the worker's
+    /// own Application factory.
+    pub async fn fetch<B, C, U>(
+        &self,
+        mut req: Request,
+        build: impl BuildApplication<B, C, U>,
+    ) -> worker::Result<Response>
+    where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        let settings = match Settings::from_env(&self.env) {
+            Ok(settings) => settings,
+            Err(e) => return text(500, e.to_string()),
+        };
+        let role = ObjectRole::of_request(&req);
+        let path = req.path();
+        match path.as_str() {
+            "/update" => self.update(&mut req, role, &settings, &build).await,
+            "/home" => self.home(&mut req).await,
+            "/export" => {
+                let _turn = self.gate.enter().await;
+                if role == ObjectRole::Home {
+                    return self.export_all().await;
+                }
+                export_from(&self.storage()).await
+            }
+            "/import" => {
+                let body = req.bytes().await?;
+                let _turn = self.gate.enter().await;
+                if role == ObjectRole::Home {
+                    return self.import_all(&body).await;
+                }
+                import_into(&self.storage(), &body).await
+            }
+            #[cfg(feature = "dev-bot-api")]
+            p if p.starts_with("/devlog/") => {
+                if !settings.dev_recording() {
+                    return text(404, "DEV_RECORD_BOT_API is not set");
+                }
+                let username = settings.bot_username.clone();
+                super::dev_bot_api::serve(self.state.storage(), &mut req, p, username).await
+            }
+            #[cfg(feature = "testing")]
+            p if p.starts_with("/__test/") => {
+                super::test_routes::object_route(&mut req, p, &self.storage()).await
+            }
+            _ => text(404, "no such object route"),
+        }
+    }
+
+    /// Ends overdue conversations when no update comes, and bounds the stored callback data;
+    /// then sets the next alarm.
+    pub async fn alarm<B, C, U>(
+        &self,
+        build: impl BuildApplication<B, C, U>,
+    ) -> worker::Result<Response>
+    where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        let _turn = self.gate.enter().await;
+        let store = Rc::new(self.storage());
+        let now = js_sys::Date::now() as i64;
+        match conversation::expire_due(store.as_ref(), now).await {
+            Ok(expired) => {
+                if let Some(next) = expired.next_deadline {
+                    // An i64 is an offset from now for set_alarm (an absolute time for get_alarm).
+                    self.state.storage().set_alarm((next - now).max(0)).await?;
+                }
+            }
+            Err(e) => console_error!("expiring conversations failed: {e}"),
+        }
+        if let Some(settings) = self.callback_data_settings(store.clone(), &build) {
+            if let Err(e) = sweep(store.as_ref(), now, settings).await {
+                console_error!("sweeping callback data failed: {e}");
+            }
+        }
+        Response::ok("done")
+    }
+
+    /// The callback data settings of the worker's Application, if it uses arbitrary callback
+    /// data (the Application is built, not run: no I/O).
+    fn callback_data_settings<B, C, U>(
+        &self,
+        persistence: Rc<dyn Persistence>,
+        build: &impl BuildApplication<B, C, U>,
+    ) -> Option<crate::CallbackDataSettings>
+    where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        let settings = Settings::from_env(&self.env).ok()?;
+        let parts = Parts {
+            bot: super::app::bot_api(&settings, &self.env)?,
+            persistence,
+            env: &self.env,
+            settings: &settings,
+        };
+        build(parts).ok()?.callback_data_settings()
+    }
+
+    async fn update<B, C, U>(
+        &self,
+        req: &mut Request,
+        role: ObjectRole,
+        settings: &Settings,
+        build: &impl BuildApplication<B, C, U>,
+    ) -> worker::Result<Response>
+    where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        let body = req.bytes().await?;
+        let update = match parse_body(&body) {
+            Ok(Incoming::Update(update)) => *update,
+            Ok(Incoming::Untyped { update_id, reason }) => {
+                return WebhookOutcome::Ignored { update_id, reason }.into_response()
+            }
+            Err(rejection) => return WebhookOutcome::Rejected(rejection).into_response(),
+        };
+        let update_id = update.update_id;
+        // Held until the commit: the next update of this object starts from this one's data.
+        let _turn = self.gate.enter().await;
+        let store = match role {
+            ObjectRole::Home => Rc::new(self.storage().with_compare_and_set()),
+            _ => Rc::new(self.storage()),
+        };
+        let now = js_sys::Date::now() as i64;
+        // The duplicate check rides on the Application's one read.
+        store.begin_update(update_id, now);
+        let persistence: Rc<dyn Persistence> = match role {
+            ObjectRole::Chat(chat) => {
+                let home = object_stub(&self.env, BOT_OBJECT)?;
+                let register = !self.registered.get();
+                Rc::new(ChatObjectPersistence::new(
+                    store.clone(),
+                    home,
+                    chat,
+                    register,
+                ))
+            }
+            _ => store.clone(),
+        };
+        #[cfg(feature = "testing")]
+        let persistence = super::test_routes::with_faults(persistence);
+        let mut outcome = run_update(settings, &self.env, persistence, update, build).await;
+        // An update no handler matched had no effect: running it again is harmless, so it
+        // costs no write (an update that changes nothing writes nothing).
+        if let WebhookOutcome::Processed(processed) = &outcome {
+            if processed.handled {
+                if let Err(e) = store.commit_marker().await {
+                    console_error!("update {update_id}: recording it as processed failed: {e}");
+                    outcome = WebhookOutcome::of(Err(e));
+                }
+            }
+        }
+        if update_id % 64 == 0 {
+            if let Err(e) = store.prune_processed(now, 256).await {
+                console_error!("pruning processed update ids failed: {e}");
+            }
+        }
+        if let WebhookOutcome::Processed(processed) = &outcome {
+            if matches!(role, ObjectRole::Chat(_)) {
+                self.registered.set(true);
+            }
+            self.schedule_timeouts(&processed.changes).await;
+        }
+        outcome.into_response()
+    }
+
+    /// Sets the object's alarm to the earliest conversation deadline this update stored, if
+    /// it is earlier than the alarm already set.
+    async fn schedule_timeouts(&self, changes: &[Change]) {
+        let earliest = changes
+            .iter()
+            .filter_map(|change| match change {
+                Change::Put(Key::Conversation { .. }, raw) => codec::decode(raw).ok(),
+                _ => None,
+            })
+            .filter_map(|stored| conversation::deadline(&stored.data))
+            .min();
+        let Some(deadline) = earliest else { return };
+        let storage = self.state.storage();
+        let current = storage.get_alarm().await.ok().flatten();
+        if current.is_none_or(|at| at > deadline) {
+            // An i64 is an offset from now for set_alarm (an absolute time for get_alarm).
+            let offset = (deadline - js_sys::Date::now() as i64).max(0);
+            if let Err(e) = storage.set_alarm(offset).await {
+                console_error!("setting the conversation timeout alarm failed: {e}");
+            }
+        }
+    }
+
+    /// Serves chat objects' reads and compare-and-set writes of bot_data and user_data.
+    /// Does not take the gate: these are storage operations only, atomic on their own.
+    async fn home(&self, req: &mut Request) -> worker::Result<Response> {
+        let request: HomeRequest = match req.json().await {
+            Ok(request) => request,
+            Err(e) => return text(400, format!("bad home request: {e}")),
+        };
+        match self.storage().serve_home(request).await {
+            Ok(Some(answer)) => Response::from_json(&answer),
+            Ok(None) => text(409, "conflict"),
+            Err(e) => {
+                console_error!("home object: {e}");
+                text(500, e.to_string())
+            }
+        }
+    }
+
+    /// Everything: this object's entries and those of every registered chat object.
+    async fn export_all(&self) -> worker::Result<Response> {
+        let store = self.storage();
+        let mut doc = match dict::export(&store).await {
+            Ok(doc) => doc,
+            Err(e) => return text(500, e.to_string()),
+        };
+        let chats = match store.registered_chats().await {
+            Ok(chats) => chats,
+            Err(e) => return text(500, e.to_string()),
+        };
+        for chat in chats {
+            let name = ObjectRole::Chat(chat).object_name();
+            let mut response = forward(&self.env, &name, "/export", Method::Get, None).await?;
+            if response.status_code() != 200 {
+                return text(
+                    500,
+                    format!("export of chat {chat} failed: {}", response.text().await?),
+                );
+            }
+            let part: serde_json::Value = response.json().await?;
+            merge_export(&mut doc, part);
+        }
+        Response::from_json(&doc)
+    }
+
+    /// Splits a document by chat: chat_data and conversations keyed by a chat id go to that
+    /// chat's object, the rest stays here. Every chat object known before is replaced too.
+    async fn import_all(&self, body: &[u8]) -> worker::Result<Response> {
+        let doc: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(doc) => doc,
+            Err(e) => return text(400, format!("$: body is not valid JSON: {e}")),
+        };
+        if let Err(e) = dict::to_entries(&doc) {
+            return text(
+                400,
+                e.to_string()
+                    .trim_start_matches("invalid input: ")
+                    .to_string(),
+            );
+        }
+        if !doc["callback_data"].is_null() {
+            return text(400, "callback_data: not importable with DO_ROUTING=chat");
+        }
+        let store = self.storage();
+        let mut parts = split_by_chat(&doc);
+        let home = parts.remove(&None).unwrap_or_else(|| json!({}));
+        let mut chats: Vec<i64> = store.registered_chats().await.unwrap_or_default();
+        chats.extend(parts.keys().flatten());
+        chats.sort_unstable();
+        chats.dedup();
+        let mut imported = 0u64;
+        for chat in chats {
+            let part = parts.remove(&Some(chat)).unwrap_or_else(|| json!({}));
+            let name = ObjectRole::Chat(chat).object_name();
+            let body = Some(part.to_string());
+            let mut response = forward(&self.env, &name, "/import", Method::Post, body).await?;
+            if response.status_code() != 200 {
+                return text(
+                    500,
+                    format!("import into chat {chat} failed: {}", response.text().await?),
+                );
+            }
+            let answer: serde_json::Value = response.json().await?;
+            imported += answer["imported"].as_u64().unwrap_or(0);
+            let register = HomeRequest::Read {
+                keys: Vec::new(),
+                chat: Some(chat),
+            };
+            if let Err(e) = store.serve_home(register).await {
+                return text(500, e.to_string());
+            }
+        }
+        match dict::import(&store, &home, 1).await {
+            Ok(count) => Response::from_json(&json!({ "imported": imported + count as u64 })),
+            Err(e) => text(500, e.to_string()),
+        }
+    }
+}

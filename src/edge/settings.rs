@@ -1,0 +1,193 @@
+//! [`Settings`]: a worker's vars and secrets, parsed once per request into types, so that no
+//! decision compares strings again further down.
+//!
+//! | name | kind | meaning |
+//! | --- | --- | --- |
+//! | `PERSISTENCE` | var | `durable_object` (default), `kv` or `memory` ([`Backend`]) |
+//! | `DO_ROUTING` | var | `bot` (default) or `chat` ([`Routing`]) |
+//! | `KV_PREFIX` | var | key prefix in KV, default `eg1:` |
+//! | `BOT_TOKEN` | secret | the bot's token |
+//! | `TELEGRAM_API_BASE` | var | default `https://api.telegram.org` |
+//! | `WEBHOOK_SECRET` | secret | Telegram's `secret_token`; required unless `ALLOW_INSECURE_WEBHOOK=1` |
+//! | `ADMIN_TOKEN` | secret | enables the admin routes; unset, they answer 404 |
+//! | `BOT_USERNAME` | var | saves one `getMe` per isolate for `/cmd@username` |
+//! | `DEV_RECORD_BOT_API` | var | `1`: record Bot API calls instead of sending them (feature `dev-bot-api`, local development only) |
+
+use worker::Env;
+
+use crate::persistence::DEFAULT_PREFIX;
+
+/// Where the bot's data lives (`PERSISTENCE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// Durable Objects (the default): the Application runs inside an object, one update at a
+    /// time, each update id once.
+    DurableObject(Routing),
+    /// Workers KV under a key prefix: eventually consistent, no transactions (README).
+    Kv {
+        /// The key prefix (`KV_PREFIX`, default `eg1:`).
+        prefix: String,
+    },
+    /// The isolate's memory: lost with the isolate. Tests only.
+    Memory,
+}
+
+/// Which Durable Object handles an update (`DO_ROUTING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// One object holds everything (the default).
+    Bot,
+    /// One object per chat; bot_data and user_data in one home object.
+    Chat,
+}
+
+/// Where Bot API calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotTarget {
+    /// `{base}/bot{token}/{method}`.
+    Telegram {
+        /// `TELEGRAM_API_BASE`.
+        base: String,
+        /// `BOT_TOKEN`; `None` when unset (updates then fail with a logged configuration error).
+        token: Option<String>,
+    },
+    /// Recorded in the `devlog` object and answered as Telegram would (`DEV_RECORD_BOT_API=1`,
+    /// feature `dev-bot-api`). Never in a deploy: the bot would answer nobody.
+    DevRecorder,
+}
+
+/// How the webhook checks Telegram's secret header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookAuth {
+    /// The header must equal this (`WEBHOOK_SECRET`), compared in constant time.
+    Secret(String),
+    /// No secret configured and `ALLOW_INSECURE_WEBHOOK=1`: every request is accepted (local
+    /// development only).
+    Insecure,
+    /// No secret configured: webhooks are refused with 500 and a log line.
+    Unconfigured,
+}
+
+/// A worker's settings, parsed from its vars and secrets.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `PERSISTENCE` and its details.
+    pub backend: Backend,
+    /// Where Bot API calls go.
+    pub bot: BotTarget,
+    /// The webhook's secret check.
+    pub webhook: WebhookAuth,
+    /// `ADMIN_TOKEN`: the admin routes exist only when it is set.
+    pub admin_token: Option<String>,
+    /// `BOT_USERNAME`, without `@`.
+    pub bot_username: Option<String>,
+}
+
+/// A setting that cannot be used, named with what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError(pub String);
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Settings {
+    /// Parses the settings of `env`. An unknown `PERSISTENCE` or `DO_ROUTING` is an error that
+    /// names the accepted values.
+    pub fn from_env(env: &Env) -> Result<Self, SettingError> {
+        Self::from_lookup(|name| setting(env, name))
+    }
+
+    /// Parses settings from any lookup of names (tests, other hosts).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let routing = match get("DO_ROUTING").as_deref() {
+            None | Some("bot") => Routing::Bot,
+            Some("chat") => Routing::Chat,
+            Some(other) => {
+                return Err(SettingError(format!(
+                    "unknown DO_ROUTING {other:?}: use bot or chat"
+                )))
+            }
+        };
+        let backend = match get("PERSISTENCE").as_deref() {
+            None | Some("durable_object") => Backend::DurableObject(routing),
+            Some("kv") => Backend::Kv {
+                prefix: get("KV_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.into()),
+            },
+            Some("memory") => Backend::Memory,
+            Some(other) => {
+                return Err(SettingError(format!(
+                    "unknown PERSISTENCE {other:?}: use durable_object, kv or memory"
+                )))
+            }
+        };
+        let bot = if get("DEV_RECORD_BOT_API").as_deref() == Some("1") {
+            BotTarget::DevRecorder
+        } else {
+            BotTarget::Telegram {
+                base: get("TELEGRAM_API_BASE")
+                    .unwrap_or_else(|| "https://api.telegram.org".into())
+                    .trim_end_matches('/')
+                    .to_string(),
+                token: get("BOT_TOKEN"),
+            }
+        };
+        let webhook = match get("WEBHOOK_SECRET") {
+            Some(secret) => WebhookAuth::Secret(secret),
+            None if get("ALLOW_INSECURE_WEBHOOK").as_deref() == Some("1") => WebhookAuth::Insecure,
+            None => WebhookAuth::Unconfigured,
+        };
+        Ok(Self {
+            backend,
+            bot,
+            webhook,
+            admin_token: get("ADMIN_TOKEN"),
+            bot_username: get("BOT_USERNAME").map(|u| u.trim_start_matches('@').to_string()),
+        })
+    }
+
+    /// The Durable Object routing, when the backend is Durable Objects.
+    pub fn routing(&self) -> Option<Routing> {
+        match self.backend {
+            Backend::DurableObject(routing) => Some(routing),
+            _ => None,
+        }
+    }
+
+    /// Whether Bot API calls are recorded instead of sent (`DEV_RECORD_BOT_API=1`).
+    pub fn dev_recording(&self) -> bool {
+        self.bot == BotTarget::DevRecorder
+    }
+}
+
+impl Backend {
+    /// The name `PERSISTENCE` gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::DurableObject(_) => "durable_object",
+            Backend::Kv { .. } => "kv",
+            Backend::Memory => "memory",
+        }
+    }
+}
+
+impl Routing {
+    /// The name `DO_ROUTING` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Routing::Bot => "bot",
+            Routing::Chat => "chat",
+        }
+    }
+}
+
+/// A var or secret of `env`, `None` when unset or empty.
+pub fn setting(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .ok()
+        .or_else(|| env.secret(name).map(|s| s.to_string()).ok())
+        .filter(|v| !v.is_empty())
+}

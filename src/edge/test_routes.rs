@@ -1,0 +1,125 @@
+//! Test-only routes inside a worker, compiled only with the `testing` feature (never in a
+//! deploy build): the persistence conformance suite against the worker's own KV and Durable
+//! Objects, and storage fault injection. A JavaScript test drives them under Miniflare:
+//!
+//! - `GET /__test/conformance` → the case names;
+//! - `POST /__test/conformance/<case>?backend=kv|durable_object` → 200 `ok` or 500 and why
+//!   (each run on a fresh key prefix or a fresh object);
+//! - `POST /__test/faults?fail_reads=n&fail_writes=n&kv_errors=n` → the next `n` storage
+//!   reads / writes of updates fail, the next `n` KV calls answer like a failing KV (also in
+//!   the object that runs the updates).
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use worker::{Env, Method, Request, Response};
+
+use super::durable::DurableObjectPersistence;
+use super::http::query_param;
+use super::kv::KvPersistence;
+use super::object::ObjectRole;
+use super::settings::Settings;
+use super::{forward, text, KV_BINDING};
+use crate::persistence::conformance::{run_case, CASES};
+use crate::persistence::spy::SpyPersistence;
+use crate::persistence::Persistence;
+
+thread_local! {
+    static FAIL_READS: Cell<u32> = const { Cell::new(0) };
+    static FAIL_WRITES: Cell<u32> = const { Cell::new(0) };
+    static RUN: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Wraps an update's backend so that armed faults fire.
+pub(crate) fn with_faults(inner: Rc<dyn Persistence>) -> Rc<dyn Persistence> {
+    let spy = SpyPersistence::new(inner);
+    spy.fail_next_reads(FAIL_READS.with(|c| c.replace(0)));
+    spy.fail_next_writes(FAIL_WRITES.with(|c| c.replace(0)));
+    Rc::new(spy)
+}
+
+/// The worker's `/__test/` routes.
+pub(crate) async fn worker_route(
+    req: &mut Request,
+    env: &Env,
+    settings: &Settings,
+    path: &str,
+) -> worker::Result<Response> {
+    let url = req.url()?;
+    let query = |name: &str| query_param(req, name);
+    match path {
+        "/__test/conformance" => {
+            let names: Vec<&str> = CASES.iter().map(|(n, _)| *n).collect();
+            Response::from_json(&names)
+        }
+        "/__test/faults" => {
+            arm(req);
+            if let Some(routing) = settings.routing() {
+                // The object may run in another isolate: arm it there too.
+                let role = ObjectRole::whole_bot(routing);
+                let path = format!("/__test/faults?{}", url.query().unwrap_or(""));
+                return forward(env, &role.object_name(), &path, Method::Post, None).await;
+            }
+            text(200, "armed")
+        }
+        p if p.starts_with("/__test/conformance/") => {
+            let case = &p["/__test/conformance/".len()..];
+            let backend = query("backend").unwrap_or_else(|| "kv".into());
+            let run = RUN.with(|r| {
+                r.set(r.get() + 1);
+                r.get()
+            });
+            let stamp = js_sys::Date::now() as u64;
+            let store: Rc<dyn Persistence> = match backend.as_str() {
+                "kv" => Rc::new(KvPersistence::new(
+                    env.kv(KV_BINDING)?,
+                    format!("conformance-{stamp}-{run}:"),
+                )),
+                "durable_object" => {
+                    // A fresh object is a fresh, empty storage.
+                    let name = format!("conformance-{stamp}-{run}");
+                    return forward(env, &name, p, Method::Post, None).await;
+                }
+                other => return text(400, format!("unknown backend {other}")),
+            };
+            answer_case(case, store.as_ref()).await
+        }
+        _ => text(404, "no such test route"),
+    }
+}
+
+/// The `/__test/` routes inside an object: arming faults, running a conformance case against
+/// the object's own storage.
+pub(crate) async fn object_route(
+    req: &mut Request,
+    path: &str,
+    store: &DurableObjectPersistence,
+) -> worker::Result<Response> {
+    if path == "/__test/faults" {
+        arm(req);
+        return text(200, "armed");
+    }
+    match path.strip_prefix("/__test/conformance/") {
+        Some(case) => answer_case(case, store).await,
+        None => text(404, "no such test route"),
+    }
+}
+
+async fn answer_case(case: &str, store: &dyn Persistence) -> worker::Result<Response> {
+    match run_case(case, store).await {
+        None => text(404, format!("no case {case}")),
+        Some(Ok(())) => text(200, "ok"),
+        Some(Err(message)) => text(500, message),
+    }
+}
+
+fn arm(req: &Request) {
+    let count = |name: &str| {
+        query_param(req, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    FAIL_READS.with(|c| c.set(count("fail_reads")));
+    FAIL_WRITES.with(|c| c.set(count("fail_writes")));
+    super::kv::INJECTED_FAILURES.with(|c| c.set(count("kv_errors")));
+}
