@@ -1,8 +1,8 @@
 // Measures the throughput cap that serialising updates puts on one Durable Object: the Bot
 // API stand-in answers after 50 ms, and N updates are sent at once.
 //   node bench/do-cap.mjs            (needs build-test/: `node scripts/build.mjs --test`)
-import { startBotApi } from "../tests/support/bot-api.mjs";
-import { startWorker, commandUpdate, post } from "../tests/support/worker.mjs";
+import { startBotApi } from "../tests/worker/support/bot-api.mjs";
+import { startWorker, commandUpdate, post } from "../tests/worker/support/worker.mjs";
 
 const DELAY_MS = 50;
 const N = 60;

@@ -23,7 +23,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { cpus, totalmem, loadavg, release, type } from "node:os";
 import path from "node:path";
 
-import { startBotApi } from "../tests/support/bot-api.mjs";
+import { startBotApi } from "../tests/worker/support/bot-api.mjs";
 import { countStream, profileStream, idleStream, jsonLines, GROUP } from "./lib/updates.mjs";
 import * as W from "./lib/workerd.mjs";
 import { wasmReport, gzip } from "./lib/size.mjs";
@@ -90,7 +90,7 @@ const SIZES = QUICK
 
 await step("build/ (the demo worker's deploy build)", "build/", () => {
   const wasm = path.join(root, "build", "index_bg.wasm");
-  const sources = Math.max(newestIn(path.join(root, "src")), statSync(path.join(root, "Cargo.toml")).mtimeMs, statSync(path.join(root, "Cargo.lock")).mtimeMs);
+  const sources = Math.max(newestIn(path.join(root, "src")), newestIn(path.join(root, "demo", "src")), statSync(path.join(root, "Cargo.toml")).mtimeMs, statSync(path.join(root, "Cargo.lock")).mtimeMs);
   if (existsSync(wasm) && (args.has("--no-build") || statSync(wasm).mtimeMs >= sources)) {
     log("build/ is present and newer than src/: reused");
     return;
@@ -103,7 +103,7 @@ const nativeBin = path.join(out, "release", "examples", "bench_native");
 await step("native bench binary", "cargo build", () => {
   // opt-level 3: the crate's own release profile is tuned for .wasm size (opt-level "z"); a
   // bot built natively uses its own profile, where cargo's default release is opt-level 3.
-  run("cargo", ["build", "--quiet", "--release", "--example", "bench_native"], {
+  run("cargo", ["build", "--quiet", "--release", "-p", "edgegram-demo", "--example", "bench_native"], {
     env: { CARGO_TARGET_DIR: out, CARGO_PROFILE_RELEASE_OPT_LEVEL: "3" },
   });
 });
@@ -375,7 +375,7 @@ const results = {
     worker: lockVersion("worker"),
     wasmBindgen: lockVersion("wasm-bindgen"),
     edgegramCommit: tryRun("git", ["rev-parse", "--short", "HEAD"]),
-    dirty: Boolean(tryRun("git", ["status", "--porcelain", "--untracked-files=no", "src", "Cargo.toml", "Cargo.lock"])),
+    dirty: Boolean(tryRun("git", ["status", "--porcelain", "--untracked-files=no", "src", "demo", "Cargo.toml", "Cargo.lock"])),
   },
   sizes: SIZES,
   native: { edgegram: native, ptb, ptbFlush },

@@ -1,4 +1,4 @@
-// `npm run dev`: the demo bot on a local Worker (wrangler dev; local Durable Objects and KV under
+// `npm run dev`: installs what is missing (scripts/setup.mjs), then runs the demo bot on a local Worker (wrangler dev; local Durable Objects and KV under
 // .wrangler/state, kept across restarts) and the playground page at http://127.0.0.1:8787/.
 //
 // By default the worker records its Bot API calls and answers them as Telegram would, inside
@@ -12,10 +12,17 @@
 //     recorder (the page then cannot show replies: they go to Telegram)
 //   TELEGRAM_API_BASE alone: another Bot API stand-in, with the token "dev-token"
 import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import path from "node:path";
+import { root, setup, toolEnv } from "./setup.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+// A fresh clone has nothing installed: npm packages, the wasm target, the pinned cargo tools.
+try {
+  await setup();
+} catch (e) {
+  console.error(`[setup] ${e.message}`);
+  process.exit(1);
+}
+
 const port = Number(process.env.DEV_PORT ?? 8787);
 const stateDir = process.env.STATE_DIR ?? path.join(root, ".wrangler", "state");
 const adminToken = process.env.ADMIN_TOKEN || "dev-admin";
@@ -40,7 +47,7 @@ for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${
 const wrangler = spawn(path.join(root, "node_modules", ".bin", "wrangler"), args, {
   cwd: root,
   stdio: ["ignore", "inherit", "inherit"],
-  env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  env: toolEnv({ WRANGLER_SEND_METRICS: "false" }),
 });
 
 const base = `http://127.0.0.1:${port}`;

@@ -1,29 +1,46 @@
-// `npm test`: every test there is, in order of speed.
-//   1. native: `cargo test` (core, persistence conformance on memory and file, demo behaviour)
-//   2. builds: the deploy build (build/, used by wrangler dev) and the test build (build-test/)
-//   3. workerd: node's test runner over tests/*.test.mjs (Miniflare, wrangler dev)
+// `npm test`: every test there is, in order of speed, after installing what is missing
+// (scripts/setup.mjs: npm packages, the wasm target, the pinned cargo tools, Chromium, PTB).
+//   1. native: `cargo test --workspace` (the library, its conformance suite on memory and file,
+//      the test kit, the demo bot's behaviour)
+//   2. builds: the demo's deploy build (build/, used by wrangler dev), its test build
+//      (build-test/), the example bot (examples/todo/build/)
+//   3. workerd: node's test runner over tests/worker/*.test.mjs and examples/*/tests/*.test.mjs
+//      (Miniflare, wrangler dev, Chromium)
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+import { root, setup, toolEnv } from "./setup.mjs";
 
 function run(command, args) {
   console.log(`\n$ ${command} ${args.join(" ")}`);
-  const result = spawnSync(command, args, { cwd: root, stdio: "inherit" });
+  const result = spawnSync(command, args, { cwd: root, stdio: "inherit", env: toolEnv() });
   if (result.status !== 0) {
     console.error(`\n${command} ${args[0]} failed (${result.error?.message ?? `exit ${result.status}`})`);
     process.exit(result.status || 1);
   }
 }
 
-run("cargo", ["test", "--quiet"]);
+function testFiles(dir) {
+  const full = path.join(root, dir);
+  if (!existsSync(full)) return [];
+  return readdirSync(full)
+    .filter((f) => f.endsWith(".test.mjs"))
+    .sort()
+    .map((f) => path.join(dir, f));
+}
+
+try {
+  await setup({ chromium: true, ptb: true });
+} catch (e) {
+  console.error(`[setup] ${e.message}`);
+  process.exit(1);
+}
+
+run("cargo", ["test", "--workspace", "--quiet"]);
 run(process.execPath, ["scripts/build.mjs"]);
 run(process.execPath, ["scripts/build.mjs", "--test"]);
-const files = readdirSync(path.join(root, "tests"))
-  .filter((f) => f.endsWith(".test.mjs"))
-  .sort()
-  .map((f) => path.join("tests", f));
+const examples = readdirSync(path.join(root, "examples")).filter((d) => existsSync(path.join(root, "examples", d, "Cargo.toml")));
+for (const example of examples) run(process.execPath, ["scripts/build.mjs", "--crate", `examples/${example}`]);
+const files = [...testFiles("tests/worker"), ...examples.flatMap((d) => testFiles(`examples/${d}/tests`))];
 // Every test carries a timeout: a wasm panic never answers (see README, "Panics").
-run(process.execPath, ["--test", "--test-timeout=120000", "--test-concurrency=1", ...files]);
+run(process.execPath, ["--test", "--test-timeout=180000", "--test-concurrency=1", ...files]);

@@ -1,6 +1,6 @@
 //! Webhook request checks, free of any runtime: the secret, the body limit, the body's shape.
 //! The edge calls these and turns [`Rejection`]s into HTTP answers; the contract is in
-//! `../shared/notes/demo-worker.md` and the README's table.
+//! `docs/demo-worker.md` and the README's table.
 
 use serde_json::Value;
 

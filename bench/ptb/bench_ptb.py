@@ -3,7 +3,7 @@
 The same bot as edgegram's demo (src/demo.rs, ../shared/notes/demo-worker.md) for the
 updates the streams carry: /count (bot, chat and user counters), the persistent `profile`
 conversation and /show_data, on PTB's own Application with DictPersistence. The Bot API is
-answered in process by a BaseRequest that replies as tests/support/bot-api.mjs and edgegram's
+answered in process by a BaseRequest that replies as tests/worker/support/bot-api.mjs and edgegram's
 RecordingBot do (message ids counting up per chat), so neither side pays for a network.
 
 Each update is measured from its JSON bytes: json.loads + Update.de_json + process_update.
@@ -49,7 +49,7 @@ KEYBOARD = ReplyKeyboardMarkup(
 
 
 class StandIn(BaseRequest):
-    """The Bot API stand-in, in process: answers like tests/support/bot-api.mjs."""
+    """The Bot API stand-in, in process: answers like tests/worker/support/bot-api.mjs."""
 
     def __init__(self):
         self.next_message_id = {}

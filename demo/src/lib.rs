@@ -2,10 +2,10 @@
 //!
 //! - [`bot`]: the demo bot (`/count`, the `profile` conversation, `/list`), runtime-free and
 //!   tested natively;
-//! - `worker` (wasm32): the worker around it — the Application factory and
+//! - `entry` (wasm32): the worker around it — the Application factory and
 //!   `edgegram::edge_worker!`, nothing more.
 
 pub mod bot;
 
 #[cfg(target_arch = "wasm32")]
-mod worker;
+mod entry;

@@ -1,4 +1,4 @@
-//! The demo bot against its contract (`../shared/notes/demo-worker.md`), natively: every
+//! The demo bot against its contract (`docs/demo-worker.md`), natively: every
 //! update runs in a fresh Application over the same storage, as on Workers.
 
 use std::rc::Rc;

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { ensurePtbVenv } from "../tools/ptb-venv.mjs";
+import { ensurePtbVenv } from "../../tools/ptb-venv.mjs";
 import { randomPort, startDev, stopDev, waitReady } from "./support/dev-server.mjs";
 import { root } from "./support/worker.mjs";
 

@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ensurePtbVenv } from "../tools/ptb-venv.mjs";
+import { ensurePtbVenv } from "../../tools/ptb-venv.mjs";
 import { startBotApi } from "./support/bot-api.mjs";
 import { startWorker, commandUpdate, post, exportState, importState, root, ADMIN } from "./support/worker.mjs";
 

@@ -1,5 +1,5 @@
 // The demo worker's webhook and admin routes under Miniflare (real workerd, real local KV), with
-// a local HTTP server standing in for the Bot API. Contract: ../shared/notes/demo-worker.md.
+// a local HTTP server standing in for the Bot API. Contract: docs/demo-worker.md.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { startBotApi } from "./support/bot-api.mjs";

@@ -1,23 +1,27 @@
-// Starts the test build of the demo worker (build-test/, feature test-hooks) under Miniflare,
+// Starts a worker build (by default the demo's test build, build-test/) under Miniflare,
 // with a local Bot API stand-in, and builds Telegram updates.
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
-export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const SECRET = "test-secret_123";
 export const ADMIN = "test-admin-token";
 export const TOKEN = "123456:TEST-token-never-logged";
 
-export async function startWorker({ botApi, persistence = "kv", kvPersist = false, doPersist = false, routing = "bot", bindings = {}, log, onLog } = {}) {
+/**
+ * Starts a worker build under Miniflare: by default the demo's test build; `build` and
+ * `className` name another worker's (examples/todo/build, "TodoObject").
+ */
+export async function startWorker({ botApi, persistence = "kv", kvPersist = false, doPersist = false, routing = "bot", bindings = {}, log, onLog, build = "build-test", className = "EdgegramObject" } = {}) {
   const mf = new Miniflare({
     modules: true,
-    scriptPath: path.join(root, "build-test", "index.js"),
+    scriptPath: path.join(root, build, "index.js"),
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
     compatibilityDate: "2026-04-01",
     kvNamespaces: ["EDGEGRAM_KV"],
     kvPersist,
-    durableObjects: { EDGEGRAM_DO: { className: "EdgegramObject", useSQLite: true } },
+    durableObjects: { EDGEGRAM_DO: { className, useSQLite: true } },
     durableObjectsPersist: doPersist,
     bindings: {
       BOT_TOKEN: TOKEN,
