@@ -231,7 +231,7 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             return Err(crate::persistence::storage_error(
                 self.persistence.backend(),
                 "read",
-                crate::persistence::spy::batch(&stored),
+                crate::persistence::describe_keys(&stored),
                 format!("answered {} values for {} keys", values.len(), stored.len()),
             ));
         }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use worker::{ListOptions, Storage};
 
 use crate::error::{Error, Result};
-use crate::persistence::spy::batch;
+use crate::persistence::describe_keys;
 use crate::persistence::{storage_error, Change, Key, KeyKind, Persistence};
 
 /// SQLite-backed Durable Object storage: key + value at most 2 MB.
@@ -145,11 +145,9 @@ impl DurableObjectPersistence {
         if let Some(update_id) = check {
             wanted.push(self.marker_key(update_id));
         }
-        let found = self
-            .storage
-            .get_multiple(wanted)
-            .await
-            .map_err(|e| storage_error("durable_object", "read", batch(keys), e.to_string()))?;
+        let found = self.storage.get_multiple(wanted).await.map_err(|e| {
+            storage_error("durable_object", "read", describe_keys(keys), e.to_string())
+        })?;
         if let Some(update_id) = check {
             if found.has(&self.marker_key(update_id).into()) {
                 return Err(Error::AlreadyProcessed(update_id));
@@ -685,7 +683,7 @@ impl Persistence for ChatObjectPersistence {
                     return Err(storage_error(
                         "durable_object",
                         "write",
-                        crate::persistence::spy::batch(&home.iter().map(|c| c.key().clone()).collect::<Vec<_>>()),
+                        crate::persistence::describe_keys(&home.iter().map(|c| c.key().clone()).collect::<Vec<_>>()),
                         "changed concurrently by another chat's update; Telegram will redeliver this one",
                     ));
                 }

@@ -17,7 +17,7 @@ use worker::kv::{KvError, KvStore};
 use worker::Delay;
 
 use crate::error::{Error, Result};
-use crate::persistence::spy::batch;
+use crate::persistence::describe_keys;
 use crate::persistence::{storage_error, Change, Key, KeyKind, Persistence};
 
 /// KV's key limit, in bytes.
@@ -114,7 +114,7 @@ impl KvPersistence {
         }
         let mut found = with_retries(|| self.kv.get_bulk(&encoded).text())
             .await
-            .map_err(|e| storage_error("kv", "read", batch(keys), e))?;
+            .map_err(|e| storage_error("kv", "read", describe_keys(keys), e))?;
         Ok(encoded.iter().map(|k| found.remove(k).flatten()).collect())
     }
 

@@ -351,3 +351,13 @@ pub fn storage_error(
         message: message.into(),
     }
 }
+
+/// Describes a batch of keys for an error message: the key itself for one, the first and how
+/// many more for several. Backends name the keys of a failed batch operation with it.
+pub fn describe_keys(keys: &[Key]) -> String {
+    match keys {
+        [] => "no keys".into(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+    }
+}
