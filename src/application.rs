@@ -25,15 +25,13 @@ use futures::future::LocalBoxFuture;
 
 use crate::bot::{Bot, BotApi};
 use crate::callback_data::{self, CallbackDataSettings};
-use crate::context::{
-    system_clock, system_random, Clock, Context, Data, DataType, Migration, Migrations,
-    RandomSource, Settings, UpdateState,
-};
-
+use crate::context::{Context, Data, DataType};
 use crate::error::{Error, HandlerError, Result};
 use crate::handlers::Handler;
 use crate::persistence::{Change, Key, Persistence, PersistenceInput};
+use crate::sources::{system_clock, system_random, Clock, RandomSource};
 use crate::types::Update;
+use crate::update_state::{Migration, Migrations, Settings, UpdateState};
 
 /// Handler groups by number, each in the order handlers were added.
 type Groups<B, C, U> = BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>;
