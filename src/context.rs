@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::bot::{Bot, SendMessage};
 use crate::callback_data::CallbackDataSettings;
+use crate::conversation::Route;
 use crate::error::{Error, Result};
 use crate::persistence::Key;
 use crate::types::{CallbackQuery, Chat, Message, Update, User};
@@ -42,8 +43,9 @@ pub struct Match {
     pub args: Vec<String>,
     /// Regex captures: index 0 is the whole match, then each group.
     pub matches: Vec<Option<String>>,
-    /// Which inner handler matched, for handlers that contain others (conversations).
-    pub route: Vec<usize>,
+    /// Which of its handlers a [`ConversationHandler`](crate::ConversationHandler) chose;
+    /// `None` from other handlers.
+    pub route: Option<Route>,
 }
 
 /// What a handler callback receives. Cheap to clone; all clones of one update share its data.

@@ -253,7 +253,7 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for CommandHandler<
         Some(Match {
             args,
             matches,
-            route: Vec::new(),
+            route: None,
         })
     }
 

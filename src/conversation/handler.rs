@@ -10,7 +10,7 @@ use futures::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
 use super::step::{first_match, Handlers, Inner};
-use super::{is_ended, ConversationBuilder, ConversationState, Next, StateResult};
+use super::{is_ended, Branch, ConversationBuilder, ConversationState, Next, Route, StateResult};
 use crate::context::{Context, Data, DataType, Match};
 use crate::error::HandlerResult;
 use crate::handlers::Handler;
@@ -154,18 +154,19 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationHa
         // A conversation past its deadline has ended, as PTB's timeout job would have ended it
         // before this update arrived.
         let state = entry.filter(|_| !expired).map(|e| e.state);
-        let route = |phase: usize, index: usize, inner: Match| Match {
-            route: [usize::from(expired), phase, index]
-                .into_iter()
-                .chain(inner.route)
-                .collect(),
+        let route = |branch: Branch, inner: Match| Match {
+            route: Some(Route {
+                expired,
+                branch,
+                inner: inner.route.map(Box::new),
+            }),
             args: inner.args,
             matches: inner.matches,
         };
 
         if state.is_none() || self.allow_reentry {
             if let Some((index, inner)) = first_match(&self.entries, ctx) {
-                return Some(route(ENTRY, index, inner));
+                return Some(route(Branch::Entry(index), inner));
             }
         }
         let Some(state) = state else {
@@ -174,12 +175,13 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationHa
                     .timeout_handlers
                     .iter()
                     .any(|h| h.check_update(ctx).is_some());
-            return timeout_matched.then(|| route(TIMEOUT_ONLY, 0, Match::default()));
+            return timeout_matched.then(|| route(Branch::TimeoutOnly, Match::default()));
         };
         if let Some((index, inner)) = first_match(self.handlers_of(&state), ctx) {
-            return Some(route(STATE, index, inner));
+            return Some(route(Branch::State(index), inner));
         }
-        first_match(&self.fallbacks, ctx).map(|(index, inner)| route(FALLBACK, index, inner))
+        first_match(&self.fallbacks, ctx)
+            .map(|(index, inner)| route(Branch::Fallback(index), inner))
     }
 
     /// PTB's `handle_update`: runs what `select` chose and stores the new state. Answers what
@@ -189,9 +191,13 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationHa
         let Some(key) = self.key(ctx.update()) else {
             return Ok(Next::Stay);
         };
-        let (expired, phase, index, inner_route) = match matched.route.as_slice() {
-            [expired, phase, index, rest @ ..] => (*expired == 1, *phase, *index, rest.to_vec()),
-            _ => return Err("conversation: the match does not come from this conversation".into()),
+        let Some(Route {
+            expired,
+            branch,
+            inner: inner_route,
+        }) = matched.route
+        else {
+            return Err("conversation: the match does not come from this conversation".into());
         };
         let mut state = self.load(&ctx, &key).map(|e| e.state);
         if expired {
@@ -206,25 +212,26 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationHa
             }
             self.store(&ctx, &key, None)?;
             state = None;
-            if phase == TIMEOUT_ONLY {
+            if branch == Branch::TimeoutOnly {
                 return Ok(Next::Stay);
             }
             // Otherwise the update is an entry point: in PTB the conversation has ended by the
             // time it arrives, so it starts a new one.
         }
-        let handlers = match phase {
-            ENTRY => self.entries.as_slice(),
-            STATE => state.as_ref().map_or(&[][..], |s| self.handlers_of(s)),
-            FALLBACK => self.fallbacks.as_slice(),
-            _ => &[],
+        let inner = match branch {
+            Branch::Entry(index) => self.entries.get(index),
+            Branch::State(index) => state.as_ref().and_then(|s| self.handlers_of(s).get(index)),
+            Branch::Fallback(index) => self.fallbacks.get(index),
+            // A TimeoutOnly route is always an expired one, which has returned above.
+            Branch::TimeoutOnly => None,
         };
-        let Some(inner) = handlers.get(index) else {
+        let Some(inner) = inner else {
             return Err("conversation: the matched handler is gone".into());
         };
         let inner_match = Match {
             args: matched.args,
             matches: matched.matches,
-            route: inner_route,
+            route: inner_route.map(|route| *route),
         };
         let next = inner.run(ctx.with_match(&inner_match), inner_match).await?;
         self.apply(&ctx, &key, state, next)
@@ -326,10 +333,3 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> Inner<B, C, U>
         }
     }
 }
-
-/// Which list the handler that matched is in; the second element of [`Match::route`].
-const ENTRY: usize = 0;
-const STATE: usize = 1;
-const FALLBACK: usize = 2;
-/// Only TIMEOUT handlers matched the update that found the conversation expired.
-const TIMEOUT_ONLY: usize = 3;

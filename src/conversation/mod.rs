@@ -140,6 +140,34 @@ pub type StateResult<S> = std::result::Result<Next<S>, HandlerError>;
 pub trait ConversationState: Serialize + DeserializeOwned + 'static {}
 impl<T: Serialize + DeserializeOwned + 'static> ConversationState for T {}
 
+/// Which handler of a [`ConversationHandler`] takes an update: what its `check_update` chose,
+/// carried to its `handle` in [`Match::route`](crate::Match::route) so that the choice is not
+/// made twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The conversation was past its deadline: its matching TIMEOUT handlers run and it ends
+    /// before the chosen handler (an entry point) starts a new one.
+    pub expired: bool,
+    /// The list the chosen handler is in, and its index there.
+    pub branch: Branch,
+    /// The route inside the chosen handler when it is a nested conversation.
+    pub inner: Option<Box<Route>>,
+}
+
+/// The list of a conversation a chosen handler is in, with the handler's index in that list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Branch {
+    /// An entry point: no conversation was active, or re-entry is allowed.
+    Entry(usize),
+    /// A handler of the current state.
+    State(usize),
+    /// A fallback: no handler of the current state matched.
+    Fallback(usize),
+    /// Nothing but TIMEOUT handlers matched an update that found the conversation expired:
+    /// they run, the conversation ends, and no other handler runs.
+    TimeoutOnly,
+}
+
 /// Whether a stored state means "no conversation": `null` (DictPersistence's ended
 /// conversation) or `-1` (PTB's `END`, which some persistences store as a state).
 fn is_ended(state: &Value) -> bool {
