@@ -854,6 +854,10 @@ fn invalid_configurations_are_refused_with_how_to_fix_them() {
         message.contains("entry point 0") && message.contains("per_message(false)"),
         "{message}"
     );
+    assert!(
+        message.contains("matches only message, edited_message updates"),
+        "{message}"
+    );
     // ... while callback-query matchers (and matchers of any kind) are fine.
     assert!(build(
         ConversationHandler::builder()

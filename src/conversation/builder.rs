@@ -14,6 +14,7 @@ use super::{state_value, ConversationHandler, ConversationState, Next, StateResu
 use crate::context::{Context, DataType};
 use crate::error::{Error, Result};
 use crate::handlers::Handler;
+use crate::types::UpdateKind;
 
 /// Builds a [`ConversationHandler`]; [`build`](ConversationBuilder::build) checks the
 /// configuration and says how to fix it.
@@ -248,40 +249,23 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationBu
             ));
         }
         if handler.per_message {
-            let states = handler.states.iter().flat_map(|(state, handlers)| {
-                handlers
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, h)| (format!("handler {i} of state {state}"), h.update_kind()))
-            });
-            let places = (handler
-                .entries
-                .iter()
-                .enumerate()
-                .map(|(i, h)| (format!("entry point {i}"), h.update_kind())))
-            .chain(states)
-            .chain(
-                handler
-                    .fallbacks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, h)| (format!("fallback {i}"), h.update_kind())),
-            )
-            .chain(
-                handler
-                    .timeout_handlers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, h)| (format!("timeout handler {i}"), h.update_kind())),
-            );
-            for (place, kind) in places {
-                if let Some(kind) = kind.filter(|k| *k != "callback_query") {
-                    return Err(config(format!(
-                        "per_message(true) keys conversations by the pressed button's message, so only \
-                         callback queries can reach them, but {place} matches {kind} updates and would never \
-                         run: match callback queries there (on::callback_query()) or use per_message(false)"
-                    )));
+            // per_message keys a conversation by the pressed button's message, which only
+            // callback queries have: a handler that cannot match one would never run.
+            for (place, kinds) in kinds_by_place(&handler) {
+                let Some(kinds) = kinds else {
+                    continue; // any kind may match, callback queries included
+                };
+                if kinds.contains(&UpdateKind::CallbackQuery) {
+                    continue;
                 }
+                let kinds: Vec<&str> = kinds.iter().map(UpdateKind::as_str).collect();
+                return Err(config(format!(
+                    "per_message(true) keys conversations by the pressed button's message, so only \
+                     callback queries can reach them, but {place} matches only {} updates and would \
+                     never run: match callback queries there (on::callback_query()) or use \
+                     per_message(false)",
+                    kinds.join(", ")
+                )));
             }
         }
         for (from, _) in &handler.map_to_parent {
@@ -306,4 +290,27 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationBu
         }
         Ok(handler)
     }
+}
+
+/// Each handler of `handler` (those inside nested conversations aside) by where it is, with
+/// the only kinds of update it can match (`None`: any).
+fn kinds_by_place<B, C, U, S>(
+    handler: &ConversationHandler<B, C, U, S>,
+) -> Vec<(String, Option<&'static [UpdateKind]>)> {
+    let mut places = Vec::new();
+    for (i, h) in handler.entries.iter().enumerate() {
+        places.push((format!("entry point {i}"), h.update_kinds()));
+    }
+    for (state, handlers) in &handler.states {
+        for (i, h) in handlers.iter().enumerate() {
+            places.push((format!("handler {i} of state {state}"), h.update_kinds()));
+        }
+    }
+    for (i, h) in handler.fallbacks.iter().enumerate() {
+        places.push((format!("fallback {i}"), h.update_kinds()));
+    }
+    for (i, h) in handler.timeout_handlers.iter().enumerate() {
+        places.push((format!("timeout handler {i}"), h.update_kinds()));
+    }
+    places
 }

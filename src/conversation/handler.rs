@@ -16,7 +16,7 @@ use crate::error::HandlerResult;
 use crate::handlers::Handler;
 use crate::persistence::dict::{conversation_key, ConversationEntry};
 use crate::persistence::Key;
-use crate::types::Update;
+use crate::types::{Update, UpdateKind};
 
 /// PTB's `ConversationHandler`: entry points, states, fallbacks, with state per conversation
 /// key (see the [module docs](super) for the semantics and where the state lives).
@@ -319,7 +319,8 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> Inner<B, C, U>
         Box::pin(ConversationHandler::run(self, ctx, matched))
     }
 
-    fn update_kind(&self) -> Option<&'static str> {
+    /// A nested conversation may contain handlers of any kind.
+    fn update_kinds(&self) -> Option<&'static [UpdateKind]> {
         None
     }
 

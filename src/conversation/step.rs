@@ -12,7 +12,7 @@ use crate::context::{Context, Match};
 use crate::error::HandlerError;
 use crate::handlers::Handler;
 use crate::persistence::Key;
-use crate::types::Update;
+use crate::types::{Update, UpdateKind};
 
 /// A state-returning callback with the state already serialized.
 type StepCallback<B, C, U> =
@@ -28,7 +28,8 @@ pub(super) trait Inner<B, C, U> {
         ctx: Context<B, C, U>,
         matched: Match,
     ) -> LocalBoxFuture<'a, StateResult<Value>>;
-    fn update_kind(&self) -> Option<&'static str>;
+    /// The only kinds of update it can match, `None` for any ([`Handler::update_kinds`]).
+    fn update_kinds(&self) -> Option<&'static [UpdateKind]>;
     /// The names of the persistent conversations in it, for the uniqueness check.
     fn names(&self, out: &mut Vec<String>);
 }
@@ -58,8 +59,8 @@ impl<B, C, U> Inner<B, C, U> for Step<B, C, U> {
         (self.callback)(ctx)
     }
 
-    fn update_kind(&self) -> Option<&'static str> {
-        self.matcher.update_kind()
+    fn update_kinds(&self) -> Option<&'static [UpdateKind]> {
+        self.matcher.update_kinds()
     }
 
     fn names(&self, _: &mut Vec<String>) {}

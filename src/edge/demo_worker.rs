@@ -165,7 +165,7 @@ type Processed = Result<Outcome, (u16, String)>;
 /// Builds the demo Application over `persistence` and runs `update` through it.
 async fn process(env: &Env, persistence: Rc<dyn Persistence>, update: Update) -> Processed {
     let update_id = update.update_id;
-    let kind = update.kind().unwrap_or("none").to_string();
+    let kind = update.kind().map_or("none".into(), |k| k.to_string());
     let bot = bot_api(env)?;
     let options = DemoOptions {
         bot_username: setting(env, "BOT_USERNAME"),
