@@ -176,6 +176,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             update_id,
             ..Outcome::default()
         };
+        let mut failure = None;
 
         'groups: for group in self.groups.values() {
             for handler in group {
@@ -189,6 +190,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
                     for error_handler in &self.error_handlers {
                         error_handler(ctx.clone(), error.clone()).await;
                     }
+                    failure = Some(error);
                     break 'groups;
                 }
                 break;
@@ -199,12 +201,10 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         }
         outcome.reads = state.reads();
 
-        if let Some(error) = &outcome.handler_error {
+        if let Some(error) = failure {
             return match self.on_handler_error {
                 OnHandlerError::Acknowledge => Ok(outcome),
-                OnHandlerError::Retry => {
-                    Err(Error::Handler(format!("update {update_id}: {error}")))
-                }
+                OnHandlerError::Retry => Err(Error::Handler { update_id, error }),
             };
         }
         let changes = state.changes()?;

@@ -199,7 +199,7 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         let mut slot = self
             .bot_data
             .try_borrow_mut()
-            .map_err(|_| nested("bot_data"))?;
+            .map_err(|_| Error::NestedAccess("bot_data"))?;
         let slot = slot.as_mut().ok_or(Error::Missing("bot_data"))?;
         Ok(f(&mut slot.value))
     }
@@ -243,13 +243,13 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
     /// Empties a chat's chat_data and deletes it at the end of the update.
     pub(crate) fn drop_chat_data(&self, chat_id: i64) -> Result<()> {
         let key = Key::ChatData(chat_id);
-        drop_slot(&self.chats, chat_id, key, self.store.chat_data)
+        drop_slot(&self.chats, chat_id, key, "chat_data", self.store.chat_data)
     }
 
     /// Empties a user's user_data and deletes it at the end of the update.
     pub(crate) fn drop_user_data(&self, user_id: i64) -> Result<()> {
         let key = Key::UserData(user_id);
-        drop_slot(&self.users, user_id, key, self.store.user_data)
+        drop_slot(&self.users, user_id, key, "user_data", self.store.user_data)
     }
 
     /// An untyped entry, `None` if absent or not loaded.
@@ -451,21 +451,17 @@ fn slot_change<T: DataType>(
     Ok(())
 }
 
-/// The error of a data access inside a closure of the same data: the `RefCell` is already
-/// borrowed, and borrowing it again would panic.
-fn nested(what: &str) -> Error {
-    Error::Config(format!(
-        "{what} is already being accessed: do not call ctx.{what}(..) inside its own closure"
-    ))
-}
-
+/// Runs `f` on the slot of `id`. The map is already borrowed when this runs inside a closure
+/// of the same data: that is an [`Error::NestedAccess`], where a second borrow would panic.
 fn with_slot<T, R>(
     map: &RefCell<BTreeMap<i64, Slot<T>>>,
     id: i64,
     what: &'static str,
     f: impl FnOnce(&mut T) -> R,
 ) -> Result<R> {
-    let mut map = map.try_borrow_mut().map_err(|_| nested(what))?;
+    let mut map = map
+        .try_borrow_mut()
+        .map_err(|_| Error::NestedAccess(what))?;
     let slot = map.get_mut(&id).ok_or(Error::Missing(what))?;
     Ok(f(&mut slot.value))
 }
@@ -474,9 +470,12 @@ fn drop_slot<T: DataType>(
     map: &RefCell<BTreeMap<i64, Slot<T>>>,
     id: i64,
     key: Key,
+    what: &'static str,
     persist: bool,
 ) -> Result<()> {
-    let mut map = map.try_borrow_mut().map_err(|_| nested("data"))?;
+    let mut map = map
+        .try_borrow_mut()
+        .map_err(|_| Error::NestedAccess(what))?;
     match map.get_mut(&id) {
         Some(slot) => {
             slot.value = T::default();
