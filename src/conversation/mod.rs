@@ -88,6 +88,10 @@
 //! [`map_to_parent`](ConversationBuilder::map_to_parent), the child ends and the parent
 //! moves to the mapped state.
 
+// This file holds the vocabulary (Next, StateResult, Route) and the on:: matchers;
+// handler.rs routes an update (select) and runs the choice (run); builder.rs adds the steps
+// and checks the configuration; step.rs is what a conversation holds; expiry.rs sweeps
+// timed-out entries without an update.
 mod builder;
 mod expiry;
 mod handler;
@@ -168,29 +172,6 @@ pub enum Branch {
     TimeoutOnly,
 }
 
-/// Whether a stored state means "no conversation": `null` (DictPersistence's ended
-/// conversation) or `-1` (PTB's `END`, which some persistences store as a state).
-fn is_ended(state: &Value) -> bool {
-    state.is_null() || state.as_i64() == Some(-1)
-}
-
-/// Serializes a state and refuses the values that would be misread when loaded.
-fn state_value<S: Serialize>(state: &S) -> std::result::Result<Value, String> {
-    let value =
-        serde_json::to_value(state).map_err(|e| format!("state cannot be serialized: {e}"))?;
-    if is_ended(&value) {
-        return Err(format!(
-            "state {value} would be read back as an ended conversation (null and -1 are PTB's END)"
-        ));
-    }
-    if ConversationEntry::looks_wrapped(&value) {
-        return Err(format!(
-            "state {value} has the shape of a state with a deadline"
-        ));
-    }
-    Ok(value)
-}
-
 /// Matchers for conversation steps: the library's handlers with a callback that does nothing,
 /// since in a conversation only their `check_update` is used and the step's own callback
 /// runs. Any other [`Handler`](crate::Handler) works as a matcher too.
@@ -233,4 +214,27 @@ pub mod on {
     pub fn any<B: DataType, C: DataType, U: DataType>() -> TypeHandler<B, C, U> {
         TypeHandler::all(|_: Context<B, C, U>| async { Ok(()) })
     }
+}
+
+/// Whether a stored state means "no conversation": `null` (DictPersistence's ended
+/// conversation) or `-1` (PTB's `END`, which some persistences store as a state).
+fn is_ended(state: &Value) -> bool {
+    state.is_null() || state.as_i64() == Some(-1)
+}
+
+/// Serializes a state and refuses the values that would be misread when loaded.
+fn state_value<S: Serialize>(state: &S) -> std::result::Result<Value, String> {
+    let value =
+        serde_json::to_value(state).map_err(|e| format!("state cannot be serialized: {e}"))?;
+    if is_ended(&value) {
+        return Err(format!(
+            "state {value} would be read back as an ended conversation (null and -1 are PTB's END)"
+        ));
+    }
+    if ConversationEntry::looks_wrapped(&value) {
+        return Err(format!(
+            "state {value} has the shape of a state with a deadline"
+        ));
+    }
+    Ok(value)
 }
