@@ -21,13 +21,12 @@ pub enum Error {
         /// What the backend said.
         message: String,
     },
-    /// A compare-and-set lost: another update changed the entry after this update read it,
-    /// so nothing of this update was written. Not a storage outage: the webhook answers 5xx,
-    /// Telegram delivers the update again, and the retry reads the new value.
+    /// A compare-and-set was lost: another update changed the entry since this one read it.
+    /// Nothing of the update was written; Telegram delivers it again.
     Conflict {
-        /// Backend name, e.g. `"durable_object"`.
+        /// Backend name.
         backend: &'static str,
-        /// The key that changed, or a description of the batch.
+        /// The key (or batch) concerned.
         key: String,
     },
     /// A stored value could not be decoded. The value is left as it is.
@@ -107,8 +106,7 @@ impl fmt::Display for Error {
             ),
             Error::Conflict { backend, key } => write!(
                 f,
-                "{backend} storage: {key} was changed by another update after this one read it; \
-                 nothing was written, and the update will be delivered again"
+                "{backend} storage: {key} changed concurrently; the update was not applied"
             ),
             Error::Decode {
                 backend,
@@ -238,8 +236,7 @@ mod tests {
         };
         assert_eq!(
             conflict.to_string(),
-            "durable_object storage: chat_data:5 was changed by another update after this one \
-             read it; nothing was written, and the update will be delivered again"
+            "durable_object storage: chat_data:5 changed concurrently; the update was not applied"
         );
     }
 
