@@ -352,8 +352,7 @@ pub fn storage_error(
     }
 }
 
-/// Describes a batch of keys for an error message: the key itself for one, the first and how
-/// many more for several. Backends name the keys of a failed batch operation with it.
+/// Describes a batch of keys for an error message: the key, or the first and how many more.
 pub fn describe_keys(keys: &[Key]) -> String {
     match keys {
         [] => "no keys".into(),
