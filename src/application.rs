@@ -25,15 +25,13 @@ use futures::future::LocalBoxFuture;
 
 use crate::bot::{Bot, BotApi};
 use crate::callback_data::{self, CallbackDataSettings};
-use crate::context::{
-    system_clock, system_random, Clock, Context, Data, DataType, Migration, Migrations,
-    RandomSource, Settings, UpdateState,
-};
-
+use crate::context::{Context, Data, DataType};
 use crate::error::{Error, HandlerError, Result};
 use crate::handlers::Handler;
 use crate::persistence::{Change, Key, Persistence, PersistenceInput};
+use crate::sources::{system_clock, system_random, Clock, RandomSource};
 use crate::types::Update;
+use crate::update_state::{Migration, Migrations, Settings, UpdateState};
 
 /// Handler groups by number, each in the order handlers were added.
 type Groups<B, C, U> = BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>;
@@ -184,6 +182,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             update_id,
             ..Outcome::default()
         };
+        let mut failure = None;
 
         'groups: for group in self.groups.values() {
             for handler in group {
@@ -197,6 +196,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
                     for error_handler in &self.error_handlers {
                         error_handler(ctx.clone(), error.clone()).await;
                     }
+                    failure = Some(error);
                     break 'groups;
                 }
                 break;
@@ -207,12 +207,10 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         }
         outcome.reads = state.reads();
 
-        if let Some(error) = &outcome.handler_error {
+        if let Some(error) = failure {
             return match self.on_handler_error {
                 OnHandlerError::Acknowledge => Ok(outcome),
-                OnHandlerError::Retry => {
-                    Err(Error::Handler(format!("update {update_id}: {error}")))
-                }
+                OnHandlerError::Retry => Err(Error::Handler { update_id, error }),
             };
         }
         let changes = state.changes()?;

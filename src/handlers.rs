@@ -13,7 +13,7 @@ use crate::callback_data::CallbackData;
 use crate::context::{Context, DataType, Match};
 use crate::error::{Error, HandlerResult, Result};
 use crate::persistence::Key;
-use crate::types::{ChatType, Update};
+use crate::types::{ChatType, Update, UpdateKind};
 
 /// A callback, boxed: what the handlers store.
 pub type Callback<B, C, U> = Rc<dyn Fn(Context<B, C, U>) -> LocalBoxFuture<'static, HandlerResult>>;
@@ -45,12 +45,11 @@ pub trait Handler<B, C, U> {
         matched: Match,
     ) -> LocalBoxFuture<'a, HandlerResult>;
 
-    /// The one kind of update this handler can match (`"message"` for message-like updates,
-    /// `"callback_query"`), or `None` when it is not fixed. Handlers that contain others use it
-    /// to refuse configurations that can never match, e.g. a
-    /// [`ConversationHandler`](crate::ConversationHandler) with `per_message(true)` that is
-    /// given a command. The default says nothing.
-    fn update_kind(&self) -> Option<&'static str> {
+    /// The only kinds of update this handler can match, or `None` when any kind may match.
+    /// Handlers that contain others use it to refuse configurations that can never match, e.g.
+    /// a [`ConversationHandler`](crate::ConversationHandler) with `per_message(true)` (which
+    /// only callback queries reach) that is given a command. The default says nothing.
+    fn update_kinds(&self) -> Option<&'static [UpdateKind]> {
         None
     }
 }
@@ -253,7 +252,7 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for CommandHandler<
         Some(Match {
             args,
             matches,
-            route: Vec::new(),
+            route: None,
         })
     }
 
@@ -261,8 +260,9 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for CommandHandler<
         (self.callback)(ctx)
     }
 
-    fn update_kind(&self) -> Option<&'static str> {
-        Some("message")
+    /// New and edited messages: commands in channel posts are not matched.
+    fn update_kinds(&self) -> Option<&'static [UpdateKind]> {
+        Some(&[UpdateKind::Message, UpdateKind::EditedMessage])
     }
 }
 
@@ -300,16 +300,16 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for MessageHandler<
         (self.callback)(ctx)
     }
 
-    fn update_kind(&self) -> Option<&'static str> {
-        Some("message")
+    fn update_kinds(&self) -> Option<&'static [UpdateKind]> {
+        Some(UpdateKind::MESSAGE_LIKE)
     }
 }
 
-/// Handles button presses (PTB's `CallbackQueryHandler`), optionally only those whose data
-/// matches a pattern or a predicate, or only those whose arbitrary callback data could not be
 /// A test on resolved callback data.
 type DataPredicate = dyn Fn(&Value) -> bool;
 
+/// Handles button presses (PTB's `CallbackQueryHandler`), optionally only those whose data
+/// matches a pattern or a predicate, or only those whose arbitrary callback data could not be
 /// resolved.
 pub struct CallbackQueryHandler<B, C, U> {
     pattern: Option<Regex>,
@@ -389,8 +389,8 @@ impl<B: DataType, C: DataType, U: DataType> Handler<B, C, U> for CallbackQueryHa
         (self.callback)(ctx)
     }
 
-    fn update_kind(&self) -> Option<&'static str> {
-        Some("callback_query")
+    fn update_kinds(&self) -> Option<&'static [UpdateKind]> {
+        Some(&[UpdateKind::CallbackQuery])
     }
 }
 
@@ -411,7 +411,7 @@ impl<B: DataType, C: DataType, U: DataType> TypeHandler<B, C, U> {
         Self::new(|_| true, callback)
     }
 
-    /// Handles updates for which `predicate` holds (e.g. `|u| u.kind() == Some("poll")`).
+    /// Handles updates for which `predicate` holds (e.g. `|u| u.kind().is_some_and(|k| k.as_str() == "poll")`).
     pub fn new<P, F, Fut>(predicate: P, callback: F) -> Self
     where
         P: Fn(&Update) -> bool + 'static,

@@ -24,6 +24,9 @@ pub mod persistence;
 pub mod types;
 pub mod webhook;
 
+mod sources;
+mod update_state;
+
 #[cfg(target_arch = "wasm32")]
 pub mod edge;
 

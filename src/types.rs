@@ -97,14 +97,106 @@ impl Update {
             .map(|m| &m.from)
     }
 
-    /// The name of this update's type as Telegram spells it (`"message"`, `"callback_query"`,
-    /// ...), also for types edgegram does not model. `None` for a body with no type at all.
-    pub fn kind(&self) -> Option<&str> {
-        self.raw
+    /// This update's type, read from [`Update::raw`] (so also for types edgegram does not
+    /// model, as [`UpdateKind::Other`], and for a known type whose content did not parse).
+    /// `None` for a body with no type at all.
+    pub fn kind(&self) -> Option<UpdateKind> {
+        let name = self
+            .raw
             .as_object()?
             .keys()
-            .map(String::as_str)
-            .find(|k| *k != "update_id")
+            .find(|k| k.as_str() != "update_id")?;
+        Some(UpdateKind::from_name(name))
+    }
+}
+
+/// The type of an update: which field of the update's JSON is set. Telegram adds types over
+/// time; those edgegram does not model are [`UpdateKind::Other`], by name. Match on
+/// [`UpdateKind::as_str`] for those, so that the match keeps working when edgegram models
+/// one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UpdateKind {
+    /// `message`: a new incoming message.
+    Message,
+    /// `edited_message`: a new version of a message that was edited.
+    EditedMessage,
+    /// `channel_post`: a new channel post.
+    ChannelPost,
+    /// `edited_channel_post`: a new version of an edited channel post.
+    EditedChannelPost,
+    /// `callback_query`: a press on an inline keyboard button.
+    CallbackQuery,
+    /// `inline_query`: an inline query.
+    InlineQuery,
+    /// `my_chat_member`: the bot's own membership in a chat changed.
+    MyChatMember,
+    /// `chat_member`: a member's status in a chat changed.
+    ChatMember,
+    /// `chat_join_request`: a request to join a chat.
+    ChatJoinRequest,
+    /// A type edgegram does not model (`"poll"`, `"message_reaction"`, ...), by the name
+    /// Telegram gives it; its content is in [`Update::raw`].
+    Other(String),
+}
+
+impl UpdateKind {
+    /// The kinds of update that carry a message: what [`Update::message_like`] reads,
+    /// [`MessageHandler`](crate::MessageHandler) matches and [`filters`](crate::filters)
+    /// look at.
+    pub const MESSAGE_LIKE: &'static [UpdateKind] = &[
+        UpdateKind::Message,
+        UpdateKind::EditedMessage,
+        UpdateKind::ChannelPost,
+        UpdateKind::EditedChannelPost,
+    ];
+
+    /// Every kind edgegram models, in the order of [`Update`]'s fields.
+    const MODELLED: [UpdateKind; 9] = [
+        UpdateKind::Message,
+        UpdateKind::EditedMessage,
+        UpdateKind::ChannelPost,
+        UpdateKind::EditedChannelPost,
+        UpdateKind::CallbackQuery,
+        UpdateKind::InlineQuery,
+        UpdateKind::MyChatMember,
+        UpdateKind::ChatMember,
+        UpdateKind::ChatJoinRequest,
+    ];
+
+    /// The kind Telegram names `name` (the key of the update's JSON).
+    pub fn from_name(name: &str) -> Self {
+        Self::MODELLED
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .unwrap_or_else(|| UpdateKind::Other(name.to_string()))
+    }
+
+    /// The name Telegram gives this kind, e.g. `"callback_query"`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            UpdateKind::Message => "message",
+            UpdateKind::EditedMessage => "edited_message",
+            UpdateKind::ChannelPost => "channel_post",
+            UpdateKind::EditedChannelPost => "edited_channel_post",
+            UpdateKind::CallbackQuery => "callback_query",
+            UpdateKind::InlineQuery => "inline_query",
+            UpdateKind::MyChatMember => "my_chat_member",
+            UpdateKind::ChatMember => "chat_member",
+            UpdateKind::ChatJoinRequest => "chat_join_request",
+            UpdateKind::Other(name) => name,
+        }
+    }
+
+    /// Whether updates of this kind carry a message ([`UpdateKind::MESSAGE_LIKE`]).
+    pub fn is_message_like(&self) -> bool {
+        Self::MESSAGE_LIKE.contains(self)
+    }
+}
+
+impl std::fmt::Display for UpdateKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -418,7 +510,10 @@ mod tests {
         let update = Update::from_value(raw.clone()).unwrap();
         assert_eq!(update.update_id, 7);
         assert!(update.message.is_none() && update.effective_chat().is_none());
-        assert_eq!(update.kind(), Some("message_reaction"));
+        assert_eq!(
+            update.kind(),
+            Some(UpdateKind::Other("message_reaction".into()))
+        );
         assert_eq!(update.raw, raw);
 
         let update = Update::from_value(json!({
@@ -430,6 +525,27 @@ mod tests {
         .unwrap();
         assert_eq!(update.effective_chat().unwrap().kind, ChatType::Unknown);
         assert_eq!(update.effective_user().unwrap().id, 9);
+    }
+
+    #[test]
+    fn update_kinds_are_named_as_telegram_names_them() {
+        for kind in UpdateKind::MODELLED {
+            assert_eq!(UpdateKind::from_name(kind.as_str()), kind);
+        }
+        assert_eq!(UpdateKind::from_name("poll").as_str(), "poll");
+        assert_eq!(
+            UpdateKind::EditedChannelPost.to_string(),
+            "edited_channel_post"
+        );
+        let update = Update::from_value(json!({
+            "update_id": 1,
+            "edited_message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}},
+        }))
+        .unwrap();
+        assert_eq!(update.kind(), Some(UpdateKind::EditedMessage));
+        assert!(update.kind().is_some_and(|k| k.is_message_like()));
+        assert!(!UpdateKind::CallbackQuery.is_message_like());
+        assert_eq!(Update::default().kind(), None);
     }
 
     #[test]

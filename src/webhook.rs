@@ -128,6 +128,7 @@ pub fn parse_body(body: &[u8]) -> Result<Incoming, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::UpdateKind;
 
     #[test]
     fn secrets_compare_exactly() {
@@ -169,7 +170,7 @@ mod tests {
     fn unknown_types_pass_and_malformed_known_ones_are_untyped() {
         let ok = parse_body(br#"{"update_id": 5, "purchased_paid_media": {"x": 1}}"#).unwrap();
         assert!(
-            matches!(ok, Incoming::Update(u) if u.update_id == 5 && u.kind() == Some("purchased_paid_media"))
+            matches!(ok, Incoming::Update(u) if u.update_id == 5 && u.kind() == Some(UpdateKind::Other("purchased_paid_media".into())))
         );
         let odd = parse_body(br#"{"update_id": 6, "message": "not an object"}"#).unwrap();
         assert!(matches!(odd, Incoming::Untyped { update_id: 6, .. }));

@@ -190,7 +190,14 @@ fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
     assert!(outcome.changes.is_empty());
     let err = block_on(build(OnHandlerError::Retry).process_update(message(2, 5, 7, "/fail")))
         .unwrap_err();
-    assert!(matches!(err, Error::Handler(_)), "{err}");
+    assert!(matches!(err, Error::Handler { update_id: 2, .. }), "{err}");
+    // The handler's own error is kept, not only its message.
+    let source = std::error::Error::source(&err).expect("the handler's error is the source");
+    assert_eq!(source.to_string(), "handler exploded");
+    assert_eq!(
+        err.to_string(),
+        "handler failed on update 2: handler exploded"
+    );
     assert!(h.writes().is_empty());
     assert!(h.memory.is_empty());
     assert_eq!(
@@ -463,7 +470,11 @@ fn nested_access_is_an_error_not_a_panic() {
         .builder()
         .handler(TypeHandler::all(|ctx: Context| async move {
             let inner = ctx.chat_data(|_| ctx.chat_data(|_| ()))?;
-            assert!(matches!(inner, Err(Error::Config(_))));
+            assert_eq!(inner, Err(Error::NestedAccess("chat_data")));
+            let inner = ctx.bot_data(|_| ctx.bot_data(|_| ()))?;
+            assert_eq!(inner, Err(Error::NestedAccess("bot_data")));
+            let inner = ctx.user_data(|_| ctx.drop_user_data(7))?;
+            assert_eq!(inner, Err(Error::NestedAccess("user_data")));
             let other = ctx.chat_data(|_| ctx.user_data(|_| 1))?;
             assert_eq!(other.unwrap(), 1);
             Ok(())

@@ -520,6 +520,53 @@ fn a_nested_conversation_maps_its_end_to_a_parent_state() {
 }
 
 #[test]
+fn the_match_names_the_branch_that_takes_the_update() {
+    use edgegram::conversation::{Branch, Route};
+    use edgegram::Handler;
+
+    let h = Harness::new();
+    let conversation = Rc::new(nested());
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (c2, seen2) = (conversation.clone(), seen.clone());
+    // Group -1 asks the conversation what it would choose, before it runs in group 0.
+    let app = h
+        .builder()
+        .handler_in_group(
+            TypeHandler::all(move |ctx: Context| {
+                seen2
+                    .borrow_mut()
+                    .push(c2.check_update(&ctx).and_then(|m| m.route));
+                async { Ok(()) }
+            }),
+            -1,
+        )
+        .handler_in_group(RcHandler(conversation), 0)
+        .build()
+        .unwrap();
+    h.send(&app, message(1, CHAT, USER, "/start"));
+    h.send(&app, message(2, CHAT, USER, "/add"));
+    h.send(&app, message(3, CHAT, USER, "Bob"));
+    h.send(&app, message(4, CHAT, USER, "not ok"));
+    let route = |branch, inner: Option<Route>| Route {
+        expired: false,
+        branch,
+        inner: inner.map(Box::new),
+    };
+    assert_eq!(
+        *seen.borrow(),
+        [
+            // No conversation yet: the parent's entry point.
+            Some(route(Branch::Entry(0), None)),
+            // MENU's handler 0 is the child conversation, which starts at its entry point.
+            Some(route(Branch::State(0), Some(route(Branch::Entry(0), None)))),
+            Some(route(Branch::State(0), Some(route(Branch::State(0), None)))),
+            // EDITED waits for "ok"; there is no fallback.
+            None,
+        ]
+    );
+}
+
+#[test]
 fn a_nested_conversation_is_only_consulted_in_its_parent_state() {
     let h = Harness::new();
     let app = h.builder().handler(nested()).build().unwrap();
@@ -805,6 +852,10 @@ fn invalid_configurations_are_refused_with_how_to_fix_them() {
     let message = config_error(build(profile().per_message(true)));
     assert!(
         message.contains("entry point 0") && message.contains("per_message(false)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("matches only message, edited_message updates"),
         "{message}"
     );
     // ... while callback-query matchers (and matchers of any kind) are fine.

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 
-use super::{storage_error, Change, Key, KeyKind, Persistence};
+use super::{describe_keys, storage_error, Change, Key, KeyKind, Persistence};
 use crate::error::Result;
 
 /// One recorded call.
@@ -80,7 +80,12 @@ impl Persistence for SpyPersistence {
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         self.calls.borrow_mut().push(Call::Read(keys.to_vec()));
         if Self::take_fault(&self.fail_reads) {
-            let err = storage_error(self.backend(), "read", batch(keys), "injected fault");
+            let err = storage_error(
+                self.backend(),
+                "read",
+                describe_keys(keys),
+                "injected fault",
+            );
             return futures::future::ready(Err(err)).boxed_local();
         }
         self.inner.read(keys)
@@ -90,7 +95,12 @@ impl Persistence for SpyPersistence {
         self.calls.borrow_mut().push(Call::Write(changes.to_vec()));
         if Self::take_fault(&self.fail_writes) {
             let keys: Vec<Key> = changes.iter().map(|c| c.key().clone()).collect();
-            let err = storage_error(self.backend(), "write", batch(&keys), "injected fault");
+            let err = storage_error(
+                self.backend(),
+                "write",
+                describe_keys(&keys),
+                "injected fault",
+            );
             return futures::future::ready(Err(err)).boxed_local();
         }
         self.inner.write(changes)
@@ -104,14 +114,5 @@ impl Persistence for SpyPersistence {
     fn flush(&self) -> LocalBoxFuture<'_, Result<()>> {
         self.calls.borrow_mut().push(Call::Flush);
         self.inner.flush()
-    }
-}
-
-/// Describes a batch of keys for an error message.
-pub(crate) fn batch(keys: &[Key]) -> String {
-    match keys {
-        [] => "no keys".into(),
-        [one] => one.to_string(),
-        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
     }
 }
