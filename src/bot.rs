@@ -1,6 +1,9 @@
 //! The Bot API client: a [`BotApi`] transport (fetch on Workers, a recorder in tests) and the
 //! typed [`Bot`] handlers use.
 
+#[cfg(any(test, feature = "testing", feature = "dev-bot-api"))]
+pub mod stand_in;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
