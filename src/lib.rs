@@ -9,6 +9,10 @@
 //!   file backends and the conformance suite ([`persistence`]);
 //! - the **edge** (`wasm32` only): the webhook entry, the Bot API client over `fetch`, the KV
 //!   and Durable Object backends (`edge`, compiled for `wasm32` only).
+//!
+//! With the `testing` feature, the test kit (`testing`): update builders, the Bot API double
+//! `RecordingBot`, and a harness that runs a bot as Workers do. None of it is in a build
+//! without the feature.
 
 #![warn(missing_docs)]
 
@@ -21,6 +25,8 @@ pub mod demo;
 pub mod error;
 pub mod handlers;
 pub mod persistence;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod types;
 pub mod webhook;
 
