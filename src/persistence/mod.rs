@@ -20,6 +20,7 @@
 //! [`Application`]: crate::Application
 
 pub mod codec;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod dict;
 #[cfg(not(target_arch = "wasm32"))]

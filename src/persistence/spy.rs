@@ -1,19 +1,29 @@
-//! [`SpyPersistence`]: wraps a backend, records every call, and fails on request.
+//! `SpyPersistence`: wraps a backend, records every call, and fails on request.
 //!
 //! The Application's side of the persistence protocol (what is read and written for which
 //! update) is tested with it, separately from each backend's own conformance; the worker's
-//! test build uses it to inject storage faults.
+//! test build uses it to inject storage faults. The double is compiled only with the
+//! `testing` feature (the worker's `test-hooks` feature turns it on): it never ships in a
+//! bot's build.
 
+#[cfg(any(test, feature = "testing"))]
 use std::cell::{Cell, RefCell};
+#[cfg(any(test, feature = "testing"))]
 use std::rc::Rc;
 
+#[cfg(any(test, feature = "testing"))]
 use futures::future::LocalBoxFuture;
+#[cfg(any(test, feature = "testing"))]
 use futures::FutureExt;
 
-use super::{storage_error, Change, Key, KeyKind, Persistence};
+use super::Key;
+#[cfg(any(test, feature = "testing"))]
+use super::{storage_error, Change, KeyKind, Persistence};
+#[cfg(any(test, feature = "testing"))]
 use crate::error::Result;
 
 /// One recorded call.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     /// `read(keys)`
@@ -27,6 +37,7 @@ pub enum Call {
 }
 
 /// A recording, fault-injecting wrapper around another backend.
+#[cfg(any(test, feature = "testing"))]
 pub struct SpyPersistence {
     inner: Rc<dyn Persistence>,
     calls: RefCell<Vec<Call>>,
@@ -34,6 +45,7 @@ pub struct SpyPersistence {
     fail_writes: Cell<u32>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl SpyPersistence {
     /// Wraps `inner`.
     pub fn new(inner: Rc<dyn Persistence>) -> Self {
@@ -72,6 +84,7 @@ impl SpyPersistence {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Persistence for SpyPersistence {
     fn backend(&self) -> &'static str {
         self.inner.backend()
