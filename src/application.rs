@@ -283,8 +283,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
         }
     }
 
-    /// The Bot API transport (fetch on Workers, [`RecordingBot`](crate::RecordingBot) in
-    /// tests).
+    /// The Bot API transport (fetch on Workers, the test kit's `RecordingBot` in tests).
     pub fn bot(mut self, api: Rc<dyn BotApi>) -> Self {
         self.bot = Some(Bot::new(api));
         self

@@ -1,7 +1,9 @@
-//! The Bot API client: a [`BotApi`] transport (fetch on Workers, a recorder in tests) and the
-//! typed [`Bot`] handlers use.
+//! The Bot API client: a [`BotApi`] transport (fetch on Workers, the test kit's
+//! `RecordingBot` in tests) and the typed [`Bot`] handlers use.
 
-use std::cell::{Cell, RefCell};
+#[cfg(any(test, feature = "testing", feature = "dev-bot-api"))]
+pub mod stand_in;
+
 use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
@@ -199,104 +201,6 @@ impl AnswerCallbackQuery {
     }
 }
 
-/// A [`BotApi`] that records every call and answers as Telegram would (message ids count up),
-/// without sending anything. For tests, and for local development without Telegram.
-#[derive(Debug, Default)]
-pub struct RecordingBot {
-    calls: RefCell<Vec<(String, Value)>>,
-    next_message_id: Cell<i64>,
-    fail_next: Cell<u32>,
-}
-
-impl RecordingBot {
-    /// A recorder with no calls yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The calls so far, oldest first, as `(method, params)`.
-    pub fn calls(&self) -> Vec<(String, Value)> {
-        self.calls.borrow().clone()
-    }
-
-    /// Takes the calls so far, leaving none.
-    pub fn take_calls(&self) -> Vec<(String, Value)> {
-        self.calls.take()
-    }
-
-    /// The `text` of every `sendMessage` and `editMessageText` so far.
-    pub fn texts(&self) -> Vec<String> {
-        self.calls
-            .borrow()
-            .iter()
-            .filter(|(m, _)| m == "sendMessage" || m == "editMessageText")
-            .filter_map(|(_, p)| p["text"].as_str().map(String::from))
-            .collect()
-    }
-
-    /// Makes the next `n` calls fail as if Telegram were unreachable.
-    pub fn fail_next(&self, n: u32) {
-        self.fail_next.set(n);
-    }
-
-    fn answer(&self, method: &str, params: &Value) -> Value {
-        match method {
-            "sendMessage" | "editMessageText" => {
-                let message_id = match params.get("message_id").and_then(Value::as_i64) {
-                    Some(id) => id,
-                    None => {
-                        let id = self.next_message_id.get() + 1;
-                        self.next_message_id.set(id);
-                        id
-                    }
-                };
-                let mut message = json!({
-                    "message_id": message_id,
-                    "date": 0,
-                    "chat": {"id": params["chat_id"], "type": "private"},
-                    "from": {"id": 1, "is_bot": true, "first_name": "edgegram"},
-                    "text": params["text"],
-                });
-                if let Some(markup) = params
-                    .get("reply_markup")
-                    .filter(|m| m.get("inline_keyboard").is_some())
-                {
-                    message["reply_markup"] = markup.clone();
-                }
-                message
-            }
-            "getMe" => {
-                json!({"id": 1, "is_bot": true, "first_name": "edgegram", "username": "edgegram_bot"})
-            }
-            _ => Value::Bool(true),
-        }
-    }
-}
-
-impl BotApi for RecordingBot {
-    fn call<'a>(&'a self, method: &'a str, params: Value) -> LocalBoxFuture<'a, Result<Value>> {
-        let result = if self.fail_next.get() > 0 {
-            self.fail_next.set(self.fail_next.get() - 1);
-            Err(Error::BotApi {
-                method: method.to_string(),
-                code: None,
-                description: "injected network failure".into(),
-            })
-        } else {
-            let answer = self.answer(method, &params);
-            self.calls.borrow_mut().push((method.to_string(), params));
-            Ok(answer)
-        };
-        Box::pin(futures::future::ready(result))
-    }
-}
-
-impl BotApi for Rc<RecordingBot> {
-    fn call<'a>(&'a self, method: &'a str, params: Value) -> LocalBoxFuture<'a, Result<Value>> {
-        self.as_ref().call(method, params)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,21 +226,5 @@ mod tests {
             err.to_string(),
             "Bot API getMe failed (502): HTTP 502 with a body that is not JSON"
         );
-    }
-
-    #[test]
-    fn the_recorder_answers_like_telegram() {
-        let recorder = Rc::new(RecordingBot::new());
-        let bot = Bot::new(recorder.clone());
-        let sent =
-            futures::executor::block_on(bot.send_message(SendMessage::new(5, "hi"))).unwrap();
-        assert_eq!(
-            (sent.message_id, sent.chat.id, sent.text.as_deref()),
-            (1, 5, Some("hi"))
-        );
-        let sent =
-            futures::executor::block_on(bot.send_message(SendMessage::new(5, "again"))).unwrap();
-        assert_eq!(sent.message_id, 2);
-        assert_eq!(recorder.texts(), ["hi", "again"]);
     }
 }

@@ -6,10 +6,15 @@
 //!   Telegram [`types`], the webhook checks ([`webhook`]); no `worker` import, tested
 //!   natively;
 //! - the **persistence**: the [`Persistence`] trait, its key scheme and codec, the memory and
-//!   file backends and the conformance suite ([`persistence`]);
+//!   file backends ([`persistence`]);
 //! - the **edge** (`wasm32` only): the webhook entry, the Durable Object host, the Bot API
 //!   client over `fetch`, the KV and Durable Object backends (`edge`, compiled for `wasm32`
 //!   only). A worker is its Application factory plus `edgegram::edge_worker!`.
+//!
+//! With the `testing` feature, the test kit (`testing`): update builders, the Bot API double
+//! `RecordingBot`, a harness that runs a bot as Workers do, and the persistence doubles
+//! (`persistence::spy`, `persistence::conformance`). None of it is in a build without the
+//! feature.
 
 #![warn(missing_docs)]
 
@@ -21,6 +26,8 @@ pub mod conversation;
 pub mod error;
 pub mod handlers;
 pub mod persistence;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod types;
 pub mod webhook;
 
@@ -31,7 +38,7 @@ mod update_state;
 pub mod edge;
 
 pub use application::{Application, ApplicationBuilder, OnHandlerError, Outcome};
-pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, RecordingBot, SendMessage};
+pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, SendMessage};
 pub use callback_data::{CallbackData, CallbackDataSettings, InvalidCallbackData};
 pub use context::{
     system_clock, system_random, Clock, Context, Data, DataType, Match, RandomSource,
@@ -43,4 +50,7 @@ pub use handlers::{
 };
 pub use persistence::memory::MemoryPersistence;
 pub use persistence::{Change, Key, KeyKind, Persistence, PersistenceExt, PersistenceInput};
+/// The Bot API double, also at the crate root where it used to live (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub use testing::RecordingBot;
 pub use types::Update;

@@ -6,29 +6,23 @@ use std::rc::Rc;
 
 use edgegram::persistence::spy::Call;
 use edgegram::persistence::{codec, PersistenceExt};
+use edgegram::testing::{Harness, RecordingBot};
 use edgegram::types::ChatType;
 use edgegram::{
     filters, Application, ApplicationBuilder, CallbackQueryHandler, Change, CommandHandler,
     Context, Error, HandlerResult, Key, MessageHandler, OnHandlerError, Persistence,
-    PersistenceInput, RecordingBot, TypeHandler, Update,
+    PersistenceInput, Result, TypeHandler,
 };
-mod common;
 
-use common::{message, Harness};
 use futures::executor::block_on;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 const GROUP: i64 = -1001500000001;
 
-fn press(update_id: i64, chat: i64, user: i64, data: &str) -> Update {
-    common::press(update_id, chat, user, 1, data)
-}
-
-impl Harness {
-    fn new() -> Self {
-        Harness::at(1_700_000_000_000)
-    }
+/// A harness whose tests build their Applications with `h.builder()`.
+fn harness() -> Harness {
+    Harness::new(ApplicationBuilder::build)
 }
 
 fn bump(data: &mut edgegram::Data) -> i64 {
@@ -56,22 +50,21 @@ async fn fail(_ctx: Context) -> HandlerResult {
     Err("handler exploded".into())
 }
 
-fn counting_app(h: &Harness) -> Application {
-    h.builder()
+fn counting_app(builder: ApplicationBuilder) -> Result<Application> {
+    builder
         .handler(CommandHandler::new("count", count_all))
         .handler(CommandHandler::new("mine", count_user))
         .handler(CommandHandler::new("fail", fail))
         .build()
-        .unwrap()
 }
 
 #[test]
 fn one_read_before_and_one_write_after_with_only_the_touched_entries() {
-    let h = Harness::new();
-    let app = counting_app(&h);
-    let outcome = block_on(app.process_update(message(1, GROUP, 7, "/count"))).unwrap();
+    let h = Harness::new(counting_app);
+    let tg = h.updates();
+    let outcome = h.process(tg.command(GROUP, 7, "/count"));
     assert_eq!(outcome.reads, 1);
-    let calls = h.spy.calls();
+    let calls = h.spy().calls();
     assert_eq!(
         calls[0],
         Call::Read(vec![Key::BotData, Key::ChatData(GROUP), Key::UserData(7)])
@@ -79,10 +72,10 @@ fn one_read_before_and_one_write_after_with_only_the_touched_entries() {
     assert!(matches!(&calls[1], Call::Write(c) if c.len() == 3));
     assert_eq!(calls[2], Call::Flush);
     assert_eq!(calls.len(), 3);
-    assert_eq!(h.bot.texts(), ["1 1 1"]);
+    assert_eq!(h.bot().texts(), ["1 1 1"]);
 
-    h.spy.clear();
-    block_on(app.process_update(message(2, GROUP, 8, "/mine"))).unwrap();
+    h.spy().clear();
+    h.process(tg.command(GROUP, 8, "/mine"));
     let writes = h.writes();
     assert_eq!(writes.len(), 1);
     let keys: Vec<&Key> = writes[0].iter().map(Change::key).collect();
@@ -91,18 +84,18 @@ fn one_read_before_and_one_write_after_with_only_the_touched_entries() {
 
 #[test]
 fn an_update_that_changes_nothing_writes_nothing() {
-    let h = Harness::new();
-    let app = counting_app(&h);
-    block_on(app.process_update(message(1, GROUP, 7, "/count"))).unwrap();
-    h.spy.clear();
+    let h = Harness::new(counting_app);
+    let tg = h.updates();
+    h.process(tg.command(GROUP, 7, "/count"));
+    h.spy().clear();
     // Unhandled text, a command for another bot, an unknown update type.
-    let other_bot = message(2, GROUP, 7, "/count@other_bot");
-    let unknown = Update::from_value(json!({"update_id": 3, "poll": {"id": "p"}})).unwrap();
-    for update in [message(1, GROUP, 7, "hello"), other_bot, unknown] {
-        let outcome = block_on(app.process_update(update)).unwrap();
+    let other_bot = tg.command(GROUP, 7, "/count@other_bot");
+    let unknown = tg.from_json(json!({"poll": {"id": "p"}}));
+    for update in [tg.message(GROUP, 7, "hello"), other_bot, unknown] {
+        let outcome = h.process(update);
         assert!(outcome.changes.is_empty() && !outcome.handled);
     }
-    assert!(h.writes().is_empty(), "{:?}", h.spy.calls());
+    assert!(h.writes().is_empty(), "{:?}", h.spy().calls());
     // A handler that reads data without changing it writes nothing either.
     let app = h
         .builder()
@@ -112,19 +105,20 @@ fn an_update_that_changes_nothing_writes_nothing() {
         }))
         .build()
         .unwrap();
-    let outcome = block_on(app.process_update(message(4, GROUP, 7, "hi"))).unwrap();
+    let outcome = h.process_in(&app, tg.message(GROUP, 7, "hi"));
     assert!(outcome.handled && outcome.changes.is_empty());
     assert!(h.writes().is_empty());
 }
 
 #[test]
 fn a_failed_flush_is_an_error_and_leaves_no_partial_state_then_the_retry_applies_once() {
-    let h = Harness::new();
-    let app = counting_app(&h);
-    block_on(app.process_update(message(1, GROUP, 7, "/count"))).unwrap();
-    let before = h.memory.to_json().unwrap();
-    h.spy.fail_next_writes(1);
-    let err = block_on(app.process_update(message(2, GROUP, 7, "/count"))).unwrap_err();
+    let h = Harness::new(counting_app);
+    let tg = h.updates();
+    h.process(tg.command(GROUP, 7, "/count"));
+    let before = h.to_json();
+    h.spy().fail_next_writes(1);
+    let update = tg.command(GROUP, 7, "/count");
+    let err = h.try_process(update.clone()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -135,20 +129,21 @@ fn a_failed_flush_is_an_error_and_leaves_no_partial_state_then_the_retry_applies
         ),
         "{err}"
     );
-    assert_eq!(h.memory.to_json().unwrap(), before);
+    assert_eq!(h.to_json(), before);
     // Telegram redelivers the same update: applied exactly once.
-    block_on(app.process_update(message(2, GROUP, 7, "/count"))).unwrap();
-    let after = h.memory.to_json().unwrap();
+    h.process(update);
+    let after = h.to_json();
     assert_eq!(after["bot_data"]["count"], 2);
     assert_eq!(after["chat_data"][GROUP.to_string()]["count"], 2);
 }
 
 #[test]
 fn a_failed_read_runs_no_handler() {
-    let h = Harness::new();
-    let app = counting_app(&h);
-    h.spy.fail_next_reads(1);
-    let err = block_on(app.process_update(message(1, GROUP, 7, "/count"))).unwrap_err();
+    let h = Harness::new(counting_app);
+    h.spy().fail_next_reads(1);
+    let err = h
+        .try_process(h.updates().command(GROUP, 7, "/count"))
+        .unwrap_err();
     assert!(matches!(
         err,
         Error::Storage {
@@ -156,13 +151,14 @@ fn a_failed_read_runs_no_handler() {
             ..
         }
     ));
-    assert!(h.bot.calls().is_empty());
+    assert!(h.bot().calls().is_empty());
     assert!(h.writes().is_empty());
 }
 
 #[test]
 fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let seen = Rc::new(RefCell::new(Vec::new()));
     let seen2 = seen.clone();
     let build = |policy| {
@@ -183,12 +179,14 @@ fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
             .build()
             .unwrap()
     };
-    let outcome =
-        block_on(build(OnHandlerError::Acknowledge).process_update(message(1, 5, 7, "/fail")))
-            .unwrap();
+    let outcome = h.process_in(
+        &build(OnHandlerError::Acknowledge),
+        tg.command(5, 7, "/fail"),
+    );
     assert_eq!(outcome.handler_error.as_deref(), Some("handler exploded"));
     assert!(outcome.changes.is_empty());
-    let err = block_on(build(OnHandlerError::Retry).process_update(message(2, 5, 7, "/fail")))
+    let err = h
+        .try_process_in(&build(OnHandlerError::Retry), tg.command(5, 7, "/fail"))
         .unwrap_err();
     assert!(matches!(err, Error::Handler { update_id: 2, .. }), "{err}");
     // The handler's own error is kept, not only its message.
@@ -199,7 +197,7 @@ fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
         "handler failed on update 2: handler exploded"
     );
     assert!(h.writes().is_empty());
-    assert!(h.memory.is_empty());
+    assert!(h.memory().is_empty());
     assert_eq!(
         *seen.borrow(),
         [
@@ -211,14 +209,15 @@ fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
 
 #[test]
 fn a_corrupt_value_fails_the_update_and_is_never_overwritten() {
-    let h = Harness::new();
+    let h = Harness::new(counting_app);
     block_on(
-        h.memory
+        h.memory()
             .write(&[Change::Put(Key::ChatData(5), "{\"v\":1,\"data\":".into())]),
     )
     .unwrap();
-    let app = counting_app(&h);
-    let err = block_on(app.process_update(message(1, 5, 7, "/count"))).unwrap_err();
+    let err = h
+        .try_process(h.updates().command(5, 7, "/count"))
+        .unwrap_err();
     match &err {
         Error::Decode { backend, key, .. } => {
             assert_eq!((*backend, key.as_str()), ("memory", "chat:5"))
@@ -226,63 +225,65 @@ fn a_corrupt_value_fails_the_update_and_is_never_overwritten() {
         other => panic!("{other}"),
     }
     assert!(h.writes().is_empty());
-    assert!(h.bot.calls().is_empty());
-    let raw = block_on(h.memory.read(&[Key::ChatData(5)])).unwrap();
+    assert!(h.bot().calls().is_empty());
+    let raw = block_on(h.memory().read(&[Key::ChatData(5)])).unwrap();
     assert_eq!(raw, [Some("{\"v\":1,\"data\":".to_string())]);
 }
 
 #[test]
 fn values_from_a_newer_schema_are_refused() {
-    let h = Harness::new();
+    let h = Harness::new(|builder| {
+        builder
+            .schema_version(2)
+            .handler(CommandHandler::new("mine", count_user))
+            .build()
+    });
     let newer = codec::encode(3, "{\"count\":1}");
     block_on(
-        h.memory
+        h.memory()
             .write(&[Change::Put(Key::UserData(7), newer.clone())]),
     )
     .unwrap();
-    let app = h
-        .builder()
-        .schema_version(2)
-        .handler(CommandHandler::new("mine", count_user))
-        .build()
-        .unwrap();
-    let err = block_on(app.process_update(message(1, 5, 7, "/mine"))).unwrap_err();
+    let err = h
+        .try_process(h.updates().command(5, 7, "/mine"))
+        .unwrap_err();
     assert!(
         err.to_string().contains("newer than this code's 2"),
         "{err}"
     );
     assert_eq!(
-        block_on(h.memory.read(&[Key::UserData(7)])).unwrap(),
+        block_on(h.memory().read(&[Key::UserData(7)])).unwrap(),
         [Some(newer)]
     );
 }
 
 #[test]
 fn persistence_input_limits_what_is_read_and_written() {
-    let h = Harness::new();
-    let app = h
-        .builder()
-        .store_data(PersistenceInput {
-            chat_data: false,
-            bot_data: false,
-            ..PersistenceInput::ALL
-        })
-        .handler(CommandHandler::new("count", count_all))
-        .build()
-        .unwrap();
-    block_on(app.process_update(message(1, 5, 7, "/count"))).unwrap();
-    block_on(app.process_update(message(2, 5, 7, "/count"))).unwrap();
-    assert_eq!(h.spy.calls()[0], Call::Read(vec![Key::UserData(7)]));
+    let h = Harness::new(|builder| {
+        builder
+            .store_data(PersistenceInput {
+                chat_data: false,
+                bot_data: false,
+                ..PersistenceInput::ALL
+            })
+            .handler(CommandHandler::new("count", count_all))
+            .build()
+    });
+    let tg = h.updates();
+    h.process(tg.command(5, 7, "/count"));
+    h.process(tg.command(5, 7, "/count"));
+    assert_eq!(h.reads()[0], [Key::UserData(7)]);
     // Chat and bot counters restart every update; the user's is stored.
-    assert_eq!(h.bot.texts(), ["1 1 1", "1 1 2"]);
-    let stored = h.memory.to_json().unwrap();
+    assert_eq!(h.bot().texts(), ["1 1 1", "1 1 2"]);
+    let stored = h.to_json();
     assert_eq!(stored["chat_data"], json!({}));
     assert_eq!(stored["user_data"]["7"]["count"], 2);
 }
 
 #[test]
 fn groups_run_in_order_first_match_per_group_and_stop_ends_the_walk() {
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let log = Rc::new(RefCell::new(Vec::<String>::new()));
     let note = |name: &'static str, stop: bool| {
         let log = log.clone();
@@ -315,29 +316,31 @@ fn groups_run_in_order_first_match_per_group_and_stop_ends_the_walk() {
         .handler_in_group(TypeHandler::all(note("g5-any", false)), 5)
         .build()
         .unwrap();
-    block_on(app.process_update(message(1, 5, 7, "/other"))).unwrap();
+    h.process_in(&app, tg.command(5, 7, "/other"));
     assert_eq!(*log.borrow(), ["g-1-cmd", "g1-text", "g5-any"]);
     log.borrow_mut().clear();
-    block_on(app.process_update(message(2, 5, 7, "/stop"))).unwrap();
+    h.process_in(&app, tg.command(5, 7, "/stop"));
     assert_eq!(*log.borrow(), ["g-1-stop"]);
 }
 
 #[test]
 fn commands_match_by_name_username_and_carry_args() {
-    let h = Harness::new();
     let args = Rc::new(RefCell::new(Vec::new()));
     let args2 = args.clone();
-    let app = h
-        .builder()
-        .handler(CommandHandler::new("start, Help", move |ctx: Context| {
-            let args = args2.clone();
-            async move {
-                args.borrow_mut().push(ctx.args.join("|"));
-                Ok(())
-            }
-        }))
-        .build()
-        .unwrap();
+    let h = Harness::new(move |builder| {
+        let args = args2.clone();
+        builder
+            .bot_username("edge_bot")
+            .handler(CommandHandler::new("start, Help", move |ctx: Context| {
+                let args = args.clone();
+                async move {
+                    args.borrow_mut().push(ctx.args.join("|"));
+                    Ok(())
+                }
+            }))
+            .build()
+    });
+    let tg = h.updates();
     for text in [
         "/start a  b",
         "/HELP",
@@ -346,34 +349,35 @@ fn commands_match_by_name_username_and_carry_args() {
         "/starting",
         "start",
     ] {
-        block_on(app.process_update(message(1, 5, 7, text))).unwrap();
+        h.process(tg.message(5, 7, text));
     }
     assert_eq!(*args.borrow(), ["a|b", "", "x"]);
 }
 
 #[test]
 fn an_unknown_username_is_learned_once_from_get_me() {
-    let h = Harness::new();
-    let app = ApplicationBuilder::new()
-        .bot(h.bot.clone())
-        .persistence(h.spy.clone())
-        .handler(CommandHandler::new("count", count_all))
-        .build()
-        .unwrap();
-    block_on(app.process_update(message(1, 5, 7, "/count"))).unwrap();
+    let h = Harness::new(counting_app);
+    let tg = h.updates();
+    // One Application for every update, as a long-running process keeps it.
+    let app = h.application().unwrap();
+    h.process_in(&app, tg.command(5, 7, "/count"));
     assert_eq!(app.bot_username(), None, "no getMe for a plain command");
-    block_on(app.process_update(message(2, 5, 7, "/count@edgegram_bot"))).unwrap();
-    block_on(app.process_update(message(3, 5, 7, "/count@edgegram_bot"))).unwrap();
-    let methods: Vec<String> = h.bot.calls().into_iter().map(|c| c.0).collect();
+    h.process_in(&app, tg.command(5, 7, "/count@edgegram_bot"));
+    h.process_in(&app, tg.command(5, 7, "/count@edgegram_bot"));
     assert_eq!(
-        methods,
+        h.bot().methods(),
         ["sendMessage", "getMe", "sendMessage", "sendMessage"]
     );
+    // On Workers every update gets a fresh Application: each addressed command asks again.
+    h.bot().clear();
+    h.process(tg.command(5, 7, "/count@edgegram_bot"));
+    assert_eq!(h.bot().methods(), ["getMe", "sendMessage"]);
 }
 
 #[test]
 fn filters_compose_and_regex_captures_reach_the_callback() {
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let seen = Rc::new(RefCell::new(Vec::new()));
     let seen2 = seen.clone();
     let filter = filters::regex(r"^age (\d+)$").unwrap() & filters::groups() & !filters::command();
@@ -388,66 +392,60 @@ fn filters_compose_and_regex_captures_reach_the_callback() {
         }))
         .build()
         .unwrap();
-    block_on(app.process_update(message(1, GROUP, 7, "age 42"))).unwrap();
-    block_on(app.process_update(message(2, 5, 7, "age 43"))).unwrap(); // private chat
-    block_on(app.process_update(message(3, GROUP, 7, "age x"))).unwrap();
+    h.process_in(&app, tg.message(GROUP, 7, "age 42"));
+    h.process_in(&app, tg.message(5, 7, "age 43")); // private chat
+    h.process_in(&app, tg.message(GROUP, 7, "age x"));
     assert_eq!(
         *seen.borrow(),
         [vec![Some("age 42".to_string()), Some("42".to_string())]]
     );
     assert!(filters::regex("(unclosed").is_err());
     assert!(filters::chat_type(ChatType::Supergroup)
-        .check(&message(1, GROUP, 7, "x"))
+        .check(&tg.message(GROUP, 7, "x"))
         .is_some());
 }
 
 #[test]
 fn callback_queries_match_their_pattern() {
-    let h = Harness::new();
-    let app = h
-        .builder()
-        .handler(
-            CallbackQueryHandler::new(|ctx: Context| async move {
-                let n = ctx.matches[1].clone().unwrap_or_default();
-                ctx.user_data(|d| d.insert("pressed".into(), n.into()))?;
-                Ok(())
-            })
-            .pattern(r"^pick:(\d)$")
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
-    block_on(app.process_update(press(1, 5, 7, "other"))).unwrap();
-    assert!(h.memory.is_empty());
-    block_on(app.process_update(press(2, 5, 7, "pick:3"))).unwrap();
+    let h = Harness::new(|builder| {
+        builder
+            .handler(
+                CallbackQueryHandler::new(|ctx: Context| async move {
+                    let n = ctx.matches[1].clone().unwrap_or_default();
+                    ctx.user_data(|d| d.insert("pressed".into(), n.into()))?;
+                    Ok(())
+                })
+                .pattern(r"^pick:(\d)$")
+                .unwrap(),
+            )
+            .build()
+    });
+    let tg = h.updates();
+    h.process(tg.press(5, 7, 1, "other"));
+    assert!(h.memory().is_empty());
+    h.process(tg.press(5, 7, 1, "pick:3"));
     assert_eq!(
-        block_on(h.memory.get_user_data(7)).unwrap(),
+        block_on(h.memory().get_user_data(7)).unwrap(),
         Some(json!({"pressed": "3"}))
     );
 }
 
 #[test]
 fn drop_migrate_and_other_chats_data_are_written_at_the_end() {
-    let h = Harness::new();
+    let h = Harness::new(|builder| {
+        builder
+            .handler(CommandHandler::new("admin", |ctx: Context| async move {
+                ctx.drop_user_data(8)?;
+                ctx.migrate_chat_data(-100, -1009).await?;
+                ctx.chat_data_of(42, |d| d.insert("note".into(), "hi".into()))
+                    .await?;
+                Ok(())
+            }))
+            .build()
+    });
     let doc = json!({"chat_data": {"-100": {"title": "old"}, "5": {"count": 1}}, "user_data": {"8": {"a": 1}}});
-    block_on(edgegram::persistence::dict::import(
-        h.memory.as_ref(),
-        &doc,
-        1,
-    ))
-    .unwrap();
-    let app = h
-        .builder()
-        .handler(CommandHandler::new("admin", |ctx: Context| async move {
-            ctx.drop_user_data(8)?;
-            ctx.migrate_chat_data(-100, -1009).await?;
-            ctx.chat_data_of(42, |d| d.insert("note".into(), "hi".into()))
-                .await?;
-            Ok(())
-        }))
-        .build()
-        .unwrap();
-    let outcome = block_on(app.process_update(message(1, 5, 7, "/admin"))).unwrap();
+    block_on(edgegram::persistence::dict::import(h.memory(), &doc, 1)).unwrap();
+    let outcome = h.process(h.updates().command(5, 7, "/admin"));
     // One read for the update, one for -100 and -1009 together, one for 42.
     assert_eq!(outcome.reads, 3);
     assert_eq!(outcome.deleted(), [&Key::ChatData(-100), &Key::UserData(8)]);
@@ -455,7 +453,7 @@ fn drop_migrate_and_other_chats_data_are_written_at_the_end() {
         outcome.written(),
         [&Key::ChatData(-1009), &Key::ChatData(42)]
     );
-    let stored = h.memory.to_json().unwrap();
+    let stored = h.to_json();
     assert_eq!(
         stored["chat_data"],
         json!({"-1009": {"title": "old"}, "42": {"note": "hi"}, "5": {"count": 1}})
@@ -465,7 +463,8 @@ fn drop_migrate_and_other_chats_data_are_written_at_the_end() {
 
 #[test]
 fn nested_access_is_an_error_not_a_panic() {
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let app = h
         .builder()
         .handler(TypeHandler::all(|ctx: Context| async move {
@@ -481,12 +480,10 @@ fn nested_access_is_an_error_not_a_panic() {
         }))
         .build()
         .unwrap();
-    let outcome = block_on(app.process_update(message(1, 5, 7, "x"))).unwrap();
+    let outcome = h.process_in(&app, tg.message(5, 7, "x"));
     assert!(outcome.handler_error.is_none());
-    let no_chat = Update::from_value(
-        json!({"update_id": 2, "inline_query": {"id": "i", "from": {"id": 7}, "query": ""}}),
-    )
-    .unwrap();
+    let no_chat =
+        tg.from_json(json!({"inline_query": {"id": "i", "from": {"id": 7}, "query": ""}}));
     let app = h
         .builder()
         .handler(TypeHandler::all(|ctx: Context| async move {
@@ -495,7 +492,7 @@ fn nested_access_is_an_error_not_a_panic() {
         }))
         .build()
         .unwrap();
-    let outcome = block_on(app.process_update(no_chat)).unwrap();
+    let outcome = h.process_in(&app, no_chat);
     assert_eq!(
         outcome.handler_error.as_deref(),
         Some("this update has no chat")
@@ -510,27 +507,26 @@ struct Profile {
 
 #[test]
 fn typed_data_round_trips_and_a_misfit_value_is_a_decode_error() {
-    let h = Harness::new();
-    let app: Application<edgegram::Data, edgegram::Data, Profile> = ApplicationBuilder::new()
-        .bot(h.bot.clone())
-        .persistence(h.spy.clone())
-        .handler(TypeHandler::all(|ctx: Context<_, _, Profile>| async move {
-            ctx.user_data(|p| {
-                p.visits += 1;
-                p.name = "Ann".into();
-            })?;
-            Ok(())
-        }))
-        .build()
-        .unwrap();
-    block_on(app.process_update(message(1, 5, 7, "x"))).unwrap();
-    block_on(app.process_update(message(2, 5, 7, "x"))).unwrap();
+    let h: Harness<edgegram::Data, edgegram::Data, Profile> = Harness::new(|builder| {
+        builder
+            .handler(TypeHandler::all(|ctx: Context<_, _, Profile>| async move {
+                ctx.user_data(|p| {
+                    p.visits += 1;
+                    p.name = "Ann".into();
+                })?;
+                Ok(())
+            }))
+            .build()
+    });
+    let tg = h.updates();
+    h.process(tg.message(5, 7, "x"));
+    h.process(tg.message(5, 7, "x"));
     assert_eq!(
-        block_on(h.memory.get_user_data(7)).unwrap(),
+        block_on(h.memory().get_user_data(7)).unwrap(),
         Some(json!({"name": "Ann", "visits": 2}))
     );
-    block_on(h.memory.update_user_data(9, &json!({"visits": "many"}))).unwrap();
-    let err = block_on(app.process_update(message(3, 5, 9, "x"))).unwrap_err();
+    block_on(h.memory().update_user_data(9, &json!({"visits": "many"}))).unwrap();
+    let err = h.try_process(tg.message(5, 9, "x")).unwrap_err();
     assert!(
         matches!(&err, Error::Decode { key, .. } if key == "user:9"),
         "{err}"
@@ -559,10 +555,12 @@ struct AgedUser {
     seen: u32,
 }
 
-fn aged_app(h: &Harness) -> Application<edgegram::Data, edgegram::Data, AgedUser> {
-    ApplicationBuilder::new()
-        .bot(h.bot.clone())
-        .persistence(h.spy.clone())
+type AgedHarness = Harness<edgegram::Data, edgegram::Data, AgedUser>;
+
+fn aged_app(
+    builder: ApplicationBuilder<edgegram::Data, edgegram::Data, AgedUser>,
+) -> Result<Application<edgegram::Data, edgegram::Data, AgedUser>> {
+    builder
         .schema_version(3)
         // v1 stored the age as a string; v2 -> v3 needs nothing.
         .migration(1, |key, mut data| {
@@ -588,44 +586,45 @@ fn aged_app(h: &Harness) -> Application<edgegram::Data, edgegram::Data, AgedUser
             },
         ))
         .build()
-        .unwrap()
 }
 
 #[test]
 fn old_values_are_migrated_on_load_and_rewritten_only_when_changed() {
-    let h = Harness::new();
+    let h = AgedHarness::new(aged_app);
+    let tg = h.updates();
     let old = codec::encode(1, "{\"age\":\"41\"}");
     block_on(
-        h.memory
+        h.memory()
             .write(&[Change::Put(Key::UserData(7), old.clone())]),
     )
     .unwrap();
-    let app = aged_app(&h);
-    block_on(app.process_update(message(1, 5, 7, "/age"))).unwrap();
-    assert_eq!(h.bot.texts(), ["41"]);
+    h.process(tg.command(5, 7, "/age"));
+    assert_eq!(h.bot().texts(), ["41"]);
     assert!(
         h.writes().is_empty(),
         "reading a migrated value writes nothing"
     );
     assert_eq!(
-        block_on(h.memory.read(&[Key::UserData(7)])).unwrap(),
+        block_on(h.memory().read(&[Key::UserData(7)])).unwrap(),
         [Some(old)]
     );
-    block_on(app.process_update(message(2, 5, 7, "/seen"))).unwrap();
-    let stored = block_on(h.memory.read(&[Key::UserData(7)])).unwrap();
+    h.process(tg.command(5, 7, "/seen"));
+    let stored = block_on(h.memory().read(&[Key::UserData(7)])).unwrap();
     assert_eq!(stored, [Some(codec::encode(3, "{\"age\":41,\"seen\":1}"))]);
 }
 
 #[test]
 fn a_failing_migration_fails_the_update_and_leaves_the_value() {
-    let h = Harness::new();
+    let h = AgedHarness::new(aged_app);
     let old = codec::encode(1, "{\"age\":\"forty\"}");
     block_on(
-        h.memory
+        h.memory()
             .write(&[Change::Put(Key::UserData(7), old.clone())]),
     )
     .unwrap();
-    let err = block_on(aged_app(&h).process_update(message(1, 5, 7, "/seen"))).unwrap_err();
+    let err = h
+        .try_process(h.updates().command(5, 7, "/seen"))
+        .unwrap_err();
     match &err {
         Error::Decode { key, message, .. } => {
             assert_eq!(key, "user:7");
@@ -637,14 +636,14 @@ fn a_failing_migration_fails_the_update_and_leaves_the_value() {
         other => panic!("{other}"),
     }
     assert_eq!(
-        block_on(h.memory.read(&[Key::UserData(7)])).unwrap(),
+        block_on(h.memory().read(&[Key::UserData(7)])).unwrap(),
         [Some(old)]
     );
 }
 
 #[test]
 fn migrations_outside_the_schema_range_are_configuration_errors() {
-    let h = Harness::new();
+    let h = harness();
     for from in [0, 2, 5] {
         let err = h
             .builder()

@@ -7,84 +7,54 @@ use std::time::Duration;
 
 use edgegram::callback_data::{sweep, InvalidReason, ID_LEN};
 use edgegram::persistence::dict;
-use edgegram::persistence::spy::Call;
+use edgegram::testing::Harness;
 use edgegram::{
-    AnswerCallbackQuery, Application, CallbackData, CallbackDataSettings, CallbackQueryHandler,
-    CommandHandler, Context, EditMessageText, Error, HandlerResult, Key, PersistenceExt,
-    PersistenceInput, SendMessage, Update,
+    AnswerCallbackQuery, Application, ApplicationBuilder, CallbackData, CallbackDataSettings,
+    CallbackQueryHandler, CommandHandler, Context, EditMessageText, Error, HandlerResult, Key,
+    PersistenceExt, PersistenceInput, SendMessage, Update,
 };
-mod common;
 
-use common::Harness;
 use futures::executor::block_on;
 use serde_json::{json, Value};
 
 const CHAT: i64 = 5;
 const USER: i64 = 7;
 
-fn command(update_id: i64, text: &str) -> Update {
-    Update::from_value(json!({
-        "update_id": update_id,
-        "message": {
-            "message_id": update_id, "date": 0,
-            "chat": {"id": CHAT, "type": "private"},
-            "from": {"id": USER, "is_bot": false, "first_name": "U"},
-            "text": text,
-            "entities": [{"type": "bot_command", "offset": 0, "length": text.len()}],
-        }
-    }))
-    .unwrap()
+/// The demo contract's `/list` bot; the harness builds it fresh for every update, as every
+/// Worker request does.
+fn demo(settings: CallbackDataSettings) -> Harness {
+    Harness::new(move |builder| demo_bot(builder, settings))
 }
 
-fn press(update_id: i64, data: &str) -> Update {
-    common::press(update_id, CHAT, USER, 1, data)
+fn demo_bot(
+    builder: ApplicationBuilder,
+    settings: CallbackDataSettings,
+) -> edgegram::Result<Application> {
+    builder
+        .arbitrary_callback_data(settings)
+        .handler(CommandHandler::new("list", list))
+        .handler(CallbackQueryHandler::new(expired).invalid_data())
+        .handler(CallbackQueryHandler::new(pressed))
+        .build()
 }
 
-impl Harness {
-    fn new() -> Self {
-        Harness::at(1700000000000)
-    }
+/// A harness whose tests build their Applications with `h.builder()`.
+fn harness() -> Harness {
+    Harness::new(ApplicationBuilder::build)
+}
 
-    /// The demo contract's `/list` bot, built fresh (as every Worker request does).
-    fn demo(&self, settings: CallbackDataSettings) -> Application {
-        self.builder()
-            .arbitrary_callback_data(settings)
-            .handler(CommandHandler::new("list", list))
-            .handler(CallbackQueryHandler::new(expired).invalid_data())
-            .handler(CallbackQueryHandler::new(pressed))
-            .build()
-            .unwrap()
-    }
+fn list_command(h: &Harness) -> Update {
+    h.updates().command(CHAT, USER, "/list")
+}
 
-    fn send(&self, app: &Application, update: Update) -> edgegram::Outcome {
-        block_on(app.process_update(update)).unwrap()
-    }
+/// A press on a button of the bot's newest message (message 1 when it sent none).
+fn press(h: &Harness, data: &str) -> Update {
+    let message_id = h.bot().sent().last().map_or(1, |m| m.message_id);
+    h.updates().press(CHAT, USER, message_id, data)
+}
 
-    /// The callback data of every button of the last message sent or edited.
-    fn last_buttons(&self) -> Vec<String> {
-        let calls = self.bot.calls();
-        let (_, params) = calls
-            .iter()
-            .rev()
-            .find(|(m, _)| m == "sendMessage" || m == "editMessageText")
-            .unwrap();
-        params["reply_markup"]["inline_keyboard"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| row.as_array().unwrap())
-            .map(|b| b["callback_data"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    fn answers(&self) -> Vec<Value> {
-        self.bot
-            .calls()
-            .into_iter()
-            .filter(|(m, _)| m == "answerCallbackQuery")
-            .map(|(_, p)| p)
-            .collect()
-    }
+fn answers(h: &Harness) -> Vec<Value> {
+    h.bot().params_of("answerCallbackQuery")
 }
 
 fn keyboard_of(data: &str) -> Key {
@@ -110,7 +80,9 @@ async fn pressed(ctx: Context) -> HandlerResult {
         .answer_callback_query(AnswerCallbackQuery::new(query))
         .await?;
     let markup = ctx.callback_keyboard(buttons(&list))?;
-    let edit = EditMessageText::new(CHAT, 1, format!("{list:?}")).reply_markup(markup);
+    let message = ctx.effective_message().ok_or("no message")?;
+    let edit = EditMessageText::new(message.chat.id, message.message_id, format!("{list:?}"))
+        .reply_markup(markup);
     ctx.bot().edit_message_text(edit).await?;
     ctx.drop_callback_data()?;
     Ok(())
@@ -125,12 +97,9 @@ async fn expired(ctx: Context) -> HandlerResult {
 
 #[test]
 fn a_keyboard_carries_any_value_behind_opaque_ids_stored_per_keyboard() {
-    let h = Harness::new();
-    let outcome = h.send(
-        &h.demo(CallbackDataSettings::default()),
-        command(1, "/list"),
-    );
-    let ids = h.last_buttons();
+    let h = demo(CallbackDataSettings::default());
+    let outcome = h.process(list_command(&h));
+    let ids = h.bot().last_callback_data();
     assert_eq!(ids.len(), 5);
     for id in &ids {
         assert_eq!(id.len(), 64, "{id}");
@@ -144,11 +113,11 @@ fn a_keyboard_carries_any_value_behind_opaque_ids_stored_per_keyboard() {
 
     let key = keyboard_of(&ids[0]);
     assert_eq!(outcome.written(), [&key]);
-    let stored = block_on(h.memory.get_entry(&key)).unwrap().unwrap();
+    let stored = block_on(h.memory().get_entry(&key)).unwrap().unwrap();
     assert_eq!(stored["access_time"], json!(1_700_000_000.0));
     assert_eq!(stored["buttons"][&ids[2][ID_LEN..]], json!([3, []]));
     // Exported as PTB's DictPersistence callback_data.
-    let doc = block_on(dict::export(h.memory.as_ref())).unwrap();
+    let doc = block_on(dict::export(h.memory())).unwrap();
     let Key::CallbackKeyboard(keyboard_id) = &key else {
         unreachable!()
     };
@@ -160,43 +129,40 @@ fn a_keyboard_carries_any_value_behind_opaque_ids_stored_per_keyboard() {
 
 #[test]
 fn a_press_resolves_in_the_updates_one_read_and_drops_its_keyboard() {
-    let h = Harness::new();
-    let settings = CallbackDataSettings::default();
-    h.send(&h.demo(settings), command(1, "/list"));
-    let first = h.last_buttons();
+    let h = demo(CallbackDataSettings::default());
+    h.process(list_command(&h));
+    let first = h.bot().last_callback_data();
 
     // Every update in a fresh Application, as in separate Worker isolates.
-    h.spy.clear();
-    let outcome = h.send(&h.demo(settings), press(2, &first[2]));
+    h.spy().clear();
+    let outcome = h.process(press(&h, &first[2]));
     assert_eq!(outcome.reads, 1);
-    match &h.spy.calls()[0] {
-        Call::Read(keys) => assert!(keys.contains(&keyboard_of(&first[2])), "{keys:?}"),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(h.bot.texts().last().unwrap(), "[3]");
-    let second = h.last_buttons();
+    let keys = &h.reads()[0];
+    assert!(keys.contains(&keyboard_of(&first[2])), "{keys:?}");
+    assert_eq!(h.bot().texts().last().unwrap(), "[3]");
+    let second = h.bot().last_callback_data();
     assert_eq!(outcome.deleted(), [&keyboard_of(&first[2])]);
     assert_eq!(outcome.written(), [&keyboard_of(&second[0])]);
 
-    h.send(&h.demo(settings), press(3, &second[0]));
-    assert_eq!(h.bot.texts().last().unwrap(), "[3, 1]");
+    h.process(press(&h, &second[0]));
+    assert_eq!(h.bot().texts().last().unwrap(), "[3, 1]");
 
     // The dropped keyboard's buttons no longer resolve.
-    let outcome = h.send(&h.demo(settings), press(4, &first[4]));
+    let outcome = h.process(press(&h, &first[4]));
     assert!(outcome.changes.is_empty());
     assert_eq!(
-        h.answers().last().unwrap()["text"],
+        answers(&h).last().unwrap()["text"],
         "this button has expired"
     );
-    assert_eq!(h.bot.texts().last().unwrap(), "[3, 1]");
+    assert_eq!(h.bot().texts().last().unwrap(), "[3, 1]");
 }
 
 #[test]
 fn tampered_unknown_and_malformed_data_is_invalid_and_never_a_panic() {
-    let h = Harness::new();
     let settings = CallbackDataSettings::default();
-    h.send(&h.demo(settings), command(1, "/list"));
-    let good = h.last_buttons()[0].clone();
+    let h = demo(settings);
+    h.process(list_command(&h));
+    let good = h.bot().last_callback_data()[0].clone();
     let reasons = Rc::new(RefCell::new(Vec::new()));
     let seen = reasons.clone();
     let app = h
@@ -216,18 +182,15 @@ fn tampered_unknown_and_malformed_data_is_invalid_and_never_a_panic() {
     let other_button = format!("{}{}", &good[..ID_LEN], "0".repeat(ID_LEN));
     let other_keyboard = format!("{}{}", "f".repeat(ID_LEN), &good[ID_LEN..]);
     let multibyte = format!("{}é{}", &good[..31], &good[33..]);
-    for (i, data) in [
+    for data in [
         other_button.as_str(),
         other_keyboard.as_str(),
         "short",
         &good[..63],
         multibyte.as_str(),
         "",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let outcome = h.send(&app, press(10 + i as i64, data));
+    ] {
+        let outcome = h.process_in(&app, press(&h, data));
         assert!(outcome.changes.is_empty(), "{data}");
     }
     use InvalidReason::*;
@@ -239,34 +202,33 @@ fn tampered_unknown_and_malformed_data_is_invalid_and_never_a_panic() {
 
 #[test]
 fn keyboards_expire_after_their_ttl() {
-    let h = Harness::new();
-    let settings = CallbackDataSettings {
+    let h = demo(CallbackDataSettings {
         ttl: Some(Duration::from_secs(60)),
         ..CallbackDataSettings::default()
-    };
-    h.send(&h.demo(settings), command(1, "/list"));
-    let ids = h.last_buttons();
-    h.clock.set(h.clock.get() + 59_999);
-    h.send(&h.demo(settings), press(2, &ids[0]));
-    assert_eq!(h.bot.texts().last().unwrap(), "[1]");
-    let fresh = h.last_buttons();
-    h.clock.set(h.clock.get() + 60_000);
-    let outcome = h.send(&h.demo(settings), press(3, &fresh[1]));
+    });
+    h.process(list_command(&h));
+    let ids = h.bot().last_callback_data();
+    h.advance(Duration::from_millis(59_999));
+    h.process(press(&h, &ids[0]));
+    assert_eq!(h.bot().texts().last().unwrap(), "[1]");
+    let fresh = h.bot().last_callback_data();
+    h.advance(Duration::from_secs(60));
+    let outcome = h.process(press(&h, &fresh[1]));
     assert!(outcome.changes.is_empty());
     assert_eq!(
-        h.answers().last().unwrap()["text"],
+        answers(&h).last().unwrap()["text"],
         "this button has expired"
     );
 }
 
 #[test]
 fn a_ptb_export_imports_and_its_buttons_resolve_with_patterns_and_predicates() {
-    let h = Harness::new();
+    let h = harness();
     let keyboard = "0123456789abcdef0123456789abcdef";
     let (hello, number) = ("a".repeat(32), "b".repeat(32));
     let doc = json!({"callback_data": [[[keyboard, 1_699_999_999.5,
         {hello.clone(): "hello world", number.clone(): 42}]], {"q1": keyboard}]});
-    block_on(dict::import(h.memory.as_ref(), &doc, 1)).unwrap();
+    block_on(dict::import(h.memory(), &doc, 1)).unwrap();
     let log = Rc::new(RefCell::new(Vec::<String>::new()));
     let note = |tag: &'static str| {
         let log = log.clone();
@@ -290,10 +252,10 @@ fn a_ptb_export_imports_and_its_buttons_resolve_with_patterns_and_predicates() {
         .handler(CallbackQueryHandler::new(note("invalid")).invalid_data())
         .build()
         .unwrap();
-    h.send(&app, press(1, &format!("{keyboard}{hello}")));
-    h.send(&app, press(2, &format!("{keyboard}{number}")));
+    h.process_in(&app, press(&h, &format!("{keyboard}{hello}")));
+    h.process_in(&app, press(&h, &format!("{keyboard}{number}")));
     // The raw id itself never matches a pattern: only resolved string data does.
-    h.send(&app, press(3, &format!("{keyboard}{}", "c".repeat(32))));
+    h.process_in(&app, press(&h, &format!("{keyboard}{}", "c".repeat(32))));
     assert_eq!(
         *log.borrow(),
         [
@@ -306,30 +268,29 @@ fn a_ptb_export_imports_and_its_buttons_resolve_with_patterns_and_predicates() {
 
 #[test]
 fn the_random_source_makes_the_ids() {
-    let h = Harness::new();
-    let next = Rc::new(Cell::new(0u8));
-    let app = h
-        .builder()
-        .random(move |buf: &mut [u8]| {
-            for b in buf {
-                *b = next.get();
-                next.set(next.get().wrapping_add(1));
-            }
-        })
-        .arbitrary_callback_data(CallbackDataSettings::default())
-        .handler(CommandHandler::new("list", list))
-        .build()
-        .unwrap();
-    h.send(&app, command(1, "/list"));
+    let h = Harness::new(|builder| {
+        let next = Rc::new(Cell::new(0u8));
+        builder
+            .random(move |buf: &mut [u8]| {
+                for b in buf {
+                    *b = next.get();
+                    next.set(next.get().wrapping_add(1));
+                }
+            })
+            .arbitrary_callback_data(CallbackDataSettings::default())
+            .handler(CommandHandler::new("list", list))
+            .build()
+    });
+    h.process(list_command(&h));
     assert_eq!(
-        h.last_buttons()[0],
+        h.bot().last_callback_data()[0],
         "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
     );
 }
 
 #[test]
 fn misconfigurations_say_how_to_fix_them() {
-    let h = Harness::new();
+    let h = harness();
     let err = h
         .builder()
         .arbitrary_callback_data(CallbackDataSettings::default())
@@ -359,7 +320,7 @@ fn misconfigurations_say_how_to_fix_them() {
         }))
         .build()
         .unwrap();
-    let outcome = h.send(&app, command(1, "/list"));
+    let outcome = h.process_in(&app, list_command(&h));
     assert!(
         outcome
             .handler_error
@@ -367,32 +328,31 @@ fn misconfigurations_say_how_to_fix_them() {
             .is_some_and(|e| e.contains("arbitrary_callback_data(")),
         "{outcome:?}"
     );
-    h.send(&app, press(2, "pick:1"));
+    h.process_in(&app, press(&h, "pick:1"));
     assert_eq!(*raw.borrow(), Some(CallbackData::Data(json!("pick:1"))));
 }
 
 #[test]
 fn a_sweep_enforces_ttl_and_maxsize_in_one_write() {
-    let h = Harness::new();
-    let settings = CallbackDataSettings::default();
-    let start = h.clock.get();
+    let h = demo(CallbackDataSettings::default());
+    let start = h.now_ms();
     let mut keys = Vec::new();
     for i in 0..3 {
-        h.clock.set(start + i * 10_000);
-        h.send(&h.demo(settings), command(i + 1, "/list"));
-        keys.push(keyboard_of(&h.last_buttons()[0]));
+        h.set_now_ms(start + i * 10_000);
+        h.process(list_command(&h));
+        keys.push(keyboard_of(&h.bot().last_callback_data()[0]));
     }
     let Key::CallbackKeyboard(oldest) = &keys[0] else {
         unreachable!()
     };
     block_on(
-        h.memory
+        h.memory()
             .put_entry(Key::CallbackQuery("q-old".into()), &json!(oldest)),
     )
     .unwrap();
-    h.spy.clear();
+    h.spy().clear();
     let removed = block_on(sweep(
-        h.spy.as_ref(),
+        h.spy(),
         start + 25_000,
         CallbackDataSettings {
             ttl: Some(Duration::from_secs(20)), // the first keyboard is 25 s old
@@ -408,14 +368,8 @@ fn a_sweep_enforces_ttl_and_maxsize_in_one_write() {
             Key::CallbackQuery("q-old".into())
         ]
     );
-    let writes = h
-        .spy
-        .calls()
-        .into_iter()
-        .filter(|c| matches!(c, Call::Write(_)))
-        .count();
-    assert_eq!(writes, 1);
-    let doc = block_on(dict::export(h.memory.as_ref())).unwrap();
+    assert_eq!(h.writes().len(), 1);
+    let doc = block_on(dict::export(h.memory())).unwrap();
     assert_eq!(doc["callback_data"][0].as_array().unwrap().len(), 1);
     assert_eq!(doc["callback_data"][1], json!({}));
 }

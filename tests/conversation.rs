@@ -5,16 +5,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use edgegram::conversation::{expire_due, on, ConversationHandler, Expired, Next, StateResult};
-use edgegram::persistence::dict;
-use edgegram::persistence::spy::Call;
-use edgegram::{
-    filters, Application, CommandHandler, Context, Error, Key, MessageHandler, PersistenceExt,
-    TypeHandler, Update,
+use edgegram::conversation::{
+    expire_due, on, ConversationHandler, ConversationState, Expired, Next, StateResult,
 };
-mod common;
+use edgegram::persistence::dict;
+use edgegram::testing::Harness;
+use edgegram::{
+    filters, ApplicationBuilder, CommandHandler, Context, Error, Key, MessageHandler,
+    PersistenceExt, TypeHandler, Update,
+};
 
-use common::{message, press, Harness};
 use futures::executor::block_on;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -23,42 +23,22 @@ const CHAT: i64 = 5;
 const USER: i64 = 7;
 const GROUP: i64 = -1001500000001;
 
-/// A press on a button of an inline-mode message (no chat).
-fn inline_press(update_id: i64, user: i64, inline_message_id: &str, data: &str) -> Update {
-    Update::from_value(json!({
-        "update_id": update_id,
-        "callback_query": {
-            "id": format!("q{update_id}"), "chat_instance": "ci", "data": data,
-            "from": {"id": user, "is_bot": false, "first_name": "U"},
-            "inline_message_id": inline_message_id,
-        }
-    }))
-    .unwrap()
+type Conversation<S> = ConversationHandler<edgegram::Data, edgegram::Data, edgegram::Data, S>;
+
+/// A bot of one conversation, built afresh for every update as on Workers.
+fn bot_of<S: ConversationState>(
+    conversation: impl Fn() -> edgegram::Result<Conversation<S>> + 'static,
+) -> Harness {
+    Harness::new(move |builder| builder.handler(conversation()?).build())
 }
 
-impl Harness {
-    fn new() -> Self {
-        Harness::at(1000000)
-    }
+/// A harness whose tests build their Applications with `h.builder()`.
+fn harness() -> Harness {
+    Harness::new(ApplicationBuilder::build)
+}
 
-    fn app(
-        &self,
-        conversation: ConversationHandler<edgegram::Data, edgegram::Data, edgegram::Data, Profile>,
-    ) -> Application {
-        self.builder().handler(conversation).build().unwrap()
-    }
-
-    fn send(&self, app: &Application, update: Update) -> edgegram::Outcome {
-        block_on(app.process_update(update)).unwrap()
-    }
-
-    fn export(&self) -> Value {
-        block_on(dict::export(self.memory.as_ref())).unwrap()
-    }
-
-    fn stored(&self, name: &str, key: &str) -> Option<Value> {
-        block_on(self.memory.get_conversation(name, key)).unwrap()
-    }
+fn stored(h: &Harness, name: &str, key: &str) -> Option<Value> {
+    block_on(h.memory().get_conversation(name, key)).unwrap()
 }
 
 /// The demo's profile conversation states.
@@ -143,51 +123,56 @@ fn profile() -> edgegram::conversation::ConversationBuilder<
 
 #[test]
 fn a_conversation_moves_through_its_states_and_its_entry_is_deleted_on_end() {
-    let h = Harness::new();
-    let app = h.app(profile().build().unwrap());
+    let h = bot_of(|| profile().build());
+    let tg = h.updates();
     let key = conv_key("profile", "[5, 7]");
 
-    let outcome = h.send(&app, message(1, CHAT, USER, "/start"));
+    let outcome = h.process(tg.message(CHAT, USER, "/start"));
     // The conversation's entry is read with the update's data, in the one read.
     assert_eq!(
-        h.spy.calls()[0],
-        Call::Read(vec![
+        h.reads()[0],
+        [
             Key::BotData,
             Key::ChatData(CHAT),
             Key::UserData(USER),
             key.clone()
-        ])
+        ]
     );
     assert_eq!(outcome.reads, 1);
     assert_eq!(outcome.written(), [&key]);
-    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+    assert_eq!(stored(&h, "profile", "[5, 7]"), Some(json!("CHOOSING")));
 
-    h.send(&app, message(2, CHAT, USER, "Something else..."));
-    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("TYPING_CHOICE")));
-    h.send(&app, message(3, CHAT, USER, "Pet"));
-    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("TYPING_REPLY")));
-    h.send(&app, message(4, CHAT, USER, "Cat"));
-    assert_eq!(h.export()["conversations"]["profile"]["[5, 7]"], "CHOOSING");
-    assert_eq!(h.export()["user_data"]["7"], json!({"pet": "cat"}));
-
-    let outcome = h.send(&app, message(5, CHAT, USER, "Done"));
-    assert_eq!(outcome.deleted(), [&key]);
-    assert_eq!(h.stored("profile", "[5, 7]"), None);
-    assert_eq!(h.export()["conversations"], json!({}));
+    h.process(tg.message(CHAT, USER, "Something else..."));
     assert_eq!(
-        h.bot.texts(),
+        stored(&h, "profile", "[5, 7]"),
+        Some(json!("TYPING_CHOICE"))
+    );
+    h.process(tg.message(CHAT, USER, "Pet"));
+    assert_eq!(stored(&h, "profile", "[5, 7]"), Some(json!("TYPING_REPLY")));
+    h.process(tg.message(CHAT, USER, "Cat"));
+    assert_eq!(
+        h.to_json()["conversations"]["profile"]["[5, 7]"],
+        "CHOOSING"
+    );
+    assert_eq!(h.to_json()["user_data"]["7"], json!({"pet": "cat"}));
+
+    let outcome = h.process(tg.message(CHAT, USER, "Done"));
+    assert_eq!(outcome.deleted(), [&key]);
+    assert_eq!(stored(&h, "profile", "[5, 7]"), None);
+    assert_eq!(h.to_json()["conversations"], json!({}));
+    assert_eq!(
+        h.bot().texts(),
         ["start", "category?", "your pet?", "noted", "bye"]
     );
 
     // Ended: "Done" is no longer handled (fallbacks only apply to an active conversation).
-    let outcome = h.send(&app, message(6, CHAT, USER, "Done"));
+    let outcome = h.process(tg.message(CHAT, USER, "Done"));
     assert!(!outcome.handled);
 }
 
 #[test]
 fn a_state_that_does_not_change_writes_nothing() {
-    let h = Harness::new();
-    let app = h.app(
+    let h = bot_of(|| {
         profile()
             .state(
                 Profile::Choosing,
@@ -200,41 +185,40 @@ fn a_state_that_does_not_change_writes_nothing() {
                 |_| async { Ok(Next::To(Profile::Choosing)) },
             )
             .build()
-            .unwrap(),
-    );
-    h.send(&app, message(1, CHAT, USER, "/start"));
-    for (id, text) in [(2, "stay"), (3, "same")] {
-        let outcome = h.send(&app, message(id, CHAT, USER, text));
+    });
+    let tg = h.updates();
+    h.process(tg.message(CHAT, USER, "/start"));
+    for text in ["stay", "same"] {
+        let outcome = h.process(tg.message(CHAT, USER, text));
         assert!(outcome.handled, "{text}");
         assert!(outcome.changes.is_empty(), "{text}: {:?}", outcome.changes);
     }
-    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+    assert_eq!(stored(&h, "profile", "[5, 7]"), Some(json!("CHOOSING")));
 }
 
 #[test]
 fn without_reentry_an_entry_point_matches_nothing_while_active_with_it_restarts() {
-    let h = Harness::new();
-    let app = h.app(profile().build().unwrap());
-    h.send(&app, message(1, CHAT, USER, "/start"));
-    h.send(&app, message(2, CHAT, USER, "Age"));
-    let outcome = h.send(&app, message(3, CHAT, USER, "/start"));
+    let h = bot_of(|| profile().build());
+    let tg = h.updates();
+    h.process(tg.message(CHAT, USER, "/start"));
+    h.process(tg.message(CHAT, USER, "Age"));
+    let outcome = h.process(tg.message(CHAT, USER, "/start"));
     assert!(!outcome.handled && outcome.changes.is_empty());
-    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("TYPING_REPLY")));
-    assert_eq!(h.bot.texts(), ["start", "your age?"]);
+    assert_eq!(stored(&h, "profile", "[5, 7]"), Some(json!("TYPING_REPLY")));
+    assert_eq!(h.bot().texts(), ["start", "your age?"]);
 
-    let h = Harness::new();
-    let app = h.app(profile().allow_reentry(true).build().unwrap());
-    h.send(&app, message(1, CHAT, USER, "/start"));
-    h.send(&app, message(2, CHAT, USER, "Age"));
-    let outcome = h.send(&app, message(3, CHAT, USER, "/start"));
+    let h = bot_of(|| profile().allow_reentry(true).build());
+    let tg = h.updates();
+    h.process(tg.message(CHAT, USER, "/start"));
+    h.process(tg.message(CHAT, USER, "Age"));
+    let outcome = h.process(tg.message(CHAT, USER, "/start"));
     assert!(outcome.handled);
-    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+    assert_eq!(stored(&h, "profile", "[5, 7]"), Some(json!("CHOOSING")));
 }
 
 #[test]
 fn state_handlers_come_before_fallbacks_and_fallbacks_need_an_active_conversation() {
-    let h = Harness::new();
-    let app = h.app(
+    let h = bot_of(|| {
         profile()
             // A fallback that would match the free text of TYPING_REPLY as well.
             .fallback(on::message(filters::text()), |ctx: Context| async move {
@@ -242,21 +226,20 @@ fn state_handlers_come_before_fallbacks_and_fallbacks_need_an_active_conversatio
                 Ok(Next::Stay)
             })
             .build()
-            .unwrap(),
-    );
-    assert!(!h.send(&app, message(1, CHAT, USER, "hello")).handled);
-    h.send(&app, message(2, CHAT, USER, "/start"));
-    h.send(&app, message(3, CHAT, USER, "Age"));
-    h.send(&app, message(4, CHAT, USER, "12")); // TYPING_REPLY's handler, not the fallback
-    h.send(&app, message(5, CHAT, USER, "/unknown")); // no state handler: the fallback
-    assert_eq!(h.bot.texts(), ["start", "your age?", "noted", "fallback"]);
-    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+    });
+    let tg = h.updates();
+    assert!(!h.process(tg.message(CHAT, USER, "hello")).handled);
+    h.process(tg.message(CHAT, USER, "/start"));
+    h.process(tg.message(CHAT, USER, "Age"));
+    h.process(tg.message(CHAT, USER, "12")); // TYPING_REPLY's handler, not the fallback
+    h.process(tg.message(CHAT, USER, "/unknown")); // no state handler: the fallback
+    assert_eq!(h.bot().texts(), ["start", "your age?", "noted", "fallback"]);
+    assert_eq!(stored(&h, "profile", "[5, 7]"), Some(json!("CHOOSING")));
 }
 
 #[test]
 fn an_entry_point_that_stays_does_not_start_a_conversation() {
-    let h = Harness::new();
-    let app = h.app(
+    let h = bot_of(|| {
         ConversationHandler::builder()
             .entry(on::command("peek"), |_| async { Ok(Next::Stay) })
             .entry(on::command("start"), start)
@@ -266,17 +249,16 @@ fn an_entry_point_that_stays_does_not_start_a_conversation() {
             .name("profile")
             .persistent(true)
             .build()
-            .unwrap(),
-    );
-    let outcome = h.send(&app, message(1, CHAT, USER, "/peek"));
+    });
+    let tg = h.updates();
+    let outcome = h.process(tg.message(CHAT, USER, "/peek"));
     assert!(outcome.handled && outcome.changes.is_empty());
-    assert!(!h.send(&app, message(2, CHAT, USER, "text")).handled);
+    assert!(!h.process(tg.message(CHAT, USER, "text")).handled);
 }
 
 #[test]
 fn a_failing_callback_keeps_the_previous_state() {
-    let h = Harness::new();
-    let app = h.app(
+    let h = bot_of(|| {
         profile()
             .state(
                 Profile::Choosing,
@@ -284,101 +266,100 @@ fn a_failing_callback_keeps_the_previous_state() {
                 |_| async { Err("exploded".into()) },
             )
             .build()
-            .unwrap(),
-    );
-    h.send(&app, message(1, CHAT, USER, "/start"));
-    let outcome = h.send(&app, message(2, CHAT, USER, "boom"));
+    });
+    let tg = h.updates();
+    h.process(tg.message(CHAT, USER, "/start"));
+    let outcome = h.process(tg.message(CHAT, USER, "boom"));
     assert_eq!(outcome.handler_error.as_deref(), Some("exploded"));
     assert!(outcome.changes.is_empty());
-    assert_eq!(h.stored("profile", "[5, 7]"), Some(json!("CHOOSING")));
+    assert_eq!(stored(&h, "profile", "[5, 7]"), Some(json!("CHOOSING")));
 }
 
 #[test]
 fn a_fresh_application_over_the_same_storage_continues_the_conversation() {
-    let h = Harness::new();
-    h.send(
-        &h.app(profile().build().unwrap()),
-        message(1, CHAT, USER, "/start"),
-    );
+    let h = harness();
+    let tg = h.updates();
+    let fresh = || {
+        h.builder()
+            .handler(profile().build().unwrap())
+            .build()
+            .unwrap()
+    };
+    h.process_in(&fresh(), tg.message(CHAT, USER, "/start"));
     // The next update reaches another isolate: a new Application, same storage.
-    h.send(
-        &h.app(profile().build().unwrap()),
-        message(2, CHAT, USER, "Age"),
-    );
-    h.send(
-        &h.app(profile().build().unwrap()),
-        message(3, CHAT, USER, "31"),
-    );
-    assert_eq!(h.bot.texts(), ["start", "your age?", "noted"]);
-    assert_eq!(h.export()["user_data"]["7"], json!({"age": "31"}));
+    h.process_in(&fresh(), tg.message(CHAT, USER, "Age"));
+    h.process_in(&fresh(), tg.message(CHAT, USER, "31"));
+    assert_eq!(h.bot().texts(), ["start", "your age?", "noted"]);
+    assert_eq!(h.to_json()["user_data"]["7"], json!({"age": "31"}));
 }
 
 #[test]
 fn a_conversation_that_is_not_persistent_lives_in_its_application_only() {
-    let h = Harness::new();
-    let build = || h.app(profile().persistent(false).build().unwrap());
+    let h = bot_of(|| profile().persistent(false).build());
+    let tg = h.updates();
+    let build = || h.application().unwrap();
     let app = build();
-    let outcome = h.send(&app, message(1, CHAT, USER, "/start"));
+    let outcome = h.process_in(&app, tg.message(CHAT, USER, "/start"));
     assert!(outcome.written().is_empty(), "{:?}", outcome.changes);
-    assert!(!h.spy.calls().iter().any(|c| matches!(c, Call::Read(keys) if keys.iter().any(|k| matches!(k, Key::Conversation { .. })))));
-    h.send(&app, message(2, CHAT, USER, "Age"));
-    assert_eq!(h.bot.texts(), ["start", "your age?"]);
+    let conversation = |k: &Key| matches!(k, Key::Conversation { .. });
+    assert!(!h.reads().iter().flatten().any(conversation));
+    h.process_in(&app, tg.message(CHAT, USER, "Age"));
+    assert_eq!(h.bot().texts(), ["start", "your age?"]);
     // A new Application does not know it: "31" is not handled, "/start" starts afresh.
     let other = build();
-    assert!(!h.send(&other, message(3, CHAT, USER, "31")).handled);
-    assert!(h.send(&other, message(4, CHAT, USER, "/start")).handled);
+    assert!(!h.process_in(&other, tg.message(CHAT, USER, "31")).handled);
+    assert!(
+        h.process_in(&other, tg.message(CHAT, USER, "/start"))
+            .handled
+    );
     // A name alone does not make it persistent (as PTB's persistent=False).
-    assert!(h.export()["conversations"].as_object().unwrap().is_empty());
+    assert!(h.to_json()["conversations"].as_object().unwrap().is_empty());
 }
 
 #[test]
 fn conversations_are_keyed_per_chat_and_per_user_as_configured() {
     // Default: one conversation per user in each chat.
-    let h = Harness::new();
-    let app = h.app(profile().build().unwrap());
-    h.send(&app, message(1, GROUP, 7, "/start"));
+    let h = bot_of(|| profile().build());
+    let tg = h.updates();
+    h.process(tg.message(GROUP, 7, "/start"));
     assert!(
-        !h.send(&app, message(2, GROUP, 8, "Age")).handled,
+        !h.process(tg.message(GROUP, 8, "Age")).handled,
         "user 8 has no conversation"
     );
     assert!(
-        !h.send(&app, message(3, CHAT, 7, "Age")).handled,
+        !h.process(tg.message(CHAT, 7, "Age")).handled,
         "nor has user 7 elsewhere"
     );
-    h.send(&app, message(4, GROUP, 7, "Age"));
+    h.process(tg.message(GROUP, 7, "Age"));
     assert_eq!(
-        h.export()["conversations"]["profile"],
+        h.to_json()["conversations"]["profile"],
         json!({"[-1001500000001, 7]": "TYPING_REPLY"})
     );
 
     // per_user(false): the whole chat shares one conversation.
-    let h = Harness::new();
-    let app = h.app(profile().per_user(false).build().unwrap());
-    h.send(&app, message(1, GROUP, 7, "/start"));
-    assert!(h.send(&app, message(2, GROUP, 8, "Age")).handled);
+    let h = bot_of(|| profile().per_user(false).build());
+    let tg = h.updates();
+    h.process(tg.message(GROUP, 7, "/start"));
+    assert!(h.process(tg.message(GROUP, 8, "Age")).handled);
     assert_eq!(
-        h.export()["conversations"]["profile"],
+        h.to_json()["conversations"]["profile"],
         json!({"[-1001500000001]": "TYPING_REPLY"})
     );
 
     // per_chat(false): one conversation per user across chats.
-    let h = Harness::new();
-    let app = h.app(profile().per_chat(false).build().unwrap());
-    h.send(&app, message(1, GROUP, 7, "/start"));
-    assert!(h.send(&app, message(2, CHAT, 7, "Age")).handled);
+    let h = bot_of(|| profile().per_chat(false).build());
+    let tg = h.updates();
+    h.process(tg.message(GROUP, 7, "/start"));
+    assert!(h.process(tg.message(CHAT, 7, "Age")).handled);
     assert_eq!(
-        h.export()["conversations"]["profile"],
+        h.to_json()["conversations"]["profile"],
         json!({"[7]": "TYPING_REPLY"})
     );
 
     // Channel posts never belong to a conversation.
-    let post = Update::from_value(json!({"update_id": 9, "channel_post": {
-        "message_id": 1, "date": 0, "chat": {"id": -100, "type": "channel"}, "text": "/start",
-        "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}))
-    .unwrap();
-    let h = Harness::new();
-    let app = h.app(profile().per_user(false).build().unwrap());
-    assert!(!h.send(&app, post).handled);
+    let h = bot_of(|| profile().per_user(false).build());
+    let post = h.updates().channel_post(-1001000000100, "/start");
+    assert!(!h.process(post).handled);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -409,31 +390,31 @@ fn menu(
 
 #[test]
 fn per_message_keys_each_keyboard_message_separately() {
-    let h = Harness::new();
-    let app = h.builder().handler(menu(true)).build().unwrap();
-    h.send(&app, press(1, CHAT, USER, 100, "open"));
-    h.send(&app, press(2, CHAT, USER, 200, "open"));
-    h.send(&app, press(3, CHAT, USER, 100, "close"));
+    let h = bot_of(|| Ok(menu(true)));
+    let tg = h.updates();
+    h.process(tg.press(CHAT, USER, 100, "open"));
+    h.process(tg.press(CHAT, USER, 200, "open"));
+    h.process(tg.press(CHAT, USER, 100, "close"));
     assert_eq!(
-        h.export()["conversations"]["menu"],
+        h.to_json()["conversations"]["menu"],
         json!({"[5, 7, 200]": "OPEN"})
     );
     // Messages are not callback queries: never part of a per-message conversation.
-    assert!(!h.send(&app, message(4, CHAT, USER, "close")).handled);
+    assert!(!h.process(tg.message(CHAT, USER, "close")).handled);
 
     // Inline-mode messages have no chat: keyed by user and inline message id.
-    let h = Harness::new();
-    let app = h.builder().handler(menu(false)).build().unwrap();
-    h.send(&app, inline_press(1, USER, "AAQ-inline", "open"));
+    let h = bot_of(|| Ok(menu(false)));
+    let tg = h.updates();
+    h.process(tg.inline_press(USER, "AAQ-inline", "open"));
     assert_eq!(
-        h.export()["conversations"]["menu"],
+        h.to_json()["conversations"]["menu"],
         json!({"[7, \"AAQ-inline\"]": "OPEN"})
     );
     // And a per-chat conversation ignores them (no chat to key by).
-    let h = Harness::new();
-    let app = h.builder().handler(menu(true)).build().unwrap();
+    let h = bot_of(|| Ok(menu(true)));
+    let tg = h.updates();
     assert!(
-        !h.send(&app, inline_press(1, USER, "AAQ-inline", "open"))
+        !h.process(tg.inline_press(USER, "AAQ-inline", "open"))
             .handled
     );
 }
@@ -483,40 +464,38 @@ fn nested() -> ConversationHandler<edgegram::Data, edgegram::Data, edgegram::Dat
 
 #[test]
 fn a_nested_conversation_maps_its_end_to_a_parent_state() {
-    let h = Harness::new();
-    let app = h.builder().handler(nested()).build().unwrap();
+    let h = bot_of(|| Ok(nested()));
+    let tg = h.updates();
     let parent = conv_key("parent", "[5, 7]");
     let child = conv_key("child", "[5, 7]");
 
-    h.send(&app, message(1, CHAT, USER, "/start"));
+    h.process(tg.message(CHAT, USER, "/start"));
     // Both conversations' entries are read in the update's one read.
-    match &h.spy.calls()[0] {
-        Call::Read(keys) => assert!(keys.contains(&parent) && keys.contains(&child), "{keys:?}"),
-        other => panic!("{other:?}"),
-    }
-    let outcome = h.send(&app, message(2, CHAT, USER, "/add"));
+    let keys = &h.reads()[0];
+    assert!(keys.contains(&parent) && keys.contains(&child), "{keys:?}");
+    let outcome = h.process(tg.message(CHAT, USER, "/add"));
     // The child starts; the parent stays in MENU and is not written.
     assert_eq!(outcome.written(), [&child]);
     assert_eq!(
-        h.export()["conversations"],
+        h.to_json()["conversations"],
         json!({"parent": {"[5, 7]": "MENU"}, "child": {"[5, 7]": "NAME"}})
     );
     // The child ends (END is mapped to EDITED): the child's entry goes, the parent moves.
-    let outcome = h.send(&app, message(3, CHAT, USER, "Bob"));
+    let outcome = h.process(tg.message(CHAT, USER, "Bob"));
     assert_eq!(outcome.deleted(), [&child]);
     assert_eq!(
-        h.export()["conversations"],
+        h.to_json()["conversations"],
         json!({"parent": {"[5, 7]": "EDITED"}})
     );
-    h.send(&app, message(4, CHAT, USER, "ok"));
-    assert_eq!(h.export()["conversations"], json!({}));
+    h.process(tg.message(CHAT, USER, "ok"));
+    assert_eq!(h.to_json()["conversations"], json!({}));
 
     // A child state mapped to END ends the parent too.
-    h.send(&app, message(5, CHAT, USER, "/start"));
-    h.send(&app, message(6, CHAT, USER, "/add"));
-    let outcome = h.send(&app, message(7, CHAT, USER, "/abort"));
+    h.process(tg.message(CHAT, USER, "/start"));
+    h.process(tg.message(CHAT, USER, "/add"));
+    let outcome = h.process(tg.message(CHAT, USER, "/abort"));
     assert_eq!(outcome.deleted(), [&child, &parent]);
-    assert_eq!(h.export()["conversations"], json!({}));
+    assert_eq!(h.to_json()["conversations"], json!({}));
 }
 
 #[test]
@@ -524,7 +503,8 @@ fn the_match_names_the_branch_that_takes_the_update() {
     use edgegram::conversation::{Branch, Route};
     use edgegram::Handler;
 
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let conversation = Rc::new(nested());
     let seen = Rc::new(RefCell::new(Vec::new()));
     let (c2, seen2) = (conversation.clone(), seen.clone());
@@ -543,10 +523,10 @@ fn the_match_names_the_branch_that_takes_the_update() {
         .handler_in_group(RcHandler(conversation), 0)
         .build()
         .unwrap();
-    h.send(&app, message(1, CHAT, USER, "/start"));
-    h.send(&app, message(2, CHAT, USER, "/add"));
-    h.send(&app, message(3, CHAT, USER, "Bob"));
-    h.send(&app, message(4, CHAT, USER, "not ok"));
+    h.process_in(&app, tg.message(CHAT, USER, "/start"));
+    h.process_in(&app, tg.message(CHAT, USER, "/add"));
+    h.process_in(&app, tg.message(CHAT, USER, "Bob"));
+    h.process_in(&app, tg.message(CHAT, USER, "not ok"));
     let route = |branch, inner: Option<Route>| Route {
         expired: false,
         branch,
@@ -568,10 +548,10 @@ fn the_match_names_the_branch_that_takes_the_update() {
 
 #[test]
 fn a_nested_conversation_is_only_consulted_in_its_parent_state() {
-    let h = Harness::new();
-    let app = h.builder().handler(nested()).build().unwrap();
-    assert!(!h.send(&app, message(1, CHAT, USER, "/add")).handled);
-    assert_eq!(h.export()["conversations"], json!({}));
+    let h = bot_of(|| Ok(nested()));
+    let tg = h.updates();
+    assert!(!h.process(tg.message(CHAT, USER, "/add")).handled);
+    assert_eq!(h.to_json()["conversations"], json!({}));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -619,26 +599,27 @@ fn asking(
 
 #[test]
 fn a_timeout_is_stored_with_the_state_and_every_handled_update_restarts_it() {
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let log = Log::default();
     let app = h
         .builder()
         .handler(asking(&log).build().unwrap())
         .build()
         .unwrap();
-    h.clock.set(10_000);
-    h.send(&app, message(1, CHAT, USER, "/start"));
+    h.set_now_ms(10_000);
+    h.process_in(&app, tg.message(CHAT, USER, "/start"));
     assert_eq!(
-        h.stored("ask", "[5, 7]"),
+        stored(&h, "ask", "[5, 7]"),
         Some(json!({"state": "ASKING", "expires_at_ms": 11_000}))
     );
     // Export shows the state only, as PTB's DictPersistence.
-    assert_eq!(h.export()["conversations"]["ask"]["[5, 7]"], "ASKING");
-    h.clock.set(10_900);
-    let outcome = h.send(&app, message(2, CHAT, USER, "still here"));
+    assert_eq!(h.to_json()["conversations"]["ask"]["[5, 7]"], "ASKING");
+    h.set_now_ms(10_900);
+    let outcome = h.process_in(&app, tg.message(CHAT, USER, "still here"));
     assert_eq!(outcome.written(), [&conv_key("ask", "[5, 7]")]);
     assert_eq!(
-        h.stored("ask", "[5, 7]"),
+        stored(&h, "ask", "[5, 7]"),
         Some(json!({"state": "ASKING", "expires_at_ms": 11_900}))
     );
     assert_eq!(*log.borrow(), ["start", "answer"]);
@@ -646,7 +627,8 @@ fn a_timeout_is_stored_with_the_state_and_every_handled_update_restarts_it() {
 
 #[test]
 fn the_first_update_after_the_deadline_runs_every_matching_timeout_handler_then_ends() {
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let log = Log::default();
     let app = h
         .builder()
@@ -663,10 +645,10 @@ fn the_first_update_after_the_deadline_runs_every_matching_timeout_handler_then_
         )
         .build()
         .unwrap();
-    h.clock.set(0);
-    h.send(&app, message(1, CHAT, USER, "/start"));
-    h.clock.set(1_000); // exactly the deadline: timed out
-    let outcome = h.send(&app, message(2, CHAT, USER, "late"));
+    h.set_now_ms(0);
+    h.process_in(&app, tg.message(CHAT, USER, "/start"));
+    h.set_now_ms(1_000); // exactly the deadline: timed out
+    let outcome = h.process_in(&app, tg.message(CHAT, USER, "late"));
     assert!(outcome.handled);
     assert_eq!(outcome.deleted(), [&conv_key("ask", "[5, 7]")]);
     // The state handler did not run: the conversation had ended.
@@ -676,7 +658,7 @@ fn the_first_update_after_the_deadline_runs_every_matching_timeout_handler_then_
     );
     // Ended: the next free text is not handled at all.
     log.borrow_mut().clear();
-    assert!(!h.send(&app, message(3, CHAT, USER, "again")).handled);
+    assert!(!h.process_in(&app, tg.message(CHAT, USER, "again")).handled);
     assert!(log.borrow().is_empty());
 }
 
@@ -684,7 +666,8 @@ fn the_first_update_after_the_deadline_runs_every_matching_timeout_handler_then_
 fn a_late_entry_point_runs_the_timeout_handlers_then_starts_a_new_conversation() {
     // In PTB the timeout job has ended the conversation before the late update arrives, so the
     // update is checked against the entry points like any other.
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let log = Log::default();
     let app = h
         .builder()
@@ -696,21 +679,22 @@ fn a_late_entry_point_runs_the_timeout_handlers_then_starts_a_new_conversation()
         )
         .build()
         .unwrap();
-    h.clock.set(0);
-    h.send(&app, message(1, CHAT, USER, "/start"));
-    h.clock.set(5_000);
-    let outcome = h.send(&app, message(2, CHAT, USER, "/start"));
+    h.set_now_ms(0);
+    h.process_in(&app, tg.message(CHAT, USER, "/start"));
+    h.set_now_ms(5_000);
+    let outcome = h.process_in(&app, tg.message(CHAT, USER, "/start"));
     assert!(outcome.handled);
     assert_eq!(*log.borrow(), ["start", "timeout: /start", "start"]);
     assert_eq!(
-        h.stored("ask", "[5, 7]"),
+        stored(&h, "ask", "[5, 7]"),
         Some(json!({"state": "ASKING", "expires_at_ms": 6_000}))
     );
 }
 
 #[test]
 fn a_late_update_that_nothing_matches_is_not_handled_and_an_alarm_sweeps_the_entry() {
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let log = Log::default();
     let app = h
         .builder()
@@ -722,20 +706,20 @@ fn a_late_update_that_nothing_matches_is_not_handled_and_an_alarm_sweeps_the_ent
         )
         .build()
         .unwrap();
-    h.clock.set(0);
-    h.send(&app, message(1, CHAT, USER, "/start"));
-    h.send(&app, message(2, GROUP, 8, "/start")); // another conversation, same deadline
-    h.clock.set(500);
-    h.send(&app, message(3, GROUP, 8, "answer")); // moves its deadline to 1500
-    h.clock.set(1_200);
+    h.set_now_ms(0);
+    h.process_in(&app, tg.message(CHAT, USER, "/start"));
+    h.process_in(&app, tg.message(GROUP, 8, "/start")); // another conversation, same deadline
+    h.set_now_ms(500);
+    h.process_in(&app, tg.message(GROUP, 8, "answer")); // moves its deadline to 1500
+    h.set_now_ms(1_200);
     // A button press: no timeout handler or entry point matches it, so the conversation
     // does not take it (other handlers of the group could) and writes nothing.
-    let outcome = h.send(&app, press(4, CHAT, USER, 1, "x"));
+    let outcome = h.process_in(&app, tg.press(CHAT, USER, 1, "x"));
     assert!(!outcome.handled && outcome.changes.is_empty());
     assert_eq!(*log.borrow(), ["start", "start", "answer"]);
 
     // The Durable Object alarm's sweep: the due entry goes, the next deadline is reported.
-    let expired = block_on(expire_due(h.memory.as_ref(), 1_200)).unwrap();
+    let expired = block_on(expire_due(h.memory(), 1_200)).unwrap();
     assert_eq!(
         expired,
         Expired {
@@ -744,7 +728,7 @@ fn a_late_update_that_nothing_matches_is_not_handled_and_an_alarm_sweeps_the_ent
         }
     );
     assert_eq!(
-        h.export()["conversations"]["ask"],
+        h.to_json()["conversations"]["ask"],
         json!({"[-1001500000001, 8]": "ASKING"})
     );
     assert_eq!(
@@ -758,9 +742,10 @@ fn a_late_update_that_nothing_matches_is_not_handled_and_an_alarm_sweeps_the_ent
 fn a_ptb_export_imports_and_its_conversations_continue() {
     // PTB bots often use integer states (`CHOOSING, TYPING = range(2)`); DictPersistence also
     // holds `null` for ended conversations and some persistences keep END (-1) as a state.
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let doc = json!({"conversations": {"ints": {"[5, 7]": 1, "[5, 8]": -1, "[5, 9]": null}}});
-    block_on(dict::import(h.memory.as_ref(), &doc, 1)).unwrap();
+    block_on(dict::import(h.memory(), &doc, 1)).unwrap();
     let conversation: ConversationHandler<edgegram::Data, edgegram::Data, edgegram::Data, i64> =
         ConversationHandler::builder()
             .entry(on::command("start"), |_| async { Ok(Next::To(0)) })
@@ -773,16 +758,17 @@ fn a_ptb_export_imports_and_its_conversations_continue() {
             .build()
             .unwrap();
     let app = h.builder().handler(conversation).build().unwrap();
-    h.send(&app, message(1, CHAT, USER, "hello"));
-    assert_eq!(h.bot.texts(), ["in state 1"]);
+    h.process_in(&app, tg.message(CHAT, USER, "hello"));
+    assert_eq!(h.bot().texts(), ["in state 1"]);
     // -1 reads as ended: the entry point starts a conversation, replacing it.
-    assert!(h.send(&app, message(2, CHAT, 8, "/start")).handled);
-    assert_eq!(h.export()["conversations"]["ints"], json!({"[5, 8]": 0}));
+    assert!(h.process_in(&app, tg.message(CHAT, 8, "/start")).handled);
+    assert_eq!(h.to_json()["conversations"]["ints"], json!({"[5, 8]": 0}));
 }
 
 #[test]
 fn typed_state_is_readable_from_a_callback_context() {
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let seen = Rc::new(RefCell::new(Vec::new()));
     let conversation = Rc::new(profile().build().unwrap());
     let (c2, seen2) = (conversation.clone(), seen.clone());
@@ -798,8 +784,8 @@ fn typed_state_is_readable_from_a_callback_context() {
         )
         .build()
         .unwrap();
-    h.send(&app, message(1, CHAT, USER, "/start"));
-    h.send(&app, message(2, CHAT, USER, "Age"));
+    h.process_in(&app, tg.message(CHAT, USER, "/start"));
+    h.process_in(&app, tg.message(CHAT, USER, "Age"));
     assert_eq!(
         *seen.borrow(),
         [Some(Profile::Choosing), Some(Profile::TypingReply)]
@@ -895,7 +881,8 @@ fn invalid_configurations_are_refused_with_how_to_fix_them() {
 
 #[test]
 fn a_callback_returning_an_unstorable_state_fails_the_update() {
-    let h = Harness::new();
+    let h = harness();
+    let tg = h.updates();
     let conversation: ConversationHandler<
         edgegram::Data,
         edgegram::Data,
@@ -908,7 +895,7 @@ fn a_callback_returning_an_unstorable_state_fails_the_update() {
         .build()
         .unwrap();
     let app = h.builder().handler(conversation).build().unwrap();
-    let outcome = h.send(&app, message(1, CHAT, USER, "/start"));
+    let outcome = h.process_in(&app, tg.message(CHAT, USER, "/start"));
     assert!(
         outcome
             .handler_error

@@ -2,6 +2,7 @@
 //! aborts the worker without an answer).
 
 use edgegram::persistence::{codec, dict, Key, DEFAULT_PREFIX};
+use edgegram::testing::{command_entities, Updates};
 use edgegram::types::{Message, MessageEntity};
 use edgegram::webhook::{parse_body, Incoming, Rejection};
 use proptest::prelude::*;
@@ -101,6 +102,35 @@ proptest! {
         if let Some((name, _)) = message.command() {
             prop_assert!(text.starts_with('/'));
             prop_assert!(text.contains(name));
+        }
+    }
+
+    #[test]
+    fn the_kits_commands_read_back_with_their_name_username_and_any_tail(
+        name in "[A-Za-z0-9_]{1,32}",
+        username in prop::option::of("[A-Za-z0-9_]{1,32}"),
+        tail in "\\PC*",
+    ) {
+        let addressed = username.as_ref().map(|u| format!("@{u}")).unwrap_or_default();
+        let separator = if tail.is_empty() { "" } else { " " };
+        let text = format!("/{name}{addressed}{separator}{tail}");
+        let message = Updates::new().command(-1001, 7, &text).message.unwrap();
+        prop_assert_eq!(message.command(), Some((name.as_str(), username.as_deref())));
+    }
+
+    #[test]
+    fn command_entities_mark_commands_inside_their_text(
+        text in prop_oneof!["\\PC*", "[a-z/@_ é😀\n]{0,40}"],
+    ) {
+        let utf16: Vec<u16> = text.encode_utf16().collect();
+        for entity in command_entities(&text) {
+            let offset = entity["offset"].as_u64().unwrap() as usize;
+            let end = offset + entity["length"].as_u64().unwrap() as usize;
+            prop_assert!(end <= utf16.len(), "{} in {:?}", entity, text);
+            let command = String::from_utf16(&utf16[offset..end]).unwrap();
+            let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '@';
+            prop_assert!(command.len() >= 2 && command.starts_with('/'), "{:?}", command);
+            prop_assert!(command[1..].chars().all(word), "{:?}", command);
         }
     }
 

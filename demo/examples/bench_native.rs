@@ -1,10 +1,10 @@
 //! Native throughput of the core, for `npm run bench` (bench/run.mjs): the demo Application
-//! (`edgegram::demo::application`) over `MemoryPersistence` and `RecordingBot`, fed update
+//! (`edgegram_demo::bot::application`) over `MemoryPersistence` and `RecordingBot`, fed update
 //! streams as JSON bytes. Every update is parsed with `webhook::parse_body` and handled with
 //! `Application::process_update`, as the worker does, minus the network.
 //!
 //! ```text
-//! cargo run --release --example bench_native -- [--passes N] name=updates.jsonl ...
+//! cargo run --release -p edgegram-demo --example bench_native -- [--passes N] name=updates.jsonl ...
 //! ```
 //!
 //! Prints one JSON document: per stream, the seconds of each timed pass (a fresh store
@@ -16,15 +16,18 @@ use std::time::Instant;
 
 use edgegram::persistence::spy::{Call, SpyPersistence};
 use edgegram::persistence::DEFAULT_PREFIX;
+use edgegram::testing::RecordingBot;
 use edgegram::webhook::{parse_body, Incoming};
-use edgegram::{Application, BotApi, Change, MemoryPersistence, Persistence, RecordingBot};
+use edgegram::{Application, ApplicationBuilder, Change, MemoryPersistence, Persistence};
 use futures::executor::block_on;
 use serde_json::{json, Value};
 
 fn application(store: Rc<dyn Persistence>, bot: Rc<RecordingBot>) -> Application {
-    let bot: Rc<dyn BotApi> = bot;
-    edgegram::demo::application(bot, store, Some("edgegram_demo_bot".into()))
-        .expect("the demo application builds")
+    let builder = ApplicationBuilder::new()
+        .bot(bot)
+        .persistence(store)
+        .bot_username("edgegram_demo_bot");
+    edgegram_demo::bot::application(builder).expect("the demo application builds")
 }
 
 fn update(line: &[u8]) -> edgegram::Update {

@@ -34,6 +34,7 @@ use worker::{ListOptions, Method, Request, Response, Storage, Stub};
 
 use super::http::json_request;
 
+use crate::bot::stand_in::{answer, chat_id_text, response, sends_message};
 use crate::bot::{parse_response, BotApi};
 use crate::error::{Error, Result};
 
@@ -146,106 +147,11 @@ fn status(code: u16, text: &str) -> worker::Result<Response> {
     Ok(Response::ok(text)?.with_status(code))
 }
 
-/// A chat id as the log keys it: an integer, or an `@username` (channels).
-fn chat_id_text(value: &Value) -> Option<String> {
-    match value {
-        Value::Number(n) => n.as_i64().map(|n| n.to_string()),
-        Value::String(s) => {
-            if let Ok(n) = s.parse::<i64>() {
-                Some(n.to_string())
-            } else if s.starts_with('@') && s.len() > 1 && s.len() <= 64 {
-                Some(s.clone())
-            } else {
-                None
-            }
-        }
-        _ => None,
-    }
-}
-
 fn read_int(map: &js_sys::Map, key: &str) -> i64 {
     map.get(&key.into())
         .as_string()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
-}
-
-/// What Telegram would answer to `method` with `params`: `Ok(result)` or `Err(description)`
-/// of a 400. `next_id` gives the chat's next message id when the answer is a new message.
-fn answer(
-    method: &str,
-    params: &Value,
-    now_ms: i64,
-    username: &str,
-    next_id: Option<i64>,
-) -> std::result::Result<Value, String> {
-    let bot = json!({"id": 1, "is_bot": true, "first_name": "edgegram demo", "username": username});
-    let message = |message_id: i64| {
-        let chat_id = &params["chat_id"];
-        let kind = match chat_id.as_i64() {
-            Some(id) if id > 0 => "private",
-            Some(id) if id <= -1_000_000_000_000 => "supergroup",
-            Some(_) => "group",
-            None => "channel",
-        };
-        let mut message = json!({
-            "message_id": message_id,
-            "date": now_ms / 1000,
-            "chat": {"id": chat_id, "type": kind},
-            "from": bot,
-        });
-        for field in ["text", "caption", "reply_markup"] {
-            if let Some(value) = params.get(field) {
-                message[field] = value.clone();
-            }
-        }
-        message
-    };
-    match method {
-        "getMe" => Ok(bot.clone()),
-        "sendChatAction" => Ok(Value::Bool(true)),
-        "sendMessage" | "editMessageText" => {
-            let text = params["text"].as_str().unwrap_or("");
-            if text.trim().is_empty() {
-                return Err("Bad Request: message text is empty".into());
-            }
-            if text.chars().count() > 4096 {
-                return Err("Bad Request: message is too long".into());
-            }
-            if method == "editMessageText" {
-                if params.get("inline_message_id").is_some() {
-                    return Ok(Value::Bool(true));
-                }
-                let Some(id) = params["message_id"].as_i64() else {
-                    return Err("Bad Request: message identifier is not specified".into());
-                };
-                if chat_id_text(&params["chat_id"]).is_none() {
-                    return Err("Bad Request: chat not found".into());
-                }
-                let mut edited = message(id);
-                edited["edit_date"] = json!(now_ms / 1000);
-                return Ok(edited);
-            }
-            match next_id {
-                Some(id) => Ok(message(id)),
-                None => Err("Bad Request: chat not found".into()),
-            }
-        }
-        m if m.starts_with("send") || m == "copyMessage" || m == "forwardMessage" => {
-            match next_id {
-                Some(id) => Ok(message(id)),
-                None => Err("Bad Request: chat not found".into()),
-            }
-        }
-        _ => Ok(Value::Bool(true)),
-    }
-}
-
-/// Whether an answer to `method` is a new message of the chat (and so takes its next id).
-fn sends_message(method: &str) -> bool {
-    (method.starts_with("send") && method != "sendChatAction")
-        || method == "copyMessage"
-        || method == "forwardMessage"
 }
 
 /// Records one call and answers it; one storage transaction.
@@ -259,7 +165,7 @@ async fn record(
     let chat = sends_message(&method)
         .then(|| chat_id_text(&params["chat_id"]))
         .flatten();
-    let out: Rc<RefCell<Option<Value>>> = Rc::new(RefCell::new(None));
+    let out: Rc<RefCell<Option<(u16, Value)>>> = Rc::new(RefCell::new(None));
     let into = out.clone();
     storage
         .transaction(move |txn| async move {
@@ -274,40 +180,31 @@ async fn record(
                 .map(|chat| read_int(&found, &message_key(chat)) + 1);
             let result = answer(&method, &params, now_ms, &username, next_id);
             let mut entry = json!({"seq": seq, "at": now_ms, "method": method, "params": params});
-            let answer = match result {
+            match &result {
                 Ok(result) => {
                     if let (Some(chat), Some(id)) = (&chat, next_id) {
                         txn.put(&message_key(chat), id.to_string()).await?;
                     }
                     entry["ok"] = Value::Bool(true);
                     entry["result"] = result.clone();
-                    json!({"ok": true, "result": result})
                 }
                 Err(description) => {
                     entry["ok"] = Value::Bool(false);
                     entry["description"] = json!(description);
-                    json!({"ok": false, "error_code": 400, "description": description})
                 }
-            };
+            }
             txn.put(SEQ_KEY, seq.to_string()).await?;
             txn.put(&call_key(seq), entry.to_string()).await?;
             if seq > KEEP_CALLS {
                 txn.delete(&call_key(seq - KEEP_CALLS)).await?;
             }
-            *into.borrow_mut() = Some(answer);
+            *into.borrow_mut() = Some(response(&result));
             Ok(())
         })
         .await?;
     let answer = out.borrow_mut().take();
     match answer {
-        Some(answer) => {
-            let code = if answer["ok"] == Value::Bool(true) {
-                200
-            } else {
-                400
-            };
-            Ok(Response::from_json(&answer)?.with_status(code))
-        }
+        Some((code, body)) => Ok(Response::from_json(&body)?.with_status(code)),
         None => status(500, "the call was not recorded"),
     }
 }

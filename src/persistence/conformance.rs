@@ -5,6 +5,9 @@
 //! `Err` instead of panicking, because a panic aborts a wasm worker without an answer.
 //!
 //! Each case gets a fresh, empty store from the caller.
+//!
+//! Compiled only with the `testing` feature (the worker's `test-hooks` feature turns it on),
+//! so that it never ships in a bot's build.
 
 use futures::future::LocalBoxFuture;
 use serde_json::{json, Value};

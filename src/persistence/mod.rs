@@ -20,12 +20,14 @@
 //! [`Application`]: crate::Application
 
 pub mod codec;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod dict;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod file;
 mod keys;
 pub mod memory;
+#[cfg(any(test, feature = "testing"))]
 pub mod spy;
 
 use futures::future::LocalBoxFuture;

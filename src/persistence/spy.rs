@@ -1,8 +1,10 @@
-//! [`SpyPersistence`]: wraps a backend, records every call, and fails on request.
+//! `SpyPersistence`: wraps a backend, records every call, and fails on request.
 //!
 //! The Application's side of the persistence protocol (what is read and written for which
 //! update) is tested with it, separately from each backend's own conformance; the worker's
-//! test build uses it to inject storage faults.
+//! test build uses it to inject storage faults. The double is compiled only with the
+//! `testing` feature (the worker's `test-hooks` feature turns it on): it never ships in a
+//! bot's build.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

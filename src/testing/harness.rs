@@ -1,0 +1,379 @@
+//! [`Harness`]: a bot under test, as on Workers: every update runs in a fresh Application over
+//! the same storage, with the Bot API double and a clock the test sets.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::executor::block_on;
+use serde_json::Value;
+
+use super::telegram::Telegram;
+use super::{RecordingBot, Updates};
+use crate::application::{Application, ApplicationBuilder, Outcome};
+use crate::bot::BotApi;
+use crate::context::{Data, DataType};
+use crate::error::Result;
+use crate::persistence::memory::MemoryPersistence;
+use crate::persistence::spy::{Call, SpyPersistence};
+use crate::persistence::{Change, Key, Persistence};
+use crate::types::Update;
+
+/// A bot under test: its Application built afresh for every update from the test's function,
+/// over [`MemoryPersistence`] seen through [`SpyPersistence`], with a [`RecordingBot`] and a
+/// clock that stands still until the test moves it.
+///
+/// The updates, the bot double and the clock share one Telegram: messages are dated by the
+/// clock, and a user's messages and the bot's replies take their ids from one sequence per
+/// chat.
+///
+/// ```
+/// use edgegram::testing::Harness;
+/// use edgegram::{ApplicationBuilder, Application, CommandHandler, Context, HandlerResult};
+///
+/// async fn hello(ctx: Context) -> HandlerResult {
+///     ctx.user_data(|d| d.insert("greeted".into(), true.into()))?;
+///     ctx.reply_text("Hello!").await?;
+///     Ok(())
+/// }
+///
+/// // The bot's own setup; on Workers it gets a builder with the fetch client and a backend.
+/// fn my_bot(builder: ApplicationBuilder) -> edgegram::Result<Application> {
+///     builder.handler(CommandHandler::new("hello", hello)).build()
+/// }
+///
+/// let h = Harness::new(my_bot);
+/// let outcome = h.process(h.updates().command(42, 42, "/hello"));
+/// assert!(outcome.handled && outcome.handler_error.is_none());
+/// assert_eq!(h.bot().texts(), ["Hello!"]);
+/// assert_eq!(h.to_json()["user_data"]["42"]["greeted"], true);
+/// ```
+pub struct Harness<B = Data, C = Data, U = Data> {
+    telegram: Rc<Telegram>,
+    memory: Rc<MemoryPersistence>,
+    spy: Rc<SpyPersistence>,
+    bot: Rc<RecordingBot>,
+    make: Box<MakeApplication<B, C, U>>,
+}
+
+/// Builds the Application under test over a harness's parts.
+type MakeApplication<B, C, U> = dyn Fn(&Harness<B, C, U>) -> Result<Application<B, C, U>>;
+
+impl<B: DataType, C: DataType, U: DataType> Harness<B, C, U> {
+    /// A harness for the bot `setup` makes from a builder that already has the harness's
+    /// bot double, storage and clock: the function that adds the bot's handlers and settings
+    /// and builds it. Setting another bot, storage or clock in `setup` replaces the
+    /// harness's.
+    pub fn new(
+        setup: impl Fn(ApplicationBuilder<B, C, U>) -> Result<Application<B, C, U>> + 'static,
+    ) -> Self {
+        Self::with_maker(Box::new(move |harness| setup(harness.builder())))
+    }
+
+    /// A harness for a bot made by a function of a Bot API transport and a storage, as
+    /// `edgegram::demo::application` is. Such a bot reads the system's clock, unless the
+    /// function sets another: to control time, use [`Harness::new`].
+    pub fn from_parts(
+        build: impl Fn(Rc<dyn BotApi>, Rc<dyn Persistence>) -> Result<Application<B, C, U>> + 'static,
+    ) -> Self {
+        Self::with_maker(Box::new(move |harness| {
+            build(harness.bot.clone(), harness.spy.clone())
+        }))
+    }
+
+    fn with_maker(make: Box<MakeApplication<B, C, U>>) -> Self {
+        let telegram = Rc::new(Telegram::default());
+        let memory = Rc::new(MemoryPersistence::new());
+        Self {
+            spy: Rc::new(SpyPersistence::new(memory.clone())),
+            memory,
+            bot: Rc::new(RecordingBot::sharing(telegram.clone())),
+            telegram,
+            make,
+        }
+    }
+
+    /// Processes `update` in a fresh Application, as a Worker request would.
+    ///
+    /// A handler's error does not panic: it is in [`Outcome::handler_error`] (the webhook
+    /// would answer 200), so check it.
+    ///
+    /// # Panics
+    /// When the update fails as a whole (the webhook would answer 500): the Application
+    /// cannot be built, storage fails, a stored value cannot be decoded. Use
+    /// [`try_process`](Self::try_process) to test those.
+    pub fn process(&self, update: Update) -> Outcome {
+        let update_id = update.update_id;
+        self.try_process(update)
+            .unwrap_or_else(|e| panic!("update {update_id} failed: {e}"))
+    }
+
+    /// Processes `update` in a fresh Application and answers what it answered.
+    pub fn try_process(&self, update: Update) -> Result<Outcome> {
+        let application = self.application()?;
+        block_on(application.process_update(update))
+    }
+
+    /// Processes `update` in `application` (e.g. one kept across updates, as a long-running
+    /// process would), panicking as [`process`](Self::process) does.
+    pub fn process_in<B2: DataType, C2: DataType, U2: DataType>(
+        &self,
+        application: &Application<B2, C2, U2>,
+        update: Update,
+    ) -> Outcome {
+        let update_id = update.update_id;
+        self.try_process_in(application, update)
+            .unwrap_or_else(|e| panic!("update {update_id} failed: {e}"))
+    }
+
+    /// Processes `update` in `application` and answers what it answered.
+    pub fn try_process_in<B2: DataType, C2: DataType, U2: DataType>(
+        &self,
+        application: &Application<B2, C2, U2>,
+        update: Update,
+    ) -> Result<Outcome> {
+        block_on(application.process_update(update))
+    }
+
+    /// A fresh Application of the bot under test, over the harness's parts.
+    pub fn application(&self) -> Result<Application<B, C, U>> {
+        (self.make)(self)
+    }
+
+    /// A builder with the harness's bot double, storage and clock, for an Application other
+    /// than the bot under test (run it with [`process_in`](Self::process_in)).
+    pub fn builder(&self) -> ApplicationBuilder<B, C, U> {
+        let telegram = self.telegram.clone();
+        ApplicationBuilder::new()
+            .bot(self.bot.clone())
+            .persistence(self.spy.clone())
+            .clock(move || telegram.now_ms())
+    }
+
+    /// The update factory of this harness (a handle: clones share its counters).
+    pub fn updates(&self) -> Updates {
+        Updates::sharing(self.telegram.clone())
+    }
+
+    /// The Bot API double: the calls made, and scripted answers.
+    pub fn bot(&self) -> &RecordingBot {
+        &self.bot
+    }
+
+    /// The storage itself, to put values in before a test or read them raw.
+    pub fn memory(&self) -> &MemoryPersistence {
+        &self.memory
+    }
+
+    /// The storage as the Application sees it: every call recorded, faults on request
+    /// ([`SpyPersistence::fail_next_writes`], ...).
+    pub fn spy(&self) -> &SpyPersistence {
+        &self.spy
+    }
+
+    /// Everything stored, as python-telegram-bot's DictPersistence shapes it (`bot_data`,
+    /// `chat_data`, `user_data`, `conversations`, `callback_data`).
+    ///
+    /// # Panics
+    /// When a stored value cannot be decoded, which only a test that wrote raw values causes.
+    pub fn to_json(&self) -> Value {
+        self.memory
+            .to_json()
+            .unwrap_or_else(|e| panic!("the stored state cannot be read: {e}"))
+    }
+
+    /// The keys of every read of storage so far, oldest first.
+    pub fn reads(&self) -> Vec<Vec<Key>> {
+        self.spy
+            .calls()
+            .into_iter()
+            .filter_map(|call| match call {
+                Call::Read(keys) => Some(keys),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The changes of every write to storage so far, oldest first (an update that changes
+    /// nothing writes nothing).
+    pub fn writes(&self) -> Vec<Vec<Change>> {
+        self.spy
+            .calls()
+            .into_iter()
+            .filter_map(|call| match call {
+                Call::Write(changes) => Some(changes),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The time in milliseconds since the Unix epoch, as handlers, the bot double and the
+    /// update builders see it. It starts at [`START_MS`](super::START_MS) and moves only
+    /// when the test moves it.
+    pub fn now_ms(&self) -> i64 {
+        self.telegram.now_ms()
+    }
+
+    /// Sets the time.
+    pub fn set_now_ms(&self, now_ms: i64) {
+        self.telegram.set_now_ms(now_ms);
+    }
+
+    /// Moves the time forward by `by`, e.g. past a conversation's timeout.
+    pub fn advance(&self, by: Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.set_now_ms(self.now_ms().saturating_add(by));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{Answer, START_MS};
+    use crate::{CommandHandler, Context, Error, HandlerResult, OnHandlerError};
+
+    async fn visit(ctx: Context) -> HandlerResult {
+        let now = ctx.now_ms();
+        ctx.chat_data(|d| d.insert("seen_at".into(), now.into()))?;
+        ctx.reply_text("noted").await?;
+        Ok(())
+    }
+
+    fn visits(builder: ApplicationBuilder) -> Result<Application> {
+        builder.handler(CommandHandler::new("visit", visit)).build()
+    }
+
+    #[test]
+    fn the_state_after_an_update_is_shown_as_dict_persistence_does() {
+        let h = Harness::new(visits);
+        let tg = h.updates();
+        assert_eq!(h.to_json()["chat_data"], json!({}));
+        let outcome = h.process(tg.command(-5, 7, "/visit"));
+        assert_eq!(outcome.written(), [&Key::ChatData(-5)]);
+        assert_eq!(h.to_json()["chat_data"]["-5"]["seen_at"], START_MS);
+        h.advance(Duration::from_secs(90));
+        h.process(tg.command(-5, 7, "/visit"));
+        assert_eq!(h.to_json()["chat_data"]["-5"]["seen_at"], START_MS + 90_000);
+        assert_eq!(h.reads().len(), 2);
+        assert_eq!(h.writes().len(), 2);
+        // The replies shared the chat's message ids with the users' messages.
+        let ids: Vec<i64> = h.bot().sent().iter().map(|m| m.message_id).collect();
+        assert_eq!(ids, [2, 4]);
+    }
+
+    #[test]
+    fn a_built_command_matches_its_handler_and_one_for_another_bot_does_not() {
+        let h = Harness::new(visits);
+        let tg = h.updates();
+        assert!(h.process(tg.command(5, 5, "/visit")).handled);
+        assert!(
+            h.process(tg.command(5, 5, "/visit@edgegram_bot now"))
+                .handled
+        );
+        assert!(!h.process(tg.command(5, 5, "/visit@other_bot")).handled);
+        // What the builder saves a test from: the same text without its entity is no command.
+        let bare = tg.from_json(json!({"message": {"message_id": 9, "date": 0,
+            "chat": {"id": 5, "type": "private"}, "from": {"id": 5, "first_name": "U"},
+            "text": "/visit"}}));
+        assert!(!h.process(bare).handled);
+        assert_eq!(h.bot().texts(), ["noted", "noted"]);
+    }
+
+    #[test]
+    fn a_scripted_flood_limit_reaches_the_handler_as_a_bot_api_error() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let into = seen.clone();
+        let h = Harness::new(move |builder| {
+            let into = into.clone();
+            visits(builder.error_handler(move |_ctx: Context, error| {
+                let into = into.clone();
+                async move {
+                    let api_error = error.downcast_ref::<Error>().cloned();
+                    into.borrow_mut().push(api_error);
+                }
+            }))
+        });
+        h.bot()
+            .answer_next_to("sendMessage", Answer::retry_after(5));
+        let outcome = h.process(h.updates().command(5, 5, "/visit"));
+        let Some(Error::BotApi {
+            method,
+            code,
+            description,
+        }) = seen.borrow_mut().pop().flatten()
+        else {
+            panic!("no Bot API error reached the error handler: {outcome:?}");
+        };
+        assert_eq!((method.as_str(), code), ("sendMessage", Some(429)));
+        // Error::BotApi has no field for `parameters.retry_after`; Telegram's description
+        // carries the same number.
+        assert_eq!(description, "Too Many Requests: retry after 5");
+        assert!(h.writes().is_empty());
+        // The script was used up: the retry goes through.
+        assert!(h
+            .process(h.updates().command(5, 5, "/visit"))
+            .handler_error
+            .is_none());
+    }
+
+    #[test]
+    fn every_update_runs_in_a_fresh_application() {
+        let built = Rc::new(RefCell::new(0));
+        let count = built.clone();
+        let h = Harness::new(move |builder| {
+            *count.borrow_mut() += 1;
+            visits(builder)
+        });
+        let tg = h.updates();
+        h.process(tg.command(5, 5, "/visit"));
+        h.process(tg.command(5, 5, "/visit"));
+        assert_eq!(*built.borrow(), 2);
+        let kept = h.application().unwrap();
+        h.process_in(&kept, tg.command(5, 5, "/visit"));
+        h.process_in(&kept, tg.command(5, 5, "/visit"));
+        assert_eq!(*built.borrow(), 3);
+    }
+
+    #[test]
+    fn a_failed_update_is_an_error_and_a_failed_handler_is_in_the_outcome() {
+        let h = Harness::new(|builder| visits(builder.on_handler_error(OnHandlerError::Retry)));
+        let tg = h.updates();
+        h.spy().fail_next_writes(1);
+        let failed = h.try_process(tg.command(5, 5, "/visit")).unwrap_err();
+        assert!(matches!(failed, Error::Storage { .. }), "{failed}");
+        assert_eq!(h.to_json()["chat_data"], json!({}));
+
+        let h = Harness::new(visits);
+        h.bot().answer_next(Answer::blocked());
+        let outcome = h.process(tg.command(5, 5, "/visit"));
+        assert!(
+            outcome
+                .handler_error
+                .as_deref()
+                .is_some_and(|e| e.contains("(403)")),
+            "{outcome:?}"
+        );
+        assert!(h.writes().is_empty(), "a failed update writes nothing");
+    }
+
+    #[test]
+    #[should_panic(expected = "update 1 failed")]
+    fn process_panics_when_the_update_fails() {
+        let h = Harness::new(visits);
+        h.spy().fail_next_reads(1);
+        h.process(h.updates().command(5, 5, "/visit"));
+    }
+
+    #[test]
+    fn a_bot_made_from_parts_gets_the_double_and_the_storage() {
+        let h = Harness::from_parts(|bot, store| {
+            visits(ApplicationBuilder::new().bot(bot).persistence(store))
+        });
+        h.process(h.updates().command(5, 5, "/visit"));
+        assert_eq!(h.bot().texts(), ["noted"]);
+        assert_eq!(h.memory().len(), 1);
+    }
+}
