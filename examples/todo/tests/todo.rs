@@ -1,0 +1,50 @@
+//! The to-do bot, natively, with edgegram's test kit: what a user's own tests look like.
+
+use edgegram::testing::{Answer, Harness};
+use serde_json::json;
+use todo_bot::application;
+
+const ANN: i64 = 7;
+
+#[test]
+fn an_item_is_added_by_conversation_and_toggled_in_place() {
+    let h = Harness::new(application);
+    let tg = h.updates();
+    h.process(tg.command(ANN, ANN, "/add"));
+    h.process(tg.message(ANN, ANN, "Buy milk"));
+    assert_eq!(h.bot().texts(), ["What should I remember?", "1 thing to do."]);
+    assert_eq!(
+        h.to_json()["user_data"][ANN.to_string()],
+        json!({"items": [{"id": 1, "text": "Buy milk", "done": false}], "next_id": 1})
+    );
+
+    let list = h.bot().sent().pop().expect("the list was sent");
+    h.bot().clear();
+    h.process(tg.press(ANN, ANN, list.message_id, "toggle:1"));
+    assert_eq!(h.bot().methods(), ["answerCallbackQuery", "editMessageText"]);
+    let edit = &h.bot().params_of("editMessageText")[0];
+    assert_eq!(edit["message_id"], list.message_id);
+    assert_eq!(edit["text"], "All done!");
+    assert_eq!(h.to_json()["user_data"][ANN.to_string()]["items"][0]["done"], true);
+}
+
+#[test]
+fn a_reply_to_a_user_who_blocked_the_bot_fails_the_handler() {
+    let h = Harness::new(application);
+    let tg = h.updates();
+    h.process(tg.command(ANN, ANN, "/add"));
+    h.bot().answer_next_to("sendMessage", Answer::blocked());
+    let outcome = h.process(tg.message(ANN, ANN, "Buy milk"));
+    let error = outcome.handler_error.expect("the reply failed");
+    assert!(error.contains("403"), "{error}");
+}
+
+#[test]
+fn an_empty_item_is_asked_again() {
+    let h = Harness::new(application);
+    let tg = h.updates();
+    h.process(tg.command(ANN, ANN, "/add"));
+    h.process(tg.message(ANN, ANN, "   "));
+    assert_eq!(h.to_json()["conversations"]["add"][format!("[{ANN}, {ANN}]")], "TEXT");
+    assert_eq!(h.bot().texts().last().unwrap(), "Send the item as text, or /cancel.");
+}
