@@ -29,6 +29,7 @@ pub mod persistence;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod types;
+pub mod update_gate;
 pub mod webhook;
 
 mod sources;

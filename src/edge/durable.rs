@@ -2,7 +2,7 @@
 //!
 //! Why effectively-once: Telegram delivers at least once, also while the first copy is still
 //! running. The update's id is recorded in the same atomic write as its data; a copy that finds
-//! it (after waiting for the object's [`super::gate::UpdateGate`]) is answered 200 without
+//! it (after waiting for the object's [`crate::update_gate::UpdateGate`]) is answered 200 without
 //! running handlers.
 
 use std::cell::{Cell, RefCell};

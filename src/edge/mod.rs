@@ -6,7 +6,7 @@
 //! fn application(parts: edgegram::edge::Parts) -> edgegram::Result<edgegram::Application> {
 //!     parts.builder().handler(CommandHandler::new("start", start)).build()
 //! }
-//! edgegram::edge_worker!(application, BotObject);   // #[event(fetch)] and the object class
+//! edgegram::edge_worker!(application, BotObject);   // the fetch entry and the object class
 //! ```
 //!
 //! The rooms:
@@ -15,7 +15,7 @@
 //!   through the Application);
 //! - Durable Objects: [`ObjectHost`] (what the object class does: the update gate, duplicate
 //!   detection, alarms, export and import), [`durable::DurableObjectPersistence`] (the
-//!   storage adapter), [`gate::UpdateGate`], [`chat_routing`] (`DO_ROUTING=chat`);
+//!   storage adapter), [`crate::update_gate::UpdateGate`], [`chat_routing`] (`DO_ROUTING=chat`);
 //! - the other adapters: [`kv::KvPersistence`], [`fetch_bot::FetchBot`], [`http`] (reading a
 //!   request within its limits);
 //! - behind features: `dev_bot_api` (`dev-bot-api`: the Bot API recorder of local
@@ -31,7 +31,6 @@ pub mod dev_bot_api;
 pub mod durable;
 mod entry;
 pub mod fetch_bot;
-pub mod gate;
 pub mod http;
 pub mod kv;
 mod macros;

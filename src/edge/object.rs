@@ -21,7 +21,6 @@ use super::admin::{export_from, import_into};
 use super::app::{run_update, BuildApplication, Parts};
 use super::chat_routing::{merge_export, split_by_chat, ChatObjectPersistence, HomeRequest};
 use super::durable::DurableObjectPersistence;
-use super::gate::UpdateGate;
 use super::http::query_param;
 use super::outcome::WebhookOutcome;
 use super::settings::{Routing, Settings};
@@ -31,6 +30,7 @@ use crate::context::DataType;
 use crate::conversation;
 use crate::persistence::{codec, dict, Change, Key, Persistence, DEFAULT_PREFIX};
 use crate::types::Update;
+use crate::update_gate::UpdateGate;
 use crate::webhook::{parse_body, Incoming};
 
 /// The name of the object that holds everything with `DO_ROUTING=bot`, and bot_data,

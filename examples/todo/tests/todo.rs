@@ -12,7 +12,10 @@ fn an_item_is_added_by_conversation_and_toggled_in_place() {
     let tg = h.updates();
     h.process(tg.command(ANN, ANN, "/add"));
     h.process(tg.message(ANN, ANN, "Buy milk"));
-    assert_eq!(h.bot().texts(), ["What should I remember?", "1 thing to do."]);
+    assert_eq!(
+        h.bot().texts(),
+        ["What should I remember?", "1 thing to do."]
+    );
     assert_eq!(
         h.to_json()["user_data"][ANN.to_string()],
         json!({"items": [{"id": 1, "text": "Buy milk", "done": false}], "next_id": 1})
@@ -21,11 +24,17 @@ fn an_item_is_added_by_conversation_and_toggled_in_place() {
     let list = h.bot().sent().pop().expect("the list was sent");
     h.bot().clear();
     h.process(tg.press(ANN, ANN, list.message_id, "toggle:1"));
-    assert_eq!(h.bot().methods(), ["answerCallbackQuery", "editMessageText"]);
+    assert_eq!(
+        h.bot().methods(),
+        ["answerCallbackQuery", "editMessageText"]
+    );
     let edit = &h.bot().params_of("editMessageText")[0];
     assert_eq!(edit["message_id"], list.message_id);
     assert_eq!(edit["text"], "All done!");
-    assert_eq!(h.to_json()["user_data"][ANN.to_string()]["items"][0]["done"], true);
+    assert_eq!(
+        h.to_json()["user_data"][ANN.to_string()]["items"][0]["done"],
+        true
+    );
 }
 
 #[test]
@@ -45,6 +54,12 @@ fn an_empty_item_is_asked_again() {
     let tg = h.updates();
     h.process(tg.command(ANN, ANN, "/add"));
     h.process(tg.message(ANN, ANN, "   "));
-    assert_eq!(h.to_json()["conversations"]["add"][format!("[{ANN}, {ANN}]")], "TEXT");
-    assert_eq!(h.bot().texts().last().unwrap(), "Send the item as text, or /cancel.");
+    assert_eq!(
+        h.to_json()["conversations"]["add"][format!("[{ANN}, {ANN}]")],
+        "TEXT"
+    );
+    assert_eq!(
+        h.bot().texts().last().unwrap(),
+        "Send the item as text, or /cancel."
+    );
 }
