@@ -6,7 +6,7 @@
 use serde_json::json;
 use worker::{console_error, Env, Method, Request, Response};
 
-use super::entry::worker_persistence;
+use super::entry::worker_store;
 use super::http::read_body;
 use super::object::ObjectRole;
 use super::outcome::WebhookOutcome;
@@ -61,8 +61,8 @@ async fn export(env: &Env, settings: &Settings) -> worker::Result<Response> {
         let path = format!("/export{}", role.query());
         return forward(env, &role.object_name(), &path, Method::Get, None).await;
     }
-    match worker_persistence(settings, env) {
-        Some(persistence) => export_from(persistence.as_ref()).await,
+    match worker_store(settings, env) {
+        Some(store) => export_from(store.persistence().as_ref()).await,
         None => text(500, "persistence not configured (see the log)"),
     }
 }
@@ -78,8 +78,8 @@ async fn import(req: &mut Request, env: &Env, settings: &Settings) -> worker::Re
         let body = String::from_utf8_lossy(&body).into_owned();
         return forward(env, &role.object_name(), &path, Method::Post, Some(body)).await;
     }
-    match worker_persistence(settings, env) {
-        Some(persistence) => import_into(persistence.as_ref(), &body).await,
+    match worker_store(settings, env) {
+        Some(store) => import_into(store.persistence().as_ref(), &body).await,
         None => text(500, "persistence not configured (see the log)"),
     }
 }

@@ -137,7 +137,12 @@ pub(crate) fn bot_api(settings: &Settings, env: &Env) -> Option<Rc<dyn BotApi>> 
         BotTarget::Telegram {
             base,
             token: Some(token),
-        } => Some(Rc::new(FetchBot::new(base.clone(), token.clone()))),
+        } => {
+            let timeout = std::time::Duration::from_millis(settings.bot_api_timeout_ms);
+            Some(Rc::new(
+                FetchBot::new(base.clone(), token.clone()).with_timeout(timeout),
+            ))
+        }
         BotTarget::Telegram { token: None, .. } => {
             console_error!("BOT_TOKEN is not set");
             None

@@ -16,21 +16,46 @@ use serde_json::json;
 
 use super::durable::{describe_encoded, transaction, Abort, DurableObjectPersistence, BATCH};
 use crate::error::{Error, Result};
+use crate::persistence::processed::{index_key, record_key, Record};
 use crate::persistence::{describe_keys, storage_error, Change, Key, KeyKind, Persistence};
 
 // ---------------------------------------------------------------------------------------------
 // DO_ROUTING=chat: one object per chat, bot_data and user_data in one home object.
 
-/// One conditional change sent to the home object: applied only if the key still holds
-/// `expected` (the raw value the chat object read; `None`: absent).
+/// One conditional change sent to the home object: applied only if the key still holds what
+/// the chat object expects.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CasOp {
     /// Encoded key.
     pub key: String,
     /// What the key must hold for the batch to apply.
-    pub expected: Option<String>,
+    pub expected: Expected,
     /// The new raw value; `None` deletes.
     pub value: Option<String>,
+}
+
+/// What a home key must hold for a compare-and-set batch to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expected {
+    /// The raw value the update read.
+    Value(String),
+    /// Absent: the update read it as absent, or put a key it never read (it must not
+    /// overwrite a value it did not see).
+    Absent,
+    /// Whatever it holds: a delete of a key the update never read (PTB's `drop_user_data`
+    /// deletes unconditionally; demanding absence would fail every delivery).
+    Anything,
+}
+
+impl Expected {
+    fn holds(&self, current: Option<String>) -> bool {
+        match self {
+            Expected::Value(value) => current.as_ref() == Some(value),
+            Expected::Absent => current.is_none(),
+            Expected::Anything => true,
+        }
+    }
 }
 
 /// The request bodies of the home object's routes.
@@ -44,10 +69,15 @@ pub enum HomeRequest {
         /// The chat object asking.
         chat: Option<i64>,
     },
-    /// Apply all ops in one transaction if every expectation holds; 409 otherwise.
+    /// Apply all ops in one transaction if every expectation holds; 409 otherwise. With a
+    /// record, at most once per update id: a redelivery whose home part was already committed
+    /// (its chat object's own commit failed afterwards) applies nothing here again.
     Write {
         /// The changes.
         ops: Vec<CasOp>,
+        /// The update being applied, recorded as processed in the same transaction.
+        #[serde(default)]
+        update: Option<Record>,
     },
     /// List encoded keys under a prefix.
     List {
@@ -96,15 +126,37 @@ impl DurableObjectPersistence {
                     .collect();
                 Ok(Some(serde_json::json!(values)))
             }
-            HomeRequest::Write { ops } => {
-                let keys: Vec<String> = ops.iter().map(|o| o.key.clone()).collect();
+            HomeRequest::Write { ops, update } => {
+                let mut keys: Vec<String> = ops.iter().map(|o| o.key.clone()).collect();
                 let described = describe_encoded(&keys);
+                let prefix = self.prefix.clone();
+                if let Some(record) = update {
+                    keys.push(record_key(&prefix, record.update_id));
+                }
                 let result = transaction(&self.storage, move |txn, slot| async move {
                     let current = txn.get_multiple(keys).await?;
+                    if let Some(record) = update {
+                        let key = record_key(&prefix, record.update_id);
+                        if record.finds_duplicate(current.get(&key.into()).as_string()) {
+                            return Ok(()); // applied by an earlier delivery
+                        }
+                    }
                     for op in &ops {
-                        if current.get(&op.key.clone().into()).as_string() != op.expected {
+                        if !op
+                            .expected
+                            .holds(current.get(&op.key.clone().into()).as_string())
+                        {
                             return Err(slot.abort(Abort::Conflict));
                         }
+                    }
+                    if let Some(record) = update {
+                        txn.put(
+                            &record_key(&prefix, record.update_id),
+                            record.at_ms.to_string(),
+                        )
+                        .await?;
+                        txn.put(&index_key(&prefix, record.at_ms, record.update_id), "")
+                            .await?;
                     }
                     for op in ops {
                         match op.value {
@@ -296,22 +348,36 @@ impl Persistence for ChatObjectPersistence {
                 .iter()
                 .cloned()
                 .partition(|c| lives_at_home(c.key()));
+            // Every limit before any commit: the home part must not commit when the chat
+            // object's part would be refused.
+            self.local.check_sizes(changes)?;
             if !home.is_empty() {
                 let ops = {
                     let seen = self.seen.borrow();
                     home.iter()
-                        .map(|change| CasOp {
-                            key: change.key().encode(&self.local.prefix),
-                            // Never read (another chat's user, say): it must still be absent.
-                            expected: seen.get(change.key()).cloned().flatten(),
-                            value: match change {
-                                Change::Put(_, value) => Some(value.clone()),
-                                Change::Delete(_) => None,
-                            },
+                        .map(|change| {
+                            let read = seen.get(change.key()).cloned();
+                            CasOp {
+                                key: change.key().encode(&self.local.prefix),
+                                expected: match (read, change) {
+                                    (Some(Some(value)), _) => Expected::Value(value),
+                                    (Some(None), _) | (None, Change::Put(..)) => Expected::Absent,
+                                    (None, Change::Delete(_)) => Expected::Anything,
+                                },
+                                value: match change {
+                                    Change::Put(_, value) => Some(value.clone()),
+                                    Change::Delete(_) => None,
+                                },
+                            }
                         })
                         .collect()
                 };
-                if self.call_home(&HomeRequest::Write { ops }).await?.is_none() {
+                let update = self.local.current_record();
+                if self
+                    .call_home(&HomeRequest::Write { ops, update })
+                    .await?
+                    .is_none()
+                {
                     let keys: Vec<Key> = home.iter().map(|c| c.key().clone()).collect();
                     return Err(Error::Conflict {
                         backend: "durable_object",

@@ -16,14 +16,23 @@ use worker::{ListOptions, Storage, Transaction};
 
 use super::chat_routing::lives_at_home;
 use crate::error::{Error, Result};
+use crate::persistence::limits::{durable_object_entry_bytes, DURABLE_OBJECT_ENTRY_BYTES};
+use crate::persistence::processed::{index_key, index_prefix, parse_index, record_key, Record};
 use crate::persistence::{describe_keys, storage_error, Change, Key, KeyKind, Persistence};
 
-/// SQLite-backed Durable Object storage: key + value at most 2 MB.
-pub const MAX_ENTRY_BYTES: usize = 2_000_000;
+/// SQLite-backed Durable Object storage: key + value at most 2 MB, counted as V8 serialises
+/// them ([`durable_object_entry_bytes`]).
+pub const MAX_ENTRY_BYTES: usize = DURABLE_OBJECT_ENTRY_BYTES;
 /// Keys per `get` batch.
 pub(crate) const BATCH: usize = 128;
-/// How long processed update ids are remembered: Telegram keeps an update at most 24 hours.
-pub const PROCESSED_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[cfg(feature = "testing")]
+thread_local! {
+    /// Test builds only: this many writes of an object's own storage fail after their checks,
+    /// before anything is issued (a storage failure after the home part of `DO_ROUTING=chat`
+    /// committed).
+    pub static INJECTED_WRITE_FAILURES: Cell<u32> = const { Cell::new(0) };
+}
 
 /// One object's storage as a [`Persistence`]. Each write is atomic (a coalesced batch, or a
 /// transaction when it must compare first): all of an update's changes and its processed-update
@@ -31,11 +40,12 @@ pub const PROCESSED_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 pub struct DurableObjectPersistence {
     pub(crate) storage: Storage,
     pub(crate) prefix: String,
-    /// The processed-update record to commit with the next write.
-    marker: RefCell<Option<(String, String)>>,
+    /// The update being recorded as processed with the next write (see
+    /// [`Self::begin_update`]).
+    record: Cell<Option<Record>>,
     marker_written: Cell<bool>,
-    /// The update id whose record the next read looks for (see [`Self::begin_update`]).
-    check: Cell<Option<i64>>,
+    /// Whether the next read still has to look for the record.
+    check: Cell<bool>,
     /// With compare-and-set: the raw values read of home keys, checked again at write time.
     seen: Option<RefCell<HashMap<String, Option<String>>>>,
 }
@@ -46,9 +56,9 @@ impl DurableObjectPersistence {
         Self {
             storage,
             prefix: prefix.into(),
-            marker: RefCell::new(None),
+            record: Cell::new(None),
             marker_written: Cell::new(false),
-            check: Cell::new(None),
+            check: Cell::new(false),
             seen: None,
         }
     }
@@ -59,11 +69,6 @@ impl DurableObjectPersistence {
     pub fn with_compare_and_set(mut self) -> Self {
         self.seen = Some(RefCell::new(HashMap::new()));
         self
-    }
-
-    fn marker_key(&self, update_id: i64) -> String {
-        // Zero-padded so that ids list in order and the oldest are pruned first.
-        format!("{}upd:{update_id:020}", self.prefix)
     }
 
     /// The entries under `prefix` (at most `limit`), keys and values as stored, in key order.
@@ -86,14 +91,18 @@ impl DurableObjectPersistence {
 
     /// Starts handling `update_id` effectively once: the next read also looks for its
     /// processed record (in the same storage call, so duplicates cost no extra round trip)
-    /// and fails with [`Error::AlreadyProcessed`] if it is there — before any handler runs,
-    /// since the Application reads before handlers. The next write records it, in the same
-    /// transaction as the update's data ([`Self::commit_marker`] when nothing else is
-    /// written).
-    pub fn begin_update(&self, update_id: i64, now_ms: i64) {
-        *self.marker.borrow_mut() = Some((self.marker_key(update_id), now_ms.to_string()));
+    /// and fails with [`Error::AlreadyProcessed`] if a record younger than `window_ms` is
+    /// there — before any handler runs, since the Application reads before handlers. The next
+    /// write records it, in the same atomic write as the update's data
+    /// ([`Self::commit_marker`] when nothing else is written).
+    pub fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) {
+        self.record.set(Some(Record {
+            update_id,
+            at_ms: now_ms,
+            window_ms,
+        }));
         self.marker_written.set(false);
-        self.check.set(Some(update_id));
+        self.check.set(true);
     }
 
     /// Commits the processed record alone if no write carried it (an update that changed
@@ -105,41 +114,125 @@ impl DurableObjectPersistence {
         self.write(&[]).await
     }
 
-    /// Forgets processed ids older than the window, at most `limit` per call.
-    pub async fn prune_processed(&self, now_ms: i64, limit: usize) -> Result<usize> {
-        let prefix = format!("{}upd:", self.prefix);
-        let mut old = Vec::new();
-        for (key, value) in self.list_prefix(&prefix, Some(limit)).await? {
-            let at: i64 = value.parse().unwrap_or(0);
-            if now_ms - at > PROCESSED_WINDOW_MS {
-                old.push(key);
-            } else {
-                break; // ids increase with time: the rest are newer
+    /// The update being recorded, if [`Self::begin_update`] started one.
+    pub(crate) fn current_record(&self) -> Option<Record> {
+        self.record.get()
+    }
+
+    /// Refuses `changes` if any entry is over the storage limit, counted as workerd counts
+    /// it, before anything is issued.
+    pub(crate) fn check_sizes(&self, changes: &[Change]) -> Result<()> {
+        for change in changes {
+            if let Change::Put(key, value) = change {
+                let key = key.encode(&self.prefix);
+                let size = durable_object_entry_bytes(&key, value);
+                if size > MAX_ENTRY_BYTES {
+                    return Err(Error::TooLarge {
+                        backend: "durable_object",
+                        key: key.chars().take(80).collect(),
+                        what: "key + value",
+                        size,
+                        limit: MAX_ENTRY_BYTES,
+                    });
+                }
             }
         }
-        let count = old.len();
-        if count > 0 {
-            self.storage
-                .delete_multiple(old)
-                .await
-                .map_err(|e| storage_error("durable_object", "delete", prefix, e.to_string()))?;
+        Ok(())
+    }
+
+    /// The record's puts: `upd:<id>` → its time, and its time index entry.
+    fn record_puts(&self, record: Record) -> [(String, String); 2] {
+        [
+            (
+                record_key(&self.prefix, record.update_id),
+                record.at_ms.to_string(),
+            ),
+            (
+                index_key(&self.prefix, record.at_ms, record.update_id),
+                String::new(),
+            ),
+        ]
+    }
+
+    /// Forgets processed records older than `window_ms`, oldest first, at most `limit` per
+    /// call. Answers when the oldest record left expires (`None`: none left), for the alarm.
+    pub async fn prune_processed(
+        &self,
+        now_ms: i64,
+        window_ms: i64,
+        limit: usize,
+    ) -> Result<Option<i64>> {
+        let prefix = index_prefix(&self.prefix);
+        let listed = self.list_prefix(&prefix, Some(limit + 1)).await?;
+        let mut expired: Vec<(String, i64, i64)> = Vec::new();
+        let mut next_expiry = None;
+        for (key, _) in listed {
+            let Some((at, id)) = key.strip_prefix(&prefix).and_then(parse_index) else {
+                continue;
+            };
+            if now_ms - at <= window_ms || expired.len() == limit {
+                next_expiry = Some(at + window_ms);
+                break; // the index is in time order: the rest are newer (or left for later)
+            }
+            expired.push((key, at, id));
         }
-        Ok(count)
+        for chunk in expired.chunks(BATCH / 2) {
+            let records: Vec<String> = chunk
+                .iter()
+                .map(|(_, _, id)| record_key(&self.prefix, *id))
+                .collect();
+            let current = self
+                .storage
+                .get_multiple(records.clone())
+                .await
+                .map_err(|e| {
+                    storage_error(
+                        "durable_object",
+                        "read",
+                        describe_encoded(&records),
+                        e.to_string(),
+                    )
+                })?;
+            let mut deletes = Vec::with_capacity(chunk.len() * 2);
+            for ((index, at, _), record) in chunk.iter().zip(records) {
+                // A record written again later (an id Telegram reused) keeps its newer time.
+                if current.get(&record.clone().into()).as_string() == Some(at.to_string()) {
+                    deletes.push(record);
+                }
+                deletes.push(index.clone());
+            }
+            self.storage.delete_multiple(deletes).await.map_err(|e| {
+                storage_error("durable_object", "delete", prefix.clone(), e.to_string())
+            })?;
+        }
+        Ok(next_expiry)
+    }
+
+    /// The record the next read must look for, once.
+    fn pending_check(&self) -> Option<Record> {
+        if self.check.replace(false) {
+            self.record.get()
+        } else {
+            None
+        }
     }
 
     async fn read_batch(&self, keys: &[Key]) -> Result<Vec<Option<String>>> {
         let encoded: Vec<String> = keys.iter().map(|k| k.encode(&self.prefix)).collect();
-        let check = self.check.take();
+        let check = self.pending_check();
         let mut wanted = encoded.clone();
-        if let Some(update_id) = check {
-            wanted.push(self.marker_key(update_id));
+        if let Some(record) = check {
+            wanted.push(record_key(&self.prefix, record.update_id));
         }
         let found = self.storage.get_multiple(wanted).await.map_err(|e| {
             storage_error("durable_object", "read", describe_keys(keys), e.to_string())
         })?;
-        if let Some(update_id) = check {
-            if found.has(&self.marker_key(update_id).into()) {
-                return Err(Error::AlreadyProcessed(update_id));
+        if let Some(record) = check {
+            let stored = found
+                .get(&record_key(&self.prefix, record.update_id).into())
+                .as_string();
+            if record.finds_duplicate(stored) {
+                return Err(Error::AlreadyProcessed(record.update_id));
             }
         }
         let values: Vec<Option<String>> = encoded
@@ -166,7 +259,7 @@ struct WritePlan {
     expect: Vec<(String, Option<String>)>,
     /// A processed-update record that must not exist yet (the duplicate check of an update
     /// that read nothing).
-    must_be_absent: Option<(i64, String)>,
+    must_be_absent: Option<Record>,
 }
 
 impl WritePlan {
@@ -228,6 +321,7 @@ impl AbortSlot {
 impl DurableObjectPersistence {
     /// Checks sizes and gathers what to write, before anything is issued.
     fn plan(&self, changes: &[Change]) -> Result<WritePlan> {
+        self.check_sizes(changes)?;
         let mut plan = WritePlan {
             puts: Vec::new(),
             deletes: Vec::new(),
@@ -243,27 +337,15 @@ impl DurableObjectPersistence {
                 }
             }
             match change {
-                Change::Put(_, value) => {
-                    let size = key.len() + value.len();
-                    if size > MAX_ENTRY_BYTES {
-                        return Err(Error::TooLarge {
-                            backend: "durable_object",
-                            key: key.chars().take(80).collect(),
-                            what: "key + value",
-                            size,
-                            limit: MAX_ENTRY_BYTES,
-                        });
-                    }
-                    plan.puts.push((key, value.clone()));
-                }
+                Change::Put(_, value) => plan.puts.push((key, value.clone())),
                 Change::Delete(_) => plan.deletes.push(key),
             }
         }
         // An Application that read nothing never ran the duplicate check: the transaction
         // does it instead (the handlers ran, but their data is not applied).
-        plan.must_be_absent = self.check.take().map(|id| (id, self.marker_key(id)));
-        if let Some(marker) = self.marker.borrow().clone() {
-            plan.puts.push(marker);
+        plan.must_be_absent = self.pending_check();
+        if let Some(record) = self.record.get() {
+            plan.puts.extend(self.record_puts(record));
         }
         Ok(plan)
     }
@@ -305,13 +387,15 @@ impl DurableObjectPersistence {
             expect,
             must_be_absent,
         } = plan;
-        let update_id = must_be_absent.as_ref().map(|(id, _)| *id);
+        let update_id = must_be_absent.map(|record| record.update_id);
+        let prefix = self.prefix.clone();
         let conflict_key =
             describe_encoded(&expect.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
         let result = transaction(&self.storage, move |txn, slot| async move {
-            if let Some((_, marker)) = must_be_absent {
-                let found = txn.get_multiple(vec![marker.clone()]).await?;
-                if found.has(&marker.into()) {
+            if let Some(record) = must_be_absent {
+                let key = record_key(&prefix, record.update_id);
+                let found = txn.get_multiple(vec![key.clone()]).await?;
+                if record.finds_duplicate(found.get(&key.into()).as_string()) {
                     return Err(slot.abort(Abort::AlreadyProcessed));
                 }
             }
@@ -379,12 +463,17 @@ impl Persistence for DurableObjectPersistence {
 
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         Box::pin(async move {
-            if keys.is_empty() && self.check.get().is_some() {
-                // Nothing to read, but the duplicate check must still happen.
-                return self.read_batch(&[]).await;
-            }
             let mut values = Vec::with_capacity(keys.len());
-            for chunk in keys.chunks(BATCH) {
+            let mut rest = keys;
+            if self.check.get() {
+                // The first batch carries the record's key too: one key fewer of the update's,
+                // so that it stays within the 128 keys a get takes. Also when there is nothing
+                // to read: the duplicate check must still happen.
+                let first = rest.len().min(BATCH - 1);
+                values.extend(self.read_batch(&rest[..first]).await?);
+                rest = &rest[first..];
+            }
+            for chunk in rest.chunks(BATCH) {
                 values.extend(self.read_batch(chunk).await?);
             }
             Ok(values)
@@ -396,6 +485,15 @@ impl Persistence for DurableObjectPersistence {
             let plan = self.plan(changes)?;
             if plan.is_empty() {
                 return Ok(());
+            }
+            #[cfg(feature = "testing")]
+            if INJECTED_WRITE_FAILURES.with(|c| c.replace(c.get().saturating_sub(1))) > 0 {
+                return Err(storage_error(
+                    "durable_object",
+                    "write",
+                    plan.describe(),
+                    "injected fault",
+                ));
             }
             if plan.expect.is_empty() && plan.must_be_absent.is_none() {
                 self.write_coalesced(&plan).await?;

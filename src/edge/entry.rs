@@ -104,32 +104,66 @@ where
         let path = format!("/update{}", role.query());
         return forward(env, &role.object_name(), &path, Method::Post, Some(body)).await;
     }
-    let Some(persistence) = worker_persistence(settings, env) else {
+    let Some(store) = worker_store(settings, env) else {
         return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
     };
-    run_update(settings, env, persistence, update, build)
-        .await
-        .into_response()
+    let update_id = update.update_id;
+    if let WorkerStore::Kv(kv) = &store {
+        let now = js_sys::Date::now() as i64;
+        kv.begin_update(update_id, now, settings.processed_window_ms);
+    }
+    let mut outcome = run_update(settings, env, store.persistence(), update, build).await;
+    if let (WorkerStore::Kv(kv), WebhookOutcome::Processed(processed)) = (&store, &outcome) {
+        // An update no handler matched changed nothing: it costs no record.
+        if processed.handled {
+            if let Err(e) = kv.commit_marker().await {
+                console_error!("update {update_id}: recording it as processed failed: {e}");
+                outcome = WebhookOutcome::of(Err(e));
+            }
+        }
+    }
+    outcome.into_response()
+}
+
+/// The storage of a worker that runs Applications itself.
+pub(crate) enum WorkerStore {
+    /// `PERSISTENCE=kv`.
+    Kv(Rc<KvPersistence>),
+    /// `PERSISTENCE=memory`.
+    Memory(Rc<MemoryPersistence>),
+}
+
+impl WorkerStore {
+    /// The store as the Application uses it (with armed faults in test builds).
+    pub(crate) fn persistence(&self) -> Rc<dyn Persistence> {
+        let backend: Rc<dyn Persistence> = match self {
+            WorkerStore::Kv(kv) => kv.clone(),
+            WorkerStore::Memory(memory) => memory.clone(),
+        };
+        #[cfg(feature = "testing")]
+        let backend = super::test_routes::with_faults(backend);
+        backend
+    }
 }
 
 /// The backend of a worker that runs Applications itself (`kv`, `memory`); `None` (logged)
 /// for Durable Objects, whose Applications run in the object, or a missing binding.
-pub(crate) fn worker_persistence(settings: &Settings, env: &Env) -> Option<Rc<dyn Persistence>> {
-    let backend: Rc<dyn Persistence> = match &settings.backend {
+pub(crate) fn worker_store(settings: &Settings, env: &Env) -> Option<WorkerStore> {
+    match &settings.backend {
         Backend::Kv { prefix } => match env.kv(KV_BINDING) {
-            Ok(kv) => Rc::new(KvPersistence::new(kv, prefix.clone())),
+            Ok(kv) => Some(WorkerStore::Kv(Rc::new(KvPersistence::new(
+                kv,
+                prefix.clone(),
+            )))),
             Err(e) => {
                 console_error!("PERSISTENCE=kv needs the KV binding {KV_BINDING}: {e}");
-                return None;
+                None
             }
         },
-        Backend::Memory => MEMORY.with(|m| m.clone()),
+        Backend::Memory => Some(WorkerStore::Memory(MEMORY.with(|m| m.clone()))),
         Backend::DurableObject(_) => {
             console_error!("PERSISTENCE=durable_object runs the Application in the object");
-            return None;
+            None
         }
-    };
-    #[cfg(feature = "testing")]
-    let backend = super::test_routes::with_faults(backend);
-    Some(backend)
+    }
 }

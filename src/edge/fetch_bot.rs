@@ -1,8 +1,10 @@
 //! [`FetchBot`]: Bot API calls as JSON POSTs to `{base}/bot{token}/{method}`.
 
-use futures::future::LocalBoxFuture;
+use std::time::Duration;
+
+use futures::future::{select, Either, LocalBoxFuture};
 use serde_json::Value;
-use worker::{Fetch, Method};
+use worker::{AbortController, Delay, Fetch, Method};
 
 use super::http::json_request;
 
@@ -14,7 +16,11 @@ use crate::error::{Error, Result};
 pub struct FetchBot {
     base: String,
     token: String,
+    timeout: Duration,
 }
+
+/// How long a call may take by default before it fails as a network error.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl FetchBot {
     /// Calls go to `{base}/bot{token}/{method}`; `base` is e.g. `https://api.telegram.org`.
@@ -22,7 +28,16 @@ impl FetchBot {
         Self {
             base: base.into().trim_end_matches('/').to_string(),
             token: token.into(),
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Calls that get no whole answer within `timeout` are abandoned (the request aborted) and
+    /// fail as network errors: a stalled Bot API must not hold a Durable Object's gate, and so
+    /// every other chat of the object, for as long as the connection hangs.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     fn redact(&self, text: String) -> String {
@@ -42,12 +57,26 @@ impl FetchBot {
         let url = format!("{}/bot{}/{}", self.base, self.token, method);
         let request = json_request(&url, Method::Post, Some(params.to_string()))
             .map_err(|e| fail(e.to_string()))?;
-        let mut response = Fetch::Request(request)
-            .send()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
-        parse_response(method, response.status_code(), &body).map_err(|e| match e {
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let call = Box::pin(async {
+            let mut response = Fetch::Request(request)
+                .send_with_signal(&signal)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+            Ok((response.status_code(), body))
+        });
+        let timer = Box::pin(Delay::from(self.timeout));
+        let (status, body) = match select(call, timer).await {
+            Either::Left((answer, _)) => answer?,
+            Either::Right(((), _)) => {
+                controller.abort();
+                let waited = self.timeout.as_millis();
+                return Err(fail(format!("no answer within {waited} ms (timed out)")));
+            }
+        };
+        parse_response(method, status, &body).map_err(|e| match e {
             Error::BotApi {
                 method,
                 code,

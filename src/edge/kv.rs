@@ -12,15 +12,20 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::cell::Cell;
+
 use futures::future::{join_all, LocalBoxFuture};
 use worker::kv::{KvError, KvStore};
 use worker::Delay;
 
 use crate::error::{Error, Result};
+use crate::persistence::processed::{record_key, Record};
 use crate::persistence::{describe_keys, storage_error, Change, Key, KeyKind, Persistence};
 
 /// KV's key limit, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
+/// KV's shortest expiration, in seconds.
+const MIN_TTL_SECONDS: i64 = 60;
 /// KV's value limit, in bytes (25 MiB).
 pub const MAX_VALUE_BYTES: usize = 25 << 20;
 /// Keys per bulk get.
@@ -77,6 +82,11 @@ where
 pub struct KvPersistence {
     kv: KvStore,
     prefix: String,
+    /// The update being recorded as processed (see [`KvPersistence::begin_update`]).
+    record: Cell<Option<Record>>,
+    /// Whether the next read still has to look for the record.
+    check: Cell<bool>,
+    record_written: Cell<bool>,
 }
 
 impl KvPersistence {
@@ -86,7 +96,50 @@ impl KvPersistence {
         Self {
             kv,
             prefix: prefix.into(),
+            record: Cell::new(None),
+            check: Cell::new(false),
+            record_written: Cell::new(false),
         }
+    }
+
+    /// Starts handling `update_id` at most once where KV allows it: the next read also looks
+    /// for its processed record `upd:<id>` (in the same bulk get) and fails with
+    /// [`Error::AlreadyProcessed`] if it is there; the next write puts the record, expiring
+    /// after `window_ms` (at least KV's 60 s). Best effort: KV has no transactions and is
+    /// eventually consistent, so a redelivery handled in the same place after the first copy
+    /// finished is recognised (Telegram's usual retry), but two copies running at the same
+    /// time, or in two locations within KV's propagation delay, can both be applied.
+    pub fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) {
+        self.record.set(Some(Record {
+            update_id,
+            at_ms: now_ms,
+            window_ms,
+        }));
+        self.check.set(true);
+        self.record_written.set(false);
+    }
+
+    /// Puts the processed record alone if no write carried it (a handled update that changed
+    /// nothing).
+    pub async fn commit_marker(&self) -> Result<()> {
+        if self.record_written.get() {
+            return Ok(());
+        }
+        self.write(&[]).await
+    }
+
+    async fn put_record(&self, record: Record) -> Result<()> {
+        let key = record_key(&self.prefix, record.update_id);
+        let ttl = (record.window_ms / 1000).max(MIN_TTL_SECONDS) as u64;
+        with_retries(|| async {
+            self.kv
+                .put(&key, record.at_ms.to_string())?
+                .expiration_ttl(ttl)
+                .execute()
+                .await
+        })
+        .await
+        .map_err(|e| storage_error("kv", "write", key.clone(), e))
     }
 
     fn check_limits(&self, changes: &[Change]) -> Result<Vec<String>> {
@@ -106,14 +159,22 @@ impl KvPersistence {
         Ok(encoded)
     }
 
-    async fn read_chunk(&self, keys: &[Key]) -> Result<Vec<Option<String>>> {
+    async fn read_chunk(&self, keys: &[Key], check: Option<Record>) -> Result<Vec<Option<String>>> {
         let encoded: Vec<String> = keys.iter().map(|k| k.encode(&self.prefix)).collect();
         if let Some(long) = encoded.iter().find(|k| k.len() > MAX_KEY_BYTES) {
             return Err(too_large(long, "key", long.len(), MAX_KEY_BYTES));
         }
-        let mut found = with_retries(|| self.kv.get_bulk(&encoded).text())
+        let mut wanted = encoded.clone();
+        let record = check.map(|r| record_key(&self.prefix, r.update_id));
+        wanted.extend(record.clone());
+        let mut found = with_retries(|| self.kv.get_bulk(&wanted).text())
             .await
             .map_err(|e| storage_error("kv", "read", describe_keys(keys), e))?;
+        if let (Some(check), Some(record)) = (check, record) {
+            if check.finds_duplicate(found.remove(&record).flatten()) {
+                return Err(Error::AlreadyProcessed(check.update_id));
+            }
+        }
         Ok(encoded.iter().map(|k| found.remove(k).flatten()).collect())
     }
 
@@ -148,9 +209,26 @@ impl Persistence for KvPersistence {
 
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         Box::pin(async move {
-            let chunks = join_all(keys.chunks(BULK_GET).map(|c| self.read_chunk(c))).await;
+            // The first bulk get carries the processed record's key too (one key fewer of the
+            // update's, to stay within KV's 100), also when there is nothing else to read.
+            let check = if self.check.replace(false) {
+                self.record.get()
+            } else {
+                None
+            };
+            let first = keys.len().min(if check.is_some() {
+                BULK_GET - 1
+            } else {
+                BULK_GET
+            });
+            let (head, tail) = keys.split_at(first);
+            let mut reads = Vec::new();
+            if !head.is_empty() || check.is_some() {
+                reads.push(self.read_chunk(head, check));
+            }
+            reads.extend(tail.chunks(BULK_GET).map(|c| self.read_chunk(c, None)));
             let mut values = Vec::with_capacity(keys.len());
-            for chunk in chunks {
+            for chunk in join_all(reads).await {
                 values.extend(chunk?);
             }
             Ok(values)
@@ -160,10 +238,26 @@ impl Persistence for KvPersistence {
     fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let keys = self.check_limits(changes)?;
+            let record = self.record.get().filter(|_| !self.record_written.get());
+            if changes.is_empty() && record.is_none() {
+                return Ok(());
+            }
             // KV has no batch write: all puts and deletes go out at once (one round trip of
-            // latency); a failure of one does not undo the others.
-            let results = join_all(keys.iter().zip(changes).map(|(k, c)| self.apply(k, c))).await;
+            // latency), the processed record with them; a failure of one does not undo the
+            // others.
+            let mut writes: Vec<LocalBoxFuture<'_, Result<()>>> = keys
+                .iter()
+                .zip(changes)
+                .map(|(k, c)| Box::pin(self.apply(k, c)) as LocalBoxFuture<'_, Result<()>>)
+                .collect();
+            if let Some(record) = record {
+                writes.push(Box::pin(self.put_record(record)));
+            }
+            let results = join_all(writes).await;
             let failed: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+            if failed.is_empty() {
+                self.record_written.set(true);
+            }
             match failed.len() {
                 0 => Ok(()),
                 1 => Err(failed.into_iter().next().unwrap_or(Error::Missing("error"))),

@@ -9,7 +9,8 @@
 //! - `GET /export`, `POST /import` (`?home=1`: the whole bot, gathered from the chat objects);
 //! - with features: `/devlog/` (the dev recorder), `/__test/` (tests).
 //!
-//! The alarm ends conversations whose deadline passed and sweeps expired callback data.
+//! The alarm ends conversations whose deadline passed, forgets expired processed-update
+//! records and sweeps expired callback data; then it sets itself for the next of those.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -28,10 +29,15 @@ use super::{forward, object_stub, text};
 use crate::callback_data::sweep;
 use crate::context::DataType;
 use crate::conversation;
+use crate::persistence::processed::DEFAULT_WINDOW_MS;
 use crate::persistence::{codec, dict, Change, Key, Persistence, DEFAULT_PREFIX};
 use crate::types::Update;
 use crate::update_gate::UpdateGate;
 use crate::webhook::{parse_body, Incoming};
+
+/// Expired processed-update records one alarm forgets at most (it sets itself again when more
+/// are left).
+const PRUNE_PER_ALARM: usize = 512;
 
 /// The name of the object that holds everything with `DO_ROUTING=bot`, and bot_data,
 /// user_data and the registry of chat objects with `DO_ROUTING=chat`.
@@ -105,6 +111,8 @@ pub struct ObjectHost {
     /// Chat objects: whether the home object already knows this one (see
     /// [`ChatObjectPersistence::new`]).
     registered: Cell<bool>,
+    /// When the alarm is set to fire, once read or set (`None`: not known yet).
+    alarm_at: Cell<Option<i64>>,
 }
 
 impl ObjectHost {
@@ -115,6 +123,7 @@ impl ObjectHost {
             env,
             gate: UpdateGate::default(),
             registered: Cell::new(false),
+            alarm_at: Cell::new(None),
         }
     }
 
@@ -186,22 +195,28 @@ impl ObjectHost {
         U: DataType,
     {
         let _turn = self.gate.enter().await;
+        // The alarm that fired is spent; wake_at sets the next one.
+        self.alarm_at.set(None);
         let store = Rc::new(self.storage());
         let now = js_sys::Date::now() as i64;
+        let mut next = Vec::new();
         match conversation::expire_due(store.as_ref(), now).await {
-            Ok(expired) => {
-                if let Some(next) = expired.next_deadline {
-                    // An i64 is an offset from now for set_alarm (an absolute time for get_alarm).
-                    self.state.storage().set_alarm((next - now).max(0)).await?;
-                }
-            }
+            Ok(expired) => next.extend(expired.next_deadline),
             Err(e) => console_error!("expiring conversations failed: {e}"),
+        }
+        let window = Settings::from_env(&self.env)
+            .map(|s| s.processed_window_ms)
+            .unwrap_or(DEFAULT_WINDOW_MS);
+        match store.prune_processed(now, window, PRUNE_PER_ALARM).await {
+            Ok(expiry) => next.extend(expiry),
+            Err(e) => console_error!("pruning processed update records failed: {e}"),
         }
         if let Some(settings) = self.callback_data_settings(store.clone(), &build) {
             if let Err(e) = sweep(store.as_ref(), now, settings).await {
                 console_error!("sweeping callback data failed: {e}");
             }
         }
+        self.wake_at(next.into_iter().min()).await;
         Response::ok("done")
     }
 
@@ -256,7 +271,8 @@ impl ObjectHost {
         };
         let now = js_sys::Date::now() as i64;
         // The duplicate check rides on the Application's one read.
-        store.begin_update(update_id, now);
+        let window = settings.processed_window_ms;
+        store.begin_update(update_id, now, window);
         let persistence: Rc<dyn Persistence> = match role {
             ObjectRole::Chat(chat) => {
                 let home = object_stub(&self.env, BOT_OBJECT)?;
@@ -283,40 +299,38 @@ impl ObjectHost {
                 }
             }
         }
-        if update_id % 64 == 0 {
-            if let Err(e) = store.prune_processed(now, 256).await {
-                console_error!("pruning processed update ids failed: {e}");
-            }
-        }
         if let WebhookOutcome::Processed(processed) = &outcome {
             if matches!(role, ObjectRole::Chat(_)) {
                 self.registered.set(true);
             }
-            self.schedule_timeouts(&processed.changes).await;
+            // The alarm ends conversations at their deadline and forgets this update's record
+            // when it expires, also if no update ever comes to this object again.
+            let deadlines = conversation_deadlines(&processed.changes);
+            let record_expiry = processed.handled.then_some(now + window);
+            self.wake_at(deadlines.into_iter().chain(record_expiry).min())
+                .await;
         }
         outcome.into_response()
     }
 
-    /// Sets the object's alarm to the earliest conversation deadline this update stored, if
-    /// it is earlier than the alarm already set.
-    async fn schedule_timeouts(&self, changes: &[Change]) {
-        let earliest = changes
-            .iter()
-            .filter_map(|change| match change {
-                Change::Put(Key::Conversation { .. }, raw) => codec::decode(raw).ok(),
-                _ => None,
-            })
-            .filter_map(|stored| conversation::deadline(&stored.data))
-            .min();
-        let Some(deadline) = earliest else { return };
+    /// Makes sure the alarm fires at `at` or earlier. The alarm's time is kept in memory once
+    /// read, so an update costs a storage call for the alarm only when it moves it earlier.
+    async fn wake_at(&self, at: Option<i64>) {
+        let Some(at) = at else { return };
         let storage = self.state.storage();
-        let current = storage.get_alarm().await.ok().flatten();
-        if current.is_none_or(|at| at > deadline) {
-            // An i64 is an offset from now for set_alarm (an absolute time for get_alarm).
-            let offset = (deadline - js_sys::Date::now() as i64).max(0);
-            if let Err(e) = storage.set_alarm(offset).await {
-                console_error!("setting the conversation timeout alarm failed: {e}");
-            }
+        let current = match self.alarm_at.get() {
+            Some(known) => Some(known),
+            None => storage.get_alarm().await.ok().flatten(),
+        };
+        if current.is_some_and(|current| current <= at) {
+            self.alarm_at.set(current);
+            return;
+        }
+        // An i64 is an offset from now for set_alarm (an absolute time for get_alarm).
+        let offset = (at - js_sys::Date::now() as i64).max(0);
+        match storage.set_alarm(offset).await {
+            Ok(()) => self.alarm_at.set(Some(at)),
+            Err(e) => console_error!("setting the object's alarm failed: {e}"),
         }
     }
 
@@ -415,4 +429,16 @@ impl ObjectHost {
             Err(e) => text(500, e.to_string()),
         }
     }
+}
+
+/// The deadlines of the conversation entries among `changes`.
+fn conversation_deadlines(changes: &[Change]) -> Vec<i64> {
+    changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::Put(Key::Conversation { .. }, raw) => codec::decode(raw).ok(),
+            _ => None,
+        })
+        .filter_map(|stored| conversation::deadline(&stored.data))
+        .collect()
 }

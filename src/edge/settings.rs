@@ -11,6 +11,8 @@
 //! | `WEBHOOK_SECRET` | secret | Telegram's `secret_token`; required unless `ALLOW_INSECURE_WEBHOOK=1` |
 //! | `ADMIN_TOKEN` | secret | enables the admin routes; unset, they answer 404 |
 //! | `BOT_USERNAME` | var | saves one `getMe` per isolate for `/cmd@username` |
+//! | `PROCESSED_UPDATE_TTL_SECONDS` | var | how long an update id is remembered as processed, default 86400 |
+//! | `BOT_API_TIMEOUT_SECONDS` | var | how long a Bot API call may take, default 10 |
 //! | `DEV_RECORD_BOT_API` | var | `1`: record Bot API calls instead of sending them (feature `dev-bot-api`, local development only) |
 
 use worker::Env;
@@ -41,8 +43,8 @@ pub enum Routing {
     Chat,
 }
 
-/// Where Bot API calls go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where Bot API calls go. Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
 pub enum BotTarget {
     /// `{base}/bot{token}/{method}`.
     Telegram {
@@ -56,8 +58,21 @@ pub enum BotTarget {
     DevRecorder,
 }
 
-/// How the webhook checks Telegram's secret header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Debug for BotTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BotTarget::Telegram { base, token } => f
+                .debug_struct("Telegram")
+                .field("base", base)
+                .field("token", &token.as_ref().map(|_| "<set>"))
+                .finish(),
+            BotTarget::DevRecorder => f.write_str("DevRecorder"),
+        }
+    }
+}
+
+/// How the webhook checks Telegram's secret header. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum WebhookAuth {
     /// The header must equal this (`WEBHOOK_SECRET`), compared in constant time.
     Secret(String),
@@ -68,8 +83,19 @@ pub enum WebhookAuth {
     Unconfigured,
 }
 
-/// A worker's settings, parsed from its vars and secrets.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for WebhookAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WebhookAuth::Secret(_) => "Secret(<set>)",
+            WebhookAuth::Insecure => "Insecure",
+            WebhookAuth::Unconfigured => "Unconfigured",
+        })
+    }
+}
+
+/// A worker's settings, parsed from its vars and secrets. Its `Debug` shows no secret
+/// (`admin_token` is shown as set or not).
+#[derive(Clone)]
 pub struct Settings {
     /// `PERSISTENCE` and its details.
     pub backend: Backend,
@@ -81,6 +107,12 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// `BOT_USERNAME`, without `@`.
     pub bot_username: Option<String>,
+    /// How long a processed update id is remembered (`PROCESSED_UPDATE_TTL_SECONDS`, default
+    /// 24 hours, Telegram's limit for keeping an update).
+    pub processed_window_ms: i64,
+    /// How long a Bot API call may take before it fails as a network error
+    /// (`BOT_API_TIMEOUT_SECONDS`, default 10).
+    pub bot_api_timeout_ms: u64,
 }
 
 /// A setting that cannot be used, named with what would be accepted.
@@ -90,6 +122,20 @@ pub struct SettingError(pub String);
 impl std::fmt::Display for SettingError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("backend", &self.backend)
+            .field("bot", &self.bot)
+            .field("webhook", &self.webhook)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("bot_username", &self.bot_username)
+            .field("processed_window_ms", &self.processed_window_ms)
+            .field("bot_api_timeout_ms", &self.bot_api_timeout_ms)
+            .finish()
     }
 }
 
@@ -139,7 +185,23 @@ impl Settings {
             None if get("ALLOW_INSECURE_WEBHOOK").as_deref() == Some("1") => WebhookAuth::Insecure,
             None => WebhookAuth::Unconfigured,
         };
+        // A duration in seconds (fractions allowed), as milliseconds.
+        let millis = |name: &str, default_seconds: u64| -> Result<u64, SettingError> {
+            let Some(text) = get(name) else {
+                return Ok(default_seconds * 1000);
+            };
+            match text.parse::<f64>() {
+                Ok(value) if value > 0.0 && value.is_finite() => {
+                    Ok((value * 1000.0).round() as u64)
+                }
+                _ => Err(SettingError(format!(
+                    "{name} {text:?} is not a positive number of seconds"
+                ))),
+            }
+        };
         Ok(Self {
+            processed_window_ms: millis("PROCESSED_UPDATE_TTL_SECONDS", 24 * 60 * 60)? as i64,
+            bot_api_timeout_ms: millis("BOT_API_TIMEOUT_SECONDS", 10)?,
             backend,
             bot,
             webhook,

@@ -5,9 +5,14 @@
 //! - `GET /__test/conformance` → the case names;
 //! - `POST /__test/conformance/<case>?backend=kv|durable_object` → 200 `ok` or 500 and why
 //!   (each run on a fresh key prefix or a fresh object);
-//! - `POST /__test/faults?fail_reads=n&fail_writes=n&kv_errors=n` → the next `n` storage
-//!   reads / writes of updates fail, the next `n` KV calls answer like a failing KV (also in
-//!   the object that runs the updates).
+//! - `POST /__test/faults?fail_reads=n&fail_writes=n&kv_errors=n&object_write_errors=n` →
+//!   the next `n` storage reads / writes of updates fail, the next `n` KV calls answer like a
+//!   failing KV, the next `n` writes of an object's own storage fail after their checks (also
+//!   in the object that runs the updates);
+//! - `GET /__test/records?object=<name>` → `{"records": n, "index": n}`: the processed-update
+//!   records an object keeps;
+//! - `POST /__test/read-many?keys=n` → a fresh object reads `n` keys with its duplicate check
+//!   pending, as an update that needs `n` entries does.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -21,8 +26,9 @@ use super::object::ObjectRole;
 use super::settings::Settings;
 use super::{forward, text, KV_BINDING};
 use crate::persistence::conformance::{run_case, CASES};
+use crate::persistence::processed::{index_prefix, DEFAULT_WINDOW_MS};
 use crate::persistence::spy::SpyPersistence;
-use crate::persistence::Persistence;
+use crate::persistence::{Key, Persistence, DEFAULT_PREFIX};
 
 thread_local! {
     static FAIL_READS: Cell<u32> = const { Cell::new(0) };
@@ -62,6 +68,15 @@ pub(crate) async fn worker_route(
             }
             text(200, "armed")
         }
+        "/__test/records" => {
+            let name = query("object").unwrap_or_else(|| "bot".into());
+            forward(env, &name, "/__test/records", Method::Get, None).await
+        }
+        "/__test/read-many" => {
+            let name = format!("read-many-{}", js_sys::Date::now() as u64);
+            let path = format!("/__test/read-many?{}", url.query().unwrap_or(""));
+            forward(env, &name, &path, Method::Post, None).await
+        }
         p if p.starts_with("/__test/conformance/") => {
             let case = &p["/__test/conformance/".len()..];
             let backend = query("backend").unwrap_or_else(|| "kv".into());
@@ -95,9 +110,25 @@ pub(crate) async fn object_route(
     path: &str,
     store: &DurableObjectPersistence,
 ) -> worker::Result<Response> {
-    if path == "/__test/faults" {
-        arm(req);
-        return text(200, "armed");
+    match path {
+        "/__test/faults" => {
+            arm(req);
+            return text(200, "armed");
+        }
+        "/__test/records" => return records(store).await,
+        "/__test/read-many" => {
+            let count = query_param(req, "keys")
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(128);
+            let keys: Vec<Key> = (0..count).map(Key::UserData).collect();
+            let now = js_sys::Date::now() as i64;
+            store.begin_update(i64::MAX, now, DEFAULT_WINDOW_MS);
+            return match store.read(&keys).await {
+                Ok(values) => text(200, format!("read {}", values.len())),
+                Err(e) => text(500, e.to_string()),
+            };
+        }
+        _ => {}
     }
     match path.strip_prefix("/__test/conformance/") {
         Some(case) => answer_case(case, store).await,
@@ -113,6 +144,24 @@ async fn answer_case(case: &str, store: &dyn Persistence) -> worker::Result<Resp
     }
 }
 
+/// How many processed-update records and time index entries an object keeps.
+async fn records(store: &DurableObjectPersistence) -> worker::Result<Response> {
+    let count = |prefix: String| async move {
+        store
+            .list_prefix(&prefix, None)
+            .await
+            .map(|entries| entries.len())
+    };
+    let records = count(format!("{DEFAULT_PREFIX}upd:")).await;
+    let index = count(index_prefix(DEFAULT_PREFIX)).await;
+    match (records, index) {
+        (Ok(records), Ok(index)) => {
+            Response::from_json(&serde_json::json!({"records": records, "index": index}))
+        }
+        (Err(e), _) | (_, Err(e)) => text(500, e.to_string()),
+    }
+}
+
 fn arm(req: &Request) {
     let count = |name: &str| {
         query_param(req, name)
@@ -122,4 +171,5 @@ fn arm(req: &Request) {
     FAIL_READS.with(|c| c.set(count("fail_reads")));
     FAIL_WRITES.with(|c| c.set(count("fail_writes")));
     super::kv::INJECTED_FAILURES.with(|c| c.set(count("kv_errors")));
+    super::durable::INJECTED_WRITE_FAILURES.with(|c| c.set(count("object_write_errors")));
 }

@@ -26,7 +26,9 @@ pub mod dict;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod file;
 mod keys;
+pub mod limits;
 pub mod memory;
+pub mod processed;
 #[cfg(any(test, feature = "testing"))]
 pub mod spy;
 
