@@ -2,8 +2,12 @@
 //! kinds whose handlers need their user or chat, schema versions written outside the
 //! Application, and Bot API errors a handler can match on.
 
+use edgegram::persistence::codec;
 use edgegram::testing::Harness;
-use edgegram::{Application, ApplicationBuilder, Context, Data, TypeHandler};
+use edgegram::{
+    Application, ApplicationBuilder, Context, Data, Key, Persistence, PersistenceExt, TypeHandler,
+};
+use futures::executor::block_on;
 use serde_json::{json, Value};
 
 /// Counts one more `what` in `data`.
@@ -87,4 +91,60 @@ fn handlers_of_payments_reactions_boosts_and_business_messages_reach_their_user_
         state["chat_data"],
         json!({"-5": {"reactions": 1, "boosts": 1}, "8": {"business_messages": 1}})
     );
+}
+
+/// A user's data at schema version 2, where the age is a number; version 1 kept it as text.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Aged {
+    age: u32,
+    #[serde(default)]
+    seen: u32,
+}
+
+/// A bot at schema version 2 whose migration from version 1 parses the age, and refuses a
+/// value whose age is not text: one already in version 2's shape.
+fn aged(
+    builder: ApplicationBuilder<Data, Data, Aged>,
+) -> edgegram::Result<Application<Data, Data, Aged>> {
+    builder
+        .schema_version(2)
+        .migration(1, |key, mut data| {
+            if let Key::UserData(_) = key {
+                let age = data["age"].as_str().ok_or("age is not text")?;
+                data["age"] = json!(age.parse::<u32>().map_err(|e| e.to_string())?);
+            }
+            Ok(data)
+        })
+        .handler(TypeHandler::all(
+            |ctx: Context<Data, Data, Aged>| async move {
+                ctx.user_data(|u| u.seen += 1)?;
+                Ok(())
+            },
+        ))
+        .build()
+}
+
+#[test]
+fn data_written_at_the_apps_schema_version_is_not_migrated_again() {
+    let h: Harness<Data, Data, Aged> = Harness::new(aged);
+    let tg = h.updates();
+    // An admin tool writes user 7 in version 2's shape, at version 2.
+    block_on(
+        h.memory()
+            .versioned(2)
+            .update_user_data(7, &json!({"age": 41})),
+    )
+    .unwrap();
+    let outcome = h.process(tg.message(7, 7, "hi"));
+    assert_eq!(outcome.handler_error, None);
+    assert_eq!(
+        block_on(h.memory().read(&[Key::UserData(7)])).unwrap(),
+        [Some(codec::encode(2, r#"{"age":41,"seen":1}"#))]
+    );
+    // The plain PTB method writes version 1, which the migration reads as version 1.
+    block_on(h.memory().update_user_data(8, &json!({"age": "30"}))).unwrap();
+    h.process(tg.message(8, 8, "hi"));
+    let stored = block_on(h.memory().get_stored(&Key::UserData(8))).unwrap();
+    let stored = stored.map(|s| (s.version, s.data));
+    assert_eq!(stored, Some((2, json!({"age": 30, "seen": 1}))));
 }
