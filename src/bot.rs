@@ -10,7 +10,7 @@ use futures::future::LocalBoxFuture;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{BotApiErrorKind, Error, Result};
 use crate::types::{Message, ReplyMarkup, User};
 
 /// Sends one Bot API call and answers its `result`. On Workers this is a `fetch` to
@@ -22,28 +22,29 @@ pub trait BotApi {
 }
 
 /// Reads a Bot API answer: `{"ok": true, "result": ...}` or `{"ok": false, "error_code": ..,
-/// "description": ..}`. `status` is the HTTP status, used when the body is not JSON.
+/// "description": .., "parameters": {"retry_after": .., "migrate_to_chat_id": ..}}`.
+/// `status` is the HTTP status, used when the body is not JSON or has no `error_code`. A
+/// failure is an [`Error::BotApi`] whose [`BotApiErrorKind`] says what to do about it.
 pub fn parse_response(method: &str, status: u16, body: &[u8]) -> Result<Value> {
-    let fail = |code: Option<i64>, description: String| Error::BotApi {
+    let fail = |code: i64, description: String, parameters: &Value| Error::BotApi {
         method: method.to_string(),
-        code,
+        code: Some(code),
         description,
+        kind: BotApiErrorKind::from_answer(code, parameters),
     };
-    let answer: Value = serde_json::from_slice(body).map_err(|_| {
-        fail(
-            Some(status.into()),
-            format!("HTTP {status} with a body that is not JSON"),
-        )
-    })?;
+    let Ok(answer) = serde_json::from_slice::<Value>(body) else {
+        let description = format!("HTTP {status} with a body that is not JSON");
+        return Err(fail(status.into(), description, &Value::Null));
+    };
     if answer["ok"] == Value::Bool(true) {
         return Ok(answer.get("result").cloned().unwrap_or(Value::Null));
     }
-    let code = answer["error_code"].as_i64().or(Some(status.into()));
+    let code = answer["error_code"].as_i64().unwrap_or(status.into());
     let description = answer["description"]
         .as_str()
         .unwrap_or("no description")
         .to_string();
-    Err(fail(code, description))
+    Err(fail(code, description, &answer["parameters"]))
 }
 
 /// The bot as handlers see it: typed calls for the common methods and [`Bot::call`] for any
@@ -78,6 +79,7 @@ impl Bot {
             method: method.to_string(),
             code: None,
             description: format!("unexpected result: {e}"),
+            kind: BotApiErrorKind::BadAnswer,
         })
     }
 
@@ -204,6 +206,68 @@ impl AnswerCallbackQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// The kind, code and transience of the error `parse_response` makes of an answer.
+    fn classify(status: u16, body: &str) -> (BotApiErrorKind, Option<i64>, bool) {
+        match parse_response("sendMessage", status, body.as_bytes()) {
+            Err(Error::BotApi {
+                method, code, kind, ..
+            }) => {
+                assert_eq!(method, "sendMessage");
+                (kind, code, kind.is_transient())
+            }
+            other => panic!("{status} {body}: expected a Bot API error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bot_api_errors_say_whether_to_retry_wait_or_give_up() {
+        use BotApiErrorKind::*;
+        let flood = r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#;
+        assert_eq!(classify(429, flood), (RetryAfter(5), Some(429), true));
+        let blocked = r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#;
+        assert_eq!(classify(403, blocked), (Forbidden, Some(403), false));
+        let migrated = r#"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1001234567890}}"#;
+        assert_eq!(
+            classify(400, migrated),
+            (ChatMigrated(-1_001_234_567_890), Some(400), false)
+        );
+        let gateway = "<html><body>502 Bad Gateway</body></html>";
+        assert_eq!(classify(502, gateway), (Server, Some(502), true));
+        let not_found =
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#;
+        assert_eq!(classify(400, not_found), (BadRequest, Some(400), false));
+        let refusal =
+            |code: u16| format!(r#"{{"ok":false,"error_code":{code},"description":"refused"}}"#);
+        assert_eq!(
+            classify(401, &refusal(401)),
+            (Unauthorized, Some(401), false)
+        );
+        assert_eq!(classify(404, &refusal(404)), (NotFound, Some(404), false));
+        assert_eq!(
+            classify(409, &refusal(409)),
+            (OtherClient, Some(409), false)
+        );
+        assert_eq!(classify(500, &refusal(500)), (Server, Some(500), true));
+        // A proxy's 429 without Telegram's parameters: retry, no wait given.
+        assert_eq!(classify(429, "slow down"), (RetryAfter(0), Some(429), true));
+        // A 200 that is not a Bot API answer: the call may have taken effect.
+        assert_eq!(classify(200, "<html>"), (BadAnswer, Some(200), false));
+
+        let Err(error) = parse_response("sendMessage", 429, flood.as_bytes()) else {
+            panic!("a flood answer is an error");
+        };
+        assert_eq!(error.bot_api_kind(), Some(RetryAfter(5)));
+        assert_eq!(RetryAfter(5).retry_after(), Some(Duration::from_secs(5)));
+        assert_eq!(Forbidden.retry_after(), None);
+        assert_eq!(
+            error.to_string(),
+            "Bot API sendMessage failed (429): Too Many Requests: retry after 5"
+        );
+        assert!(Network.is_transient());
+        assert_eq!(Error::Missing("chat").bot_api_kind(), None);
+    }
 
     #[test]
     fn responses_are_read_with_their_error_code() {

@@ -2,10 +2,15 @@
 //! kinds whose handlers need their user or chat, schema versions written outside the
 //! Application, and Bot API errors a handler can match on.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use edgegram::error::BotApiErrorKind;
 use edgegram::persistence::codec;
-use edgegram::testing::Harness;
+use edgegram::testing::{Answer, Harness};
 use edgegram::{
-    Application, ApplicationBuilder, Context, Data, Key, Persistence, PersistenceExt, TypeHandler,
+    Application, ApplicationBuilder, Context, Data, Error, Key, Persistence, PersistenceExt,
+    TypeHandler,
 };
 use futures::executor::block_on;
 use serde_json::{json, Value};
@@ -147,4 +152,49 @@ fn data_written_at_the_apps_schema_version_is_not_migrated_again() {
     let stored = block_on(h.memory().get_stored(&Key::UserData(8))).unwrap();
     let stored = stored.map(|s| (s.version, s.data));
     assert_eq!(stored, Some((2, json!({"age": 30, "seen": 1}))));
+}
+
+#[test]
+fn a_handler_sees_the_flood_limit_as_retry_after_its_seconds() {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let into = seen.clone();
+    let h = Harness::new(move |builder: ApplicationBuilder| {
+        let into = into.clone();
+        builder
+            .handler(TypeHandler::all(|ctx: Context| async move {
+                ctx.reply_text("hello").await?;
+                Ok(())
+            }))
+            .error_handler(move |_ctx: Context, error| {
+                let into = into.clone();
+                async move {
+                    let kind = error.downcast_ref::<Error>().and_then(Error::bot_api_kind);
+                    into.borrow_mut().push(kind);
+                }
+            })
+            .build()
+    });
+    h.bot().answer_next(Answer::retry_after(5));
+    h.bot().answer_next(Answer::blocked());
+    h.bot().answer_next(Answer::migrated(-1_001_234_567_890));
+    h.bot().answer_next(Answer::network_failure());
+    for _ in 0..4 {
+        h.process(h.updates().message(5, 5, "hi"));
+    }
+    assert_eq!(
+        *seen.borrow(),
+        [
+            Some(BotApiErrorKind::RetryAfter(5)),
+            Some(BotApiErrorKind::Forbidden),
+            Some(BotApiErrorKind::ChatMigrated(-1_001_234_567_890)),
+            Some(BotApiErrorKind::Network),
+        ]
+    );
+    let transient: Vec<bool> = seen
+        .borrow()
+        .iter()
+        .flatten()
+        .map(|k| k.is_transient())
+        .collect();
+    assert_eq!(transient, [true, false, false, true]);
 }
