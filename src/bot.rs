@@ -47,6 +47,35 @@ pub fn parse_response(method: &str, status: u16, body: &[u8]) -> Result<Value> {
     Err(fail(code, description, &answer["parameters"]))
 }
 
+/// Removes the bot token from `text` (an error message, a log line), in every form a URL or
+/// a message can hold it: as is (the `bot<token>` path segment), with any or all of its
+/// characters percent-encoded (`123%3AAbc`, upper- or lower-case hex, also encoded twice:
+/// `%253A`), and its secret part (after the `:`) alone. Each becomes `<token>`; the rest of
+/// `text` is kept. An empty token changes nothing.
+///
+/// ```
+/// use edgegram::bot::redact;
+///
+/// let token = "123456:AAE-secret_part";
+/// let error = "fetch https://api.telegram.org/bot123456%3AAAE-secret_part/getMe failed";
+/// assert_eq!(redact(error, token), "fetch https://api.telegram.org/bot<token>/getMe failed");
+/// ```
+pub fn redact(text: &str, token: &str) -> String {
+    /// A secret shorter than this is not a real token's (Telegram's have 35 characters), and
+    /// on its own would match ordinary words.
+    const MIN_SECRET: usize = 8;
+    if token.is_empty() {
+        return text.to_string();
+    }
+    let redacted = replace_encoded(text, token.as_bytes());
+    match token.split_once(':') {
+        Some((_, secret)) if secret.len() >= MIN_SECRET => {
+            replace_encoded(&redacted, secret.as_bytes())
+        }
+        _ => redacted,
+    }
+}
+
 /// The bot as handlers see it: typed calls for the common methods and [`Bot::call`] for any
 /// other. Cheap to clone.
 #[derive(Clone)]
@@ -104,6 +133,58 @@ impl Bot {
     pub async fn get_me(&self) -> Result<User> {
         self.call_typed("getMe", json!({})).await
     }
+}
+
+/// `text` with every occurrence of `needle` replaced by `<token>`, each byte of the needle
+/// matched as is or percent-encoded ([`match_byte`]).
+fn replace_encoded(text: &str, needle: &[u8]) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut at) = (0, 0);
+    while at < bytes.len() {
+        let end = needle
+            .iter()
+            .try_fold(at, |pos, &byte| match_byte(bytes, pos, byte))
+            // Only whole characters are cut out (always so for an ASCII token).
+            .filter(|&end| text.is_char_boundary(at) && text.is_char_boundary(end));
+        match end {
+            Some(end) if !needle.is_empty() => {
+                out.push_str(&text[copied..at]);
+                out.push_str("<token>");
+                (copied, at) = (end, end);
+            }
+            _ => at += 1,
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Where `byte` ends if it is at `pos` in `text`: as is, or percent-encoded with either case
+/// of hex, its `%` itself encoded any number of times (`%3A`, `%253A`, `%25253A`, ...).
+fn match_byte(text: &[u8], pos: usize, byte: u8) -> Option<usize> {
+    if text.get(pos) == Some(&byte) {
+        return Some(pos + 1);
+    }
+    if text.get(pos) != Some(&b'%') {
+        return None;
+    }
+    let mut hex = pos + 1;
+    loop {
+        let digits = text.get(hex..hex + 2)?;
+        let value = hex_value(digits[0])? << 4 | hex_value(digits[1])?;
+        if value == byte {
+            return Some(hex + 2);
+        }
+        if digits != b"25" {
+            return None;
+        }
+        hex += 2;
+    }
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit).to_digit(16).map(|v| v as u8)
 }
 
 /// Parameters of `sendMessage`.
@@ -219,6 +300,33 @@ mod tests {
             }
             other => panic!("{status} {body}: expected a Bot API error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn redaction_removes_every_form_of_the_token_and_keeps_the_rest() {
+        let token = "123456:AAE-x_Y9secret";
+        let cases = [
+            (
+                "url /bot123456:AAE-x_Y9secret/getMe",
+                "url /bot<token>/getMe",
+            ),
+            ("/bot123456%3aAAE-x_Y9secret/", "/bot<token>/"),
+            ("é %31%32%33456%3AAAE-x_Y9secre%74 😀", "é <token> 😀"),
+            ("twice: 123456%253AAAE-x_Y9secret.", "twice: <token>."),
+            (
+                "the secret alone: AAE-x_Y9secret",
+                "the secret alone: <token>",
+            ),
+            ("bot 123456 is public", "bot 123456 is public"),
+            ("%3A %25 % %zz 100%", "%3A %25 % %zz 100%"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(redact(text, token), expected, "{text}");
+        }
+        assert_eq!(redact("a 1:ab b", "1:ab"), "a <token> b");
+        // A secret too short to be a real one is not redacted alone: it would eat words.
+        assert_eq!(redact("ab", "1:ab"), "ab");
+        assert_eq!(redact("nothing to hide", ""), "nothing to hide");
     }
 
     #[test]

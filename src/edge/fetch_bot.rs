@@ -10,7 +10,8 @@ use crate::bot::{parse_response, BotApi};
 use crate::error::{BotApiErrorKind, Error, Result};
 
 /// The Bot API over `fetch`. The token is kept out of every error: URLs contain it, and
-/// runtime errors may quote URLs, so messages are redacted before they leave.
+/// runtime errors may quote URLs (percent-encoded too), so messages are redacted
+/// ([`crate::bot::redact`]) before they leave.
 pub struct FetchBot {
     base: String,
     token: String,
@@ -26,11 +27,7 @@ impl FetchBot {
     }
 
     fn redact(&self, text: String) -> String {
-        if self.token.is_empty() {
-            text
-        } else {
-            text.replace(&self.token, "<token>")
-        }
+        crate::bot::redact(&text, &self.token)
     }
 
     async fn send(&self, method: &str, params: Value) -> Result<Value> {
