@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// `Result` with edgegram's [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,14 +59,18 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
-    /// A Bot API call failed. Never contains the bot token.
+    /// A Bot API call failed. Never contains the bot token. Match on `kind` to decide what
+    /// to do: wait and retry, send to the chat's new id, or give up on this chat.
     BotApi {
         /// The method called.
         method: String,
-        /// Telegram's `error_code`, if it answered.
+        /// Telegram's `error_code` (the HTTP status when the answer is not Telegram's), if it
+        /// answered.
         code: Option<i64>,
         /// Telegram's description, or the transport error.
         description: String,
+        /// What kind of failure it is, from the code and Telegram's `parameters`.
+        kind: BotApiErrorKind,
     },
     /// The update lacks what the call needs (e.g. chat_data of an update without a chat).
     Missing(&'static str),
@@ -90,6 +95,95 @@ pub enum Error {
     /// The update was already processed: a backend that records processed update ids found
     /// this one before any handler ran (a redelivery). Not a failure: answer 200.
     AlreadyProcessed(i64),
+}
+
+/// What kind of failure a Bot API call met, read from Telegram's answer as python-telegram-bot
+/// reads it (`parameters.migrate_to_chat_id` first, then `parameters.retry_after`, then the
+/// code), so that a handler or an outbox can tell a failure worth retrying
+/// ([`is_transient`](BotApiErrorKind::is_transient)) from one that will fail again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BotApiErrorKind {
+    /// Telegram's flood limit (429, or any answer with `parameters.retry_after`): retry after
+    /// this many seconds; 0 when the answer did not say (a proxy's 429). Transient.
+    RetryAfter(u32),
+    /// The group became a supergroup with this id (`parameters.migrate_to_chat_id`): calls
+    /// for the old id fail for good; send to the new one. Permanent.
+    ChatMigrated(i64),
+    /// 400 Bad Request: the call cannot succeed as made (chat not found, empty text, message
+    /// not modified, ...). Permanent.
+    BadRequest,
+    /// 401 Unauthorized: the bot token is not valid. Permanent.
+    Unauthorized,
+    /// 403 Forbidden: the bot may not do this (blocked by the user, kicked from the group).
+    /// Permanent for this chat.
+    Forbidden,
+    /// 404 Not Found: no such method, or a malformed token. Permanent.
+    NotFound,
+    /// Any other 4xx (409 Conflict, 413 Request Entity Too Large, ...). Permanent.
+    OtherClient,
+    /// 5xx: Telegram, or a proxy on the way, failed. Transient.
+    Server,
+    /// No answer at all: the connection failed or timed out. Transient (the call may still
+    /// have taken effect).
+    Network,
+    /// The call could not be sent: its request could not be built (a `TELEGRAM_API_BASE`
+    /// that is not a URL). Permanent.
+    Unsendable,
+    /// An answer that is not a Bot API answer (a 2xx whose body is not one), or a result that
+    /// does not fit the method's type. Permanent: the call may have taken effect, and the same
+    /// answer would come again.
+    BadAnswer,
+}
+
+impl BotApiErrorKind {
+    /// Whether the same call may succeed later: a network failure, a 5xx, the flood limit
+    /// (after [`retry_after`](Self::retry_after)). Everything else fails again as it did.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BotApiErrorKind::RetryAfter(_) | BotApiErrorKind::Server | BotApiErrorKind::Network
+        )
+    }
+
+    /// How long Telegram asks to wait before the next call, for the flood limit.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            BotApiErrorKind::RetryAfter(seconds) => Some(Duration::from_secs((*seconds).into())),
+            _ => None,
+        }
+    }
+
+    /// The kind of a failed answer with `code` (Telegram's `error_code` or the HTTP status)
+    /// and Telegram's `parameters` (`Value::Null` when there are none).
+    pub fn from_answer(code: i64, parameters: &serde_json::Value) -> Self {
+        if let Some(chat_id) = parameters["migrate_to_chat_id"].as_i64() {
+            return BotApiErrorKind::ChatMigrated(chat_id);
+        }
+        if let Some(seconds) = parameters["retry_after"].as_u64() {
+            return BotApiErrorKind::RetryAfter(u32::try_from(seconds).unwrap_or(u32::MAX));
+        }
+        match code {
+            400 => BotApiErrorKind::BadRequest,
+            401 => BotApiErrorKind::Unauthorized,
+            403 => BotApiErrorKind::Forbidden,
+            404 => BotApiErrorKind::NotFound,
+            429 => BotApiErrorKind::RetryAfter(0),
+            402 | 405..=428 | 430..=499 => BotApiErrorKind::OtherClient,
+            500..=599 => BotApiErrorKind::Server,
+            _ => BotApiErrorKind::BadAnswer,
+        }
+    }
+}
+
+impl Error {
+    /// The kind of a failed Bot API call; `None` for every other error.
+    pub fn bot_api_kind(&self) -> Option<BotApiErrorKind> {
+        match self {
+            Error::BotApi { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -133,11 +227,13 @@ impl fmt::Display for Error {
                 method,
                 code: Some(code),
                 description,
+                ..
             } => write!(f, "Bot API {method} failed ({code}): {description}"),
             Error::BotApi {
                 method,
                 code: None,
                 description,
+                ..
             } => write!(f, "Bot API {method} failed: {description}"),
             Error::Missing(what) => write!(f, "this update has no {what}"),
             Error::NestedAccess(what) => write!(
@@ -201,8 +297,9 @@ impl PartialEq for Error {
                 method,
                 code,
                 description,
-            } => matches!(other, Error::BotApi { method: m, code: c, description: d }
-                if (method, code, description) == (m, c, d)),
+                kind,
+            } => matches!(other, Error::BotApi { method: m, code: c, description: d, kind: k }
+                if (method, code, description, kind) == (m, c, d, k)),
             Error::Missing(what) => matches!(other, Error::Missing(w) if what == w),
             Error::NestedAccess(what) => matches!(other, Error::NestedAccess(w) if what == w),
             Error::Config(message) => matches!(other, Error::Config(m) if message == m),

@@ -45,7 +45,7 @@ pub use context::{
     system_clock, system_random, Clock, Context, Data, DataType, Match, RandomSource,
 };
 pub use conversation::{ConversationHandler, Next, StateResult};
-pub use error::{Error, HandlerError, HandlerResult, Result};
+pub use error::{BotApiErrorKind, Error, HandlerError, HandlerResult, Result};
 pub use handlers::{
     filters, CallbackQueryHandler, CommandHandler, Filter, Handler, MessageHandler, TypeHandler,
 };

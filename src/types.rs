@@ -12,7 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One incoming update. Exactly one of the optional fields is set for the update types
-/// edgegram models; for any other type all of them are `None` and [`Update::raw`] holds it.
+/// edgegram models (all of Bot API 10.1's but `poll`, which has neither chat nor user); for
+/// any other type all of them are `None` and [`Update::raw`] holds it.
+///
+/// Kinds that handlers rarely read are typed only as far as edgegram needs them to find the
+/// update's chat and user ([`Sender`], [`ChatEvent`], [`UserEvent`]); read the rest from
+/// [`Update::raw`].
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Update {
     /// The update's unique identifier; increases, may skip.
@@ -35,6 +40,37 @@ pub struct Update {
     pub chat_member: Option<ChatMemberUpdated>,
     /// A request to join a chat.
     pub chat_join_request: Option<ChatMemberUpdated>,
+    /// The bot was connected to or disconnected from a business account, or the connection
+    /// changed.
+    pub business_connection: Option<UserEvent>,
+    /// A new message in a chat of a connected business account.
+    pub business_message: Option<Message>,
+    /// A new version of a message in a chat of a connected business account.
+    pub edited_business_message: Option<Message>,
+    /// Messages were deleted in a chat of a connected business account.
+    pub deleted_business_messages: Option<ChatEvent>,
+    /// A new guest message: the bot was called into a chat it is not a member of.
+    pub guest_message: Option<Message>,
+    /// A user changed their reaction to a message.
+    pub message_reaction: Option<MessageReactionUpdated>,
+    /// The anonymous reactions to a message changed.
+    pub message_reaction_count: Option<ChatEvent>,
+    /// A user chose a result of an inline query and sent it to their chat partner.
+    pub chosen_inline_result: Option<Sender>,
+    /// A shipping query (invoices with flexible price).
+    pub shipping_query: Option<Sender>,
+    /// A pre-checkout query: the user is about to pay.
+    pub pre_checkout_query: Option<Sender>,
+    /// A user purchased paid media with a payload the bot sent.
+    pub purchased_paid_media: Option<Sender>,
+    /// A user changed their answer in a poll the bot sent.
+    pub poll_answer: Option<UserEvent>,
+    /// A chat was boosted, or a boost changed.
+    pub chat_boost: Option<ChatEvent>,
+    /// A boost was removed from a chat.
+    pub removed_chat_boost: Option<ChatEvent>,
+    /// A bot managed by this bot was created, or its token or owner changed.
+    pub managed_bot: Option<UserEvent>,
     /// The update exactly as received (including what is not typed above).
     #[serde(skip)]
     pub raw: Value,
@@ -49,7 +85,9 @@ impl Update {
     }
 
     /// The message of a message-like update (message, edited message, channel post, edited
-    /// channel post), as PTB's `Update.effective_message` minus callback queries' messages.
+    /// channel post): what [`MessageHandler`](crate::MessageHandler), commands and
+    /// [`filters`](crate::filters) read. Business and guest messages are not message-like
+    /// (handle them by kind); [`Update::effective_message`] gives them too.
     pub fn message_like(&self) -> Option<&Message> {
         self.message
             .as_ref()
@@ -58,43 +96,85 @@ impl Update {
             .or(self.edited_channel_post.as_ref())
     }
 
-    /// The message this update is about, including the message a pressed button belongs to.
+    /// The message this update is about, as PTB's `Update.effective_message`: a message-like
+    /// update's, a business or guest message, or the message a pressed button belongs to.
     pub fn effective_message(&self) -> Option<&Message> {
-        self.message_like().or_else(|| {
-            self.callback_query
-                .as_ref()
-                .and_then(|q| q.message.as_ref())
-        })
+        self.message_like()
+            .or(self.business_message.as_ref())
+            .or(self.edited_business_message.as_ref())
+            .or(self.guest_message.as_ref())
+            .or_else(|| self.callback_query.as_ref()?.message.as_ref())
     }
 
-    /// The chat this update belongs to, as PTB's `Update.effective_chat`.
+    /// The chat this update belongs to, as PTB's `Update.effective_chat`. `None` for the
+    /// kinds that have no chat: inline queries and their chosen results, presses on buttons
+    /// of inline-mode messages, shipping and pre-checkout queries, paid media purchases,
+    /// polls and poll answers, business connections, managed bots.
     pub fn effective_chat(&self) -> Option<&Chat> {
         if let Some(message) = self.effective_message() {
             return Some(&message.chat);
+        }
+        if let Some(reaction) = &self.message_reaction {
+            return Some(&reaction.chat);
         }
         self.my_chat_member
             .as_ref()
             .or(self.chat_member.as_ref())
             .or(self.chat_join_request.as_ref())
             .map(|m| &m.chat)
+            .or_else(|| {
+                self.deleted_business_messages
+                    .as_ref()
+                    .or(self.message_reaction_count.as_ref())
+                    .or(self.chat_boost.as_ref())
+                    .or(self.removed_chat_boost.as_ref())
+                    .map(|event| &event.chat)
+            })
     }
 
-    /// The user who caused this update, as PTB's `Update.effective_user`.
+    /// The user who caused this update, as PTB's `Update.effective_user`. `None` for the
+    /// kinds that have no user (polls, anonymous reactions and votes, reaction counts, chat
+    /// boosts, deleted business messages) and for messages without a sender (channel posts).
     pub fn effective_user(&self) -> Option<&User> {
+        if let Some(message) = self
+            .message_like()
+            .or(self.business_message.as_ref())
+            .or(self.edited_business_message.as_ref())
+            .or(self.guest_message.as_ref())
+        {
+            return message.from.as_ref();
+        }
         if let Some(query) = &self.callback_query {
             return Some(&query.from);
         }
         if let Some(query) = &self.inline_query {
             return Some(&query.from);
         }
-        if let Some(message) = self.message_like() {
-            return message.from.as_ref();
-        }
-        self.my_chat_member
+        if let Some(member) = self
+            .my_chat_member
             .as_ref()
             .or(self.chat_member.as_ref())
             .or(self.chat_join_request.as_ref())
-            .map(|m| &m.from)
+        {
+            return Some(&member.from);
+        }
+        if let Some(sender) = self
+            .chosen_inline_result
+            .as_ref()
+            .or(self.shipping_query.as_ref())
+            .or(self.pre_checkout_query.as_ref())
+            .or(self.purchased_paid_media.as_ref())
+        {
+            return Some(&sender.from);
+        }
+        if let Some(reaction) = &self.message_reaction {
+            return reaction.user.as_ref();
+        }
+        self.poll_answer
+            .as_ref()
+            .or(self.business_connection.as_ref())
+            .or(self.managed_bot.as_ref())
+            .and_then(|event| event.user.as_ref())
     }
 
     /// This update's type, read from [`Update::raw`] (so also for types edgegram does not
@@ -135,7 +215,39 @@ pub enum UpdateKind {
     ChatMember,
     /// `chat_join_request`: a request to join a chat.
     ChatJoinRequest,
-    /// A type edgegram does not model (`"poll"`, `"message_reaction"`, ...), by the name
+    /// `business_connection`: a business account connected or disconnected the bot.
+    BusinessConnection,
+    /// `business_message`: a new message in a connected business account's chat.
+    BusinessMessage,
+    /// `edited_business_message`: an edited message in a connected business account's chat.
+    EditedBusinessMessage,
+    /// `deleted_business_messages`: messages deleted in a connected business account's chat.
+    DeletedBusinessMessages,
+    /// `guest_message`: a message calling the bot into a chat it is not a member of.
+    GuestMessage,
+    /// `message_reaction`: a user changed their reaction to a message.
+    MessageReaction,
+    /// `message_reaction_count`: the anonymous reactions to a message changed.
+    MessageReactionCount,
+    /// `chosen_inline_result`: a user chose a result of an inline query.
+    ChosenInlineResult,
+    /// `shipping_query`: a shipping query.
+    ShippingQuery,
+    /// `pre_checkout_query`: a pre-checkout query.
+    PreCheckoutQuery,
+    /// `purchased_paid_media`: a user purchased paid media.
+    PurchasedPaidMedia,
+    /// `poll`: a new state of a poll (only in [`Update::raw`]: it has no chat and no user).
+    Poll,
+    /// `poll_answer`: a user changed their answer in a poll.
+    PollAnswer,
+    /// `chat_boost`: a chat was boosted.
+    ChatBoost,
+    /// `removed_chat_boost`: a boost was removed from a chat.
+    RemovedChatBoost,
+    /// `managed_bot`: a bot managed by this bot was created or changed.
+    ManagedBot,
+    /// A type edgegram does not model (one Telegram added after Bot API 10.1), by the name
     /// Telegram gives it; its content is in [`Update::raw`].
     Other(String),
 }
@@ -151,8 +263,8 @@ impl UpdateKind {
         UpdateKind::EditedChannelPost,
     ];
 
-    /// Every kind edgegram models, in the order of [`Update`]'s fields.
-    const MODELLED: [UpdateKind; 9] = [
+    /// Every kind edgegram models: every update type of Bot API 10.1.
+    const MODELLED: [UpdateKind; 25] = [
         UpdateKind::Message,
         UpdateKind::EditedMessage,
         UpdateKind::ChannelPost,
@@ -162,6 +274,22 @@ impl UpdateKind {
         UpdateKind::MyChatMember,
         UpdateKind::ChatMember,
         UpdateKind::ChatJoinRequest,
+        UpdateKind::BusinessConnection,
+        UpdateKind::BusinessMessage,
+        UpdateKind::EditedBusinessMessage,
+        UpdateKind::DeletedBusinessMessages,
+        UpdateKind::GuestMessage,
+        UpdateKind::MessageReaction,
+        UpdateKind::MessageReactionCount,
+        UpdateKind::ChosenInlineResult,
+        UpdateKind::ShippingQuery,
+        UpdateKind::PreCheckoutQuery,
+        UpdateKind::PurchasedPaidMedia,
+        UpdateKind::Poll,
+        UpdateKind::PollAnswer,
+        UpdateKind::ChatBoost,
+        UpdateKind::RemovedChatBoost,
+        UpdateKind::ManagedBot,
     ];
 
     /// The kind Telegram names `name` (the key of the update's JSON).
@@ -184,6 +312,22 @@ impl UpdateKind {
             UpdateKind::MyChatMember => "my_chat_member",
             UpdateKind::ChatMember => "chat_member",
             UpdateKind::ChatJoinRequest => "chat_join_request",
+            UpdateKind::BusinessConnection => "business_connection",
+            UpdateKind::BusinessMessage => "business_message",
+            UpdateKind::EditedBusinessMessage => "edited_business_message",
+            UpdateKind::DeletedBusinessMessages => "deleted_business_messages",
+            UpdateKind::GuestMessage => "guest_message",
+            UpdateKind::MessageReaction => "message_reaction",
+            UpdateKind::MessageReactionCount => "message_reaction_count",
+            UpdateKind::ChosenInlineResult => "chosen_inline_result",
+            UpdateKind::ShippingQuery => "shipping_query",
+            UpdateKind::PreCheckoutQuery => "pre_checkout_query",
+            UpdateKind::PurchasedPaidMedia => "purchased_paid_media",
+            UpdateKind::Poll => "poll",
+            UpdateKind::PollAnswer => "poll_answer",
+            UpdateKind::ChatBoost => "chat_boost",
+            UpdateKind::RemovedChatBoost => "removed_chat_boost",
+            UpdateKind::ManagedBot => "managed_bot",
             UpdateKind::Other(name) => name,
         }
     }
@@ -368,6 +512,45 @@ pub struct ChatMemberUpdated {
     pub from: User,
 }
 
+/// Who sent an update that has a sender and no chat: a chosen inline result, a shipping or
+/// pre-checkout query, a paid media purchase. edgegram reads only the sender (to load their
+/// user_data); the query's id, payload and the rest are in [`Update::raw`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// The user who sent it.
+    pub from: User,
+}
+
+/// The chat of an update that is about a chat and names no user: deleted business
+/// messages, anonymous reaction counts, chat boosts added or removed (the booster is not the
+/// update's user, as in PTB). The rest is in [`Update::raw`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatEvent {
+    /// The chat.
+    pub chat: Chat,
+}
+
+/// The user of an update that has no chat: a poll answer (no user when the vote is
+/// anonymous), a business connection (the business account's user), a managed bot (its
+/// owner). The rest is in [`Update::raw`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEvent {
+    /// The user; absent for an anonymous vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+}
+
+/// The part of `MessageReactionUpdated` that edgegram needs: chat and user. The reactions
+/// are in [`Update::raw`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageReactionUpdated {
+    /// The chat of the message reacted to.
+    pub chat: Chat,
+    /// Who reacted; absent when they reacted anonymously (on behalf of a chat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+}
+
 /// A button of an inline keyboard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InlineKeyboardButton {
@@ -503,16 +686,17 @@ mod tests {
 
     #[test]
     fn unknown_update_types_and_fields_parse() {
+        // A type Telegram may add after Bot API 10.1: its chat is not typed, so not found.
         let raw = json!({
             "update_id": 7,
-            "message_reaction": {"chat": {"id": 1, "type": "private"}, "new": [1, 2]},
+            "story_reaction": {"chat": {"id": 1, "type": "private"}, "new": [1, 2]},
         });
         let update = Update::from_value(raw.clone()).unwrap();
         assert_eq!(update.update_id, 7);
         assert!(update.message.is_none() && update.effective_chat().is_none());
         assert_eq!(
             update.kind(),
-            Some(UpdateKind::Other("message_reaction".into()))
+            Some(UpdateKind::Other("story_reaction".into()))
         );
         assert_eq!(update.raw, raw);
 
@@ -560,5 +744,138 @@ mod tests {
         .unwrap();
         assert_eq!(update.effective_user().unwrap().id, 2);
         assert_eq!(update.effective_chat().unwrap().id, -7);
+    }
+
+    /// One update of every kind Telegram sends (Bot API 10.1), with what python-telegram-bot
+    /// 22.8's `Update.effective_chat`, `effective_user` and `effective_message` give for it:
+    /// `[kind, content, chat id, user id, message id]`, `null` for none.
+    fn every_kind() -> Value {
+        let ann = json!({"id": 7, "is_bot": false, "first_name": "Ann", "language_code": "en"});
+        let private = json!({"id": 7, "type": "private", "first_name": "Ann"});
+        let group = json!({"id": -5, "type": "group", "title": "G"});
+        let channel = json!({"id": -1_009_000_000_001_i64, "type": "channel", "title": "News"});
+        let customer = json!({"id": 8, "type": "private", "first_name": "Cus"});
+        let cus = json!({"id": 8, "is_bot": false, "first_name": "Cus"});
+        let bot = json!({"id": 1, "is_bot": true, "first_name": "edgegram", "username": "e_bot"});
+        let premium = json!({"source": "premium", "user": ann});
+        let joined = json!({"old_chat_member": {"status": "left", "user": ann},
+                            "new_chat_member": {"status": "member", "user": ann}});
+        let added = json!({"old_chat_member": {"status": "left", "user": bot},
+                           "new_chat_member": {"status": "member", "user": bot}});
+        json!([
+            ["message", {"message_id": 10, "date": 1, "chat": private, "from": ann,
+                "text": "hi"}, 7, 7, 10],
+            ["edited_message", {"message_id": 11, "date": 1, "edit_date": 2, "chat": group,
+                "from": ann, "text": "fixed"}, -5, 7, 11],
+            ["channel_post", {"message_id": 12, "date": 1, "chat": channel,
+                "sender_chat": channel, "text": "news"}, -1_009_000_000_001_i64, null, 12],
+            ["edited_channel_post", {"message_id": 12, "date": 1, "edit_date": 3,
+                "chat": channel, "sender_chat": channel, "text": "news!"},
+                -1_009_000_000_001_i64, null, 12],
+            ["business_connection", {"id": "bc1", "user": ann, "user_chat_id": 7, "date": 1,
+                "rights": {"can_reply": true}, "is_enabled": true}, null, 7, null],
+            ["business_message", {"message_id": 13, "business_connection_id": "bc1",
+                "date": 1, "chat": customer, "from": cus, "text": "open today?"}, 8, 8, 13],
+            ["edited_business_message", {"message_id": 13, "business_connection_id": "bc1",
+                "date": 1, "edit_date": 2, "chat": customer, "from": cus,
+                "text": "open tomorrow?"}, 8, 8, 13],
+            ["deleted_business_messages", {"business_connection_id": "bc1", "chat": customer,
+                "message_ids": [13, 14]}, 8, null, null],
+            ["guest_message", {"message_id": 15, "date": 1, "chat": group, "from": ann,
+                "guest_query_id": "gq1", "text": "@e_bot weather?"}, -5, 7, 15],
+            ["message_reaction", {"chat": group, "message_id": 10, "user": ann, "date": 1,
+                "old_reaction": [], "new_reaction": [{"type": "emoji", "emoji": "👍"}]},
+                -5, 7, null],
+            ["message_reaction_count", {"chat": group, "message_id": 10, "date": 1,
+                "reactions": [{"type": {"type": "emoji", "emoji": "👍"}, "total_count": 3}]},
+                -5, null, null],
+            ["inline_query", {"id": "iq1", "from": ann, "query": "cats", "offset": ""},
+                null, 7, null],
+            ["chosen_inline_result", {"result_id": "r1", "from": ann, "query": "cats",
+                "inline_message_id": "AAQ"}, null, 7, null],
+            ["callback_query", {"id": "cq1", "from": ann, "chat_instance": "ci", "data": "x",
+                "message": {"message_id": 16, "date": 1, "chat": group, "from": bot,
+                "text": "pick"}}, -5, 7, 16],
+            ["shipping_query", {"id": "sq1", "from": ann, "invoice_payload": "order-1",
+                "shipping_address": {"country_code": "DE", "state": "", "city": "Berlin",
+                "street_line1": "Str. 1", "street_line2": "", "post_code": "10115"}},
+                null, 7, null],
+            ["pre_checkout_query", {"id": "pq1", "from": ann, "currency": "XTR",
+                "total_amount": 50, "invoice_payload": "order-1"}, null, 7, null],
+            ["purchased_paid_media", {"from": ann, "paid_media_payload": "album-1"},
+                null, 7, null],
+            ["poll", {"id": "p1", "question": "Tea?", "options": [{"persistent_id": "a",
+                "text": "yes", "voter_count": 1}], "total_voter_count": 1, "is_closed": true,
+                "is_anonymous": true, "type": "regular", "allows_multiple_answers": false,
+                "allows_revoting": false, "members_only": false}, null, null, null],
+            ["poll_answer", {"poll_id": "p1", "user": ann, "option_ids": [0],
+                "option_persistent_ids": ["a"]}, null, 7, null],
+            ["my_chat_member", {"chat": group, "from": ann, "date": 1,
+                "old_chat_member": added["old_chat_member"],
+                "new_chat_member": added["new_chat_member"]}, -5, 7, null],
+            ["chat_member", {"chat": group, "from": ann, "date": 1,
+                "old_chat_member": joined["old_chat_member"],
+                "new_chat_member": joined["new_chat_member"]}, -5, 7, null],
+            ["chat_join_request", {"chat": group, "from": ann, "user_chat_id": 7, "date": 1},
+                -5, 7, null],
+            ["chat_boost", {"chat": channel, "boost": {"boost_id": "b1", "add_date": 1,
+                "expiration_date": 2, "source": premium}}, -1_009_000_000_001_i64, null, null],
+            ["removed_chat_boost", {"chat": channel, "boost_id": "b1", "remove_date": 2,
+                "source": premium}, -1_009_000_000_001_i64, null, null],
+            ["managed_bot", {"user": ann, "bot": bot}, null, 7, null]
+        ])
+    }
+
+    #[test]
+    fn every_update_kind_has_ptbs_effective_chat_user_and_message() {
+        let cases = every_kind();
+        let cases = cases.as_array().unwrap();
+        assert_eq!(
+            cases.len(),
+            25,
+            "every field of the Bot API's Update but update_id"
+        );
+        let mut kinds = std::collections::HashSet::new();
+        for (i, case) in cases.iter().enumerate() {
+            let kind = case[0].as_str().unwrap();
+            let update = Update::from_value(json!({"update_id": i, kind: case[1]}))
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let seen = update.kind().unwrap_or_else(|| panic!("{kind}: no kind"));
+            assert_eq!(seen.as_str(), kind);
+            let found = (
+                update.effective_chat().map(|c| c.id),
+                update.effective_user().map(|u| u.id),
+                update.effective_message().map(|m| m.message_id),
+            );
+            let expected = (case[2].as_i64(), case[3].as_i64(), case[4].as_i64());
+            assert_eq!(found, expected, "{kind}: (chat, user, message)");
+            assert!(
+                !matches!(seen, UpdateKind::Other(_)),
+                "{kind} is not modelled"
+            );
+            kinds.insert(seen);
+        }
+        assert_eq!(kinds.len(), UpdateKind::MODELLED.len(), "{kinds:?}");
+    }
+
+    #[test]
+    fn anonymous_reactions_and_votes_have_no_user() {
+        let update = Update::from_value(json!({"update_id": 1, "message_reaction": {
+            "chat": {"id": -5, "type": "supergroup", "title": "G"}, "message_id": 3,
+            "actor_chat": {"id": -5, "type": "supergroup", "title": "G"}, "date": 1,
+            "old_reaction": [], "new_reaction": [{"type": "emoji", "emoji": "🔥"}]}}))
+        .unwrap();
+        assert_eq!(update.effective_chat().map(|c| c.id), Some(-5));
+        assert_eq!(update.effective_user(), None);
+        let update = Update::from_value(json!({"update_id": 2, "poll_answer": {
+            "poll_id": "p1", "voter_chat": {"id": -5, "type": "supergroup", "title": "G"},
+            "option_ids": [1], "option_persistent_ids": ["b"]}}))
+        .unwrap();
+        assert_eq!(
+            update.effective_chat(),
+            None,
+            "PTB: a poll answer has no chat"
+        );
+        assert_eq!(update.effective_user(), None);
     }
 }

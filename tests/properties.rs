@@ -1,6 +1,7 @@
 //! Property tests: round trips hold and nothing panics on arbitrary input (a panic on wasm
 //! aborts the worker without an answer).
 
+use edgegram::bot::redact;
 use edgegram::persistence::{codec, dict, Key, DEFAULT_PREFIX};
 use edgegram::testing::{command_entities, Updates};
 use edgegram::types::{Message, MessageEntity};
@@ -38,8 +39,87 @@ fn key() -> impl Strategy<Value = Key> {
     ]
 }
 
+/// A bot token of Telegram's shape: the bot's id, `:`, 35 characters of `[A-Za-z0-9_-]`.
+fn token() -> impl Strategy<Value = String> {
+    "[1-9][0-9]{5,10}:[A-Za-z0-9_-]{35}"
+}
+
+/// `text` with its percent-escapes decoded, again and again until none is left: what a
+/// reader of a log line could recover from it.
+fn percent_decoded(text: &str) -> String {
+    let mut text = text.to_string();
+    loop {
+        let bytes = text.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let escape = bytes
+                .get(i + 1..i + 3)
+                .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+            match (bytes[i], escape) {
+                (b'%', Some(byte)) => {
+                    decoded.push(byte);
+                    i += 3;
+                }
+                (byte, _) => {
+                    decoded.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        let decoded = String::from_utf8_lossy(&decoded).into_owned();
+        if decoded == text {
+            return text;
+        }
+        text = decoded;
+    }
+}
+
+/// `token` as it may appear in a URL: each character as is or percent-encoded (upper- or
+/// lower-case hex), chosen by `how`; `twice` encodes the escapes' `%` once more (`%253A`).
+fn encoded(token: &str, how: &[u8], twice: bool) -> String {
+    let percent = if twice { "%25" } else { "%" };
+    token
+        .bytes()
+        .zip(how.iter().cycle())
+        .map(|(byte, how)| match how % 3 {
+            0 => (byte as char).to_string(),
+            1 => format!("{percent}{byte:02X}"),
+            _ => format!("{percent}{byte:02x}"),
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn no_form_of_the_bot_token_survives_redaction(
+        token in token(),
+        form in 0usize..7,
+        how in prop::collection::vec(any::<u8>(), 1..50),
+        before in "\\PC{0,30}",
+        after in "\\PC{0,30}",
+    ) {
+        let secret = token.split_once(':').unwrap().1.to_string();
+        let in_url = match form {
+            0 => token.clone(),
+            1 => token.replace(':', "%3A"),
+            2 => token.replace(':', "%3a"),
+            3 => encoded(&token, &[1], false),
+            4 => encoded(&token, &[2], false),
+            5 => encoded(&token, &how, false),
+            _ => encoded(&token, &how, true),
+        };
+        let url = format!("https://api.telegram.org/bot{in_url}/sendMessage");
+        let text = format!("{before} error sending request for url ({url}): {after}");
+        let redacted = redact(&text, &token);
+        let readable = percent_decoded(&redacted);
+        prop_assert!(!readable.contains(&secret), "{} -> {}", text, redacted);
+        prop_assert!(redacted.contains("/bot<token>/sendMessage"), "{}", redacted);
+        // What is not the token is left as it was.
+        prop_assert!(redacted.starts_with(&before) && redacted.ends_with(&after));
+    }
 
     #[test]
     fn keys_round_trip(k in key(), prefix in "[a-z0-9:]{0,8}") {

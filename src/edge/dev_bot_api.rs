@@ -36,7 +36,7 @@ use super::http::json_request;
 
 use crate::bot::stand_in::{answer, chat_id_text, response, sends_message};
 use crate::bot::{parse_response, BotApi};
-use crate::error::{Error, Result};
+use crate::error::{BotApiErrorKind, Error, Result};
 
 /// The name of the object that keeps the log.
 pub const DEVLOG_OBJECT: &str = "devlog";
@@ -70,10 +70,11 @@ impl DevBotApi {
     }
 
     async fn send(&self, method: &str, params: Value) -> Result<Value> {
-        let fail = |description: String| Error::BotApi {
+        let fail = |kind: BotApiErrorKind, description: String| Error::BotApi {
             method: method.to_string(),
             code: None,
             description: format!("dev recorder: {description}"),
+            kind,
         };
         let body = json!({ "method": method, "params": params }).to_string();
         let request = json_request(
@@ -81,13 +82,17 @@ impl DevBotApi {
             Method::Post,
             Some(body),
         )
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(BotApiErrorKind::Unsendable, e.to_string()))?;
+        // No answer from the log object: as a network failure would be on Telegram's side.
         let mut response = self
             .log
             .fetch_with_request(request)
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(BotApiErrorKind::Network, e.to_string()))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| fail(BotApiErrorKind::Network, e.to_string()))?;
         parse_response(method, response.status_code(), &body)
     }
 }

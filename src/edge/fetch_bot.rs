@@ -9,10 +9,11 @@ use worker::{AbortController, Delay, Fetch, Method};
 use super::http::json_request;
 
 use crate::bot::{parse_response, BotApi};
-use crate::error::{Error, Result};
+use crate::error::{BotApiErrorKind, Error, Result};
 
 /// The Bot API over `fetch`. The token is kept out of every error: URLs contain it, and
-/// runtime errors may quote URLs, so messages are redacted before they leave.
+/// runtime errors may quote URLs (percent-encoded too), so messages are redacted
+/// ([`crate::bot::redact`]) before they leave.
 pub struct FetchBot {
     base: String,
     token: String,
@@ -41,30 +42,31 @@ impl FetchBot {
     }
 
     fn redact(&self, text: String) -> String {
-        if self.token.is_empty() {
-            text
-        } else {
-            text.replace(&self.token, "<token>")
-        }
+        crate::bot::redact(&text, &self.token)
     }
 
     async fn send(&self, method: &str, params: Value) -> Result<Value> {
-        let fail = |description: String| Error::BotApi {
+        let fail = |kind: BotApiErrorKind, description: String| Error::BotApi {
             method: method.to_string(),
             code: None,
             description: self.redact(description),
+            kind,
         };
         let url = format!("{}/bot{}/{}", self.base, self.token, method);
         let request = json_request(&url, Method::Post, Some(params.to_string()))
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(BotApiErrorKind::Unsendable, e.to_string()))?;
         let controller = AbortController::default();
         let signal = controller.signal();
+        // No answer, or an answer cut off: the network failed.
         let call = Box::pin(async {
             let mut response = Fetch::Request(request)
                 .send_with_signal(&signal)
                 .await
-                .map_err(|e| fail(e.to_string()))?;
-            let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(BotApiErrorKind::Network, e.to_string()))?;
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| fail(BotApiErrorKind::Network, e.to_string()))?;
             Ok((response.status_code(), body))
         });
         let timer = Box::pin(Delay::from(self.timeout));
@@ -73,7 +75,8 @@ impl FetchBot {
             Either::Right(((), _)) => {
                 controller.abort();
                 let waited = self.timeout.as_millis();
-                return Err(fail(format!("no answer within {waited} ms (timed out)")));
+                let message = format!("no answer within {waited} ms (timed out)");
+                return Err(fail(BotApiErrorKind::Network, message));
             }
         };
         parse_response(method, status, &body).map_err(|e| match e {
@@ -81,10 +84,12 @@ impl FetchBot {
                 method,
                 code,
                 description,
+                kind,
             } => Error::BotApi {
                 method,
                 code,
                 description: self.redact(description),
+                kind,
             },
             other => other,
         })

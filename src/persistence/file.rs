@@ -5,6 +5,11 @@
 //! replaced atomically (write a temporary file, sync, rename): a crash leaves the old file or
 //! the new one, never half of one. A file that cannot be read is an error when opening, and is
 //! never overwritten.
+//!
+//! A save that fails leaves the entries in memory as the files hold them: the changes it could
+//! not save are gone from memory too. The Application answers such an update with an error, so
+//! Telegram delivers it again, and the retry must find the data as it was before, or it would
+//! apply the update twice.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,25 +40,34 @@ pub enum FileLayout {
 pub struct FilePersistence {
     layout: FileLayout,
     on_flush: bool,
+    /// What reads see: the saved entries and the changes written since.
     memory: MemoryPersistence,
+    /// The entries as the files hold them, to go back to when a save fails.
+    saved: RefCell<BTreeMap<Key, String>>,
+    /// The files whose entries changed since they were saved.
     dirty: RefCell<BTreeSet<PathBuf>>,
 }
 
 impl FilePersistence {
     /// Opens (or starts) a store. With `on_flush`, changes are written to disk only by
     /// [`Persistence::flush`] (PTB's `on_flush=True`); otherwise on every write.
+    ///
+    /// When a save fails (a write, or with `on_flush` a flush), every change since the last
+    /// successful save is dropped from memory as well, and the error says which file failed.
     pub fn open(layout: FileLayout, on_flush: bool) -> Result<Self> {
         let mut store = Self {
             layout,
             on_flush,
             memory: MemoryPersistence::new(),
+            saved: RefCell::new(BTreeMap::new()),
             dirty: RefCell::new(BTreeSet::new()),
         };
         let mut entries = BTreeMap::new();
         for path in store.files() {
             entries.extend(read_file(&path)?);
         }
-        store.memory = MemoryPersistence::from_raw(entries);
+        store.memory = MemoryPersistence::from_raw(entries.clone());
+        store.saved = RefCell::new(entries);
         Ok(store)
     }
 
@@ -80,21 +94,60 @@ impl FilePersistence {
         }
     }
 
+    /// Saves the files with changes: first every one to its temporary file, then renames
+    /// them over the old ones, so that a failure while writing (a full disk, no permission)
+    /// replaces no file. On any failure memory goes back to what the files hold.
     fn save_dirty(&self) -> Result<()> {
-        let dirty: Vec<PathBuf> = self.dirty.borrow().iter().cloned().collect();
-        for path in dirty {
-            let content: BTreeMap<String, String> = self
-                .memory
-                .raw_entries(|key| self.file_of(key.kind()) == path)
-                .into_iter()
-                .map(|(key, value)| (key.encode(DEFAULT_PREFIX), value))
-                .collect();
-            let json =
-                serde_json::to_vec_pretty(&content).map_err(|e| io_error("write", &path, e))?;
-            replace_file(&path, &json).map_err(|e| io_error("write", &path, e))?;
-            self.dirty.borrow_mut().remove(&path);
+        let dirty: Vec<PathBuf> = self.dirty.take().into_iter().collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let mut staged = Vec::with_capacity(dirty.len());
+        for path in &dirty {
+            match self.stage(path) {
+                Ok(tmp) => staged.push((tmp, path)),
+                Err(err) => {
+                    for (tmp, _) in &staged {
+                        let _ = fs::remove_file(tmp);
+                    }
+                    return Err(self.roll_back(err));
+                }
+            }
+        }
+        for (tmp, path) in staged {
+            if let Err(e) = fs::rename(&tmp, path) {
+                let _ = fs::remove_file(&tmp);
+                return Err(self.roll_back(io_error("write", path, e)));
+            }
+            // This file now holds memory's entries of its kinds.
+            let mut saved = self.saved.borrow_mut();
+            saved.retain(|key, _| self.file_of(key.kind()) != *path);
+            saved.extend(self.entries_of(path));
         }
         Ok(())
+    }
+
+    /// Writes `path`'s entries to its temporary file, synced; answers the temporary file.
+    fn stage(&self, path: &Path) -> Result<PathBuf> {
+        let content: BTreeMap<String, String> = self
+            .entries_of(path)
+            .into_iter()
+            .map(|(key, value)| (key.encode(DEFAULT_PREFIX), value))
+            .collect();
+        let json = serde_json::to_vec_pretty(&content).map_err(|e| io_error("write", path, e))?;
+        write_temporary(path, &json).map_err(|e| io_error("write", path, e))
+    }
+
+    /// The entries in memory that `path` holds.
+    fn entries_of(&self, path: &Path) -> Vec<(Key, String)> {
+        self.memory
+            .raw_entries(|key| self.file_of(key.kind()) == path)
+    }
+
+    /// Drops every change that is not in the files, and answers `err`.
+    fn roll_back(&self, err: Error) -> Error {
+        self.memory.replace_raw(self.saved.borrow().clone());
+        err
     }
 }
 
@@ -136,7 +189,8 @@ fn read_file(path: &Path) -> Result<BTreeMap<Key, String>> {
         .collect()
 }
 
-fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+/// Writes `content` to `path` + `.tmp` and syncs it, for a rename over `path`.
+fn write_temporary(path: &Path, content: &[u8]) -> std::io::Result<PathBuf> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir)?;
     }
@@ -146,7 +200,7 @@ fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let mut file = fs::File::create(&tmp)?;
     file.write_all(content)?;
     file.sync_all()?;
-    fs::rename(&tmp, path)
+    Ok(tmp)
 }
 
 impl Persistence for FilePersistence {
@@ -185,9 +239,12 @@ impl Persistence for FilePersistence {
 mod tests {
     use super::*;
     use crate::persistence::{conformance, PersistenceExt};
+    use crate::testing::Harness;
+    use crate::{ApplicationBuilder, CommandHandler, Context};
     use futures::executor::block_on;
     use serde_json::json;
     use std::cell::Cell;
+    use std::rc::Rc;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("edgegram-{name}-{}", std::process::id()));
@@ -237,6 +294,74 @@ mod tests {
                 block_on(reopened.get_chat_data(1)).unwrap(),
                 Some(json!({"n": 1}))
             );
+        }
+    }
+
+    /// An Application that counts `/count` commands in the chat's data, over `store`.
+    fn counter(store: Rc<FilePersistence>) -> Harness {
+        Harness::from_parts(move |bot, _| {
+            ApplicationBuilder::new()
+                .bot(bot)
+                .persistence(store.clone())
+                .handler(CommandHandler::new("count", |ctx: Context| async move {
+                    ctx.chat_data(|d| {
+                        let n = d.get("n").and_then(|n| n.as_i64()).unwrap_or(0);
+                        d.insert("n".into(), json!(n + 1));
+                    })?;
+                    Ok(())
+                }))
+                .build()
+        })
+    }
+
+    #[test]
+    fn a_failed_save_leaves_memory_as_it_was_so_that_the_retry_applies_once() {
+        let dir = temp_dir("failed-save");
+        let layouts = [
+            FileLayout::SingleFile(dir.join("single").join("data.json")),
+            FileLayout::PerKind(dir.join("per-kind")),
+        ];
+        for layout in layouts {
+            for on_flush in [false, true] {
+                let case = format!("{layout:?}, on_flush={on_flush}");
+                let _ = fs::remove_dir_all(dir.join("single"));
+                let _ = fs::remove_dir_all(dir.join("per-kind"));
+                let store = Rc::new(FilePersistence::open(layout.clone(), on_flush).unwrap());
+                let h = counter(store.clone());
+                let update = h.updates().command(-5, 7, "/count");
+                // A directory where the temporary file would go: the save fails.
+                let chat_file = store.file_of(KeyKind::ChatData);
+                let mut blocker = chat_file.clone().into_os_string();
+                blocker.push(".tmp");
+                fs::create_dir_all(&blocker).unwrap();
+                let failed = h.try_process(update.clone()).unwrap_err();
+                assert!(
+                    matches!(
+                        failed,
+                        Error::Storage {
+                            backend: "file",
+                            ..
+                        }
+                    ),
+                    "{case}: {failed}"
+                );
+                assert_eq!(block_on(store.get_chat_data(-5)).unwrap(), None, "{case}");
+
+                fs::remove_dir(&blocker).unwrap();
+                h.process(update); // Telegram delivers it again.
+                let counted = Some(json!({"n": 1}));
+                assert_eq!(
+                    block_on(store.get_chat_data(-5)).unwrap(),
+                    counted,
+                    "{case}"
+                );
+                let reopened = FilePersistence::open(layout.clone(), on_flush).unwrap();
+                assert_eq!(
+                    block_on(reopened.get_chat_data(-5)).unwrap(),
+                    counted,
+                    "{case}"
+                );
+            }
         }
     }
 

@@ -72,6 +72,13 @@ impl MemoryPersistence {
             .collect()
     }
 
+    /// Replaces everything held with these raw (encoded) entries (for the file backend,
+    /// going back to what its files hold).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn replace_raw(&self, entries: BTreeMap<Key, String>) {
+        *self.entries.borrow_mut() = entries;
+    }
+
     /// How many entries are held.
     pub fn len(&self) -> usize {
         self.entries.borrow().len()

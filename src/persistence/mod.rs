@@ -250,29 +250,55 @@ pub trait Persistence {
 }
 
 /// PTB's persistence methods, for every backend. Values are the decoded JSON data; the stored
-/// envelope (format version) is handled here.
+/// envelope (`{"v": <schema version>, "data": ..}`, see [`codec`]) is handled here.
+///
+/// **Schema versions.** The plain writes (`update_bot_data`, `update_chat_data`,
+/// `update_user_data`, `update_conversation`, `put_entry`) store schema version 1, the
+/// version of an Application without [`schema_version`]. For an Application at
+/// `schema_version(n)`, write through [`versioned(n)`](PersistenceExt::versioned): a value in
+/// version n's shape stored as version 1 would be migrated again on its next load, and a
+/// migration that expects version 1's shape would fail that update on every retry. Reads
+/// answer the data whatever version wrote it; [`get_stored`](PersistenceExt::get_stored)
+/// also answers the version. Drops need no version.
+///
+/// [`schema_version`]: crate::ApplicationBuilder::schema_version
 #[allow(async_fn_in_trait)] // single-threaded: the futures need not be Send
 pub trait PersistenceExt: Persistence {
-    /// Reads and decodes one entry.
+    /// Reads and decodes one entry: its data, whatever schema version wrote it.
     async fn get_entry(&self, key: &Key) -> Result<Option<Value>> {
+        Ok(self.get_stored(key).await?.map(|stored| stored.data))
+    }
+
+    /// Reads and decodes one entry with the schema version it was written at.
+    async fn get_stored(&self, key: &Key) -> Result<Option<codec::Stored>> {
         let raw = self.read(std::slice::from_ref(key)).await?;
-        match raw.into_iter().next().flatten() {
-            Some(raw) => codec::decode(&raw)
-                .map(|stored| Some(stored.data))
-                .map_err(|message| Error::Decode {
-                    backend: self.backend(),
-                    key: key.to_string(),
-                    message,
-                }),
-            None => Ok(None),
+        let Some(raw) = raw.into_iter().next().flatten() else {
+            return Ok(None);
+        };
+        codec::decode(&raw)
+            .map(Some)
+            .map_err(|message| Error::Decode {
+                backend: self.backend(),
+                key: key.to_string(),
+                message,
+            })
+    }
+
+    /// The PTB-named writes at schema version `version` (from 1, as
+    /// [`ApplicationBuilder::schema_version`](crate::ApplicationBuilder::schema_version)):
+    /// `store.versioned(2).update_user_data(id, &data)` stores `data` as version 2, which an
+    /// Application at `schema_version(2)` loads without migrating it.
+    fn versioned(&self, version: u32) -> Versioned<'_, Self> {
+        Versioned {
+            persistence: self,
+            version,
         }
     }
 
-    /// Encodes and stores one entry (schema version 1), then flushes.
+    /// Encodes and stores one entry at schema version 1, then flushes (see
+    /// [`Versioned::put_entry`] for another version).
     async fn put_entry(&self, key: Key, data: &Value) -> Result<()> {
-        let encoded = codec::encode(1, &data.to_string());
-        self.write(&[Change::Put(key, encoded)]).await?;
-        self.flush().await
+        self.versioned(1).put_entry(key, data).await
     }
 
     /// Deletes one entry, then flushes.
@@ -285,17 +311,17 @@ pub trait PersistenceExt: Persistence {
     async fn get_bot_data(&self) -> Result<Option<Value>> {
         self.get_entry(&Key::BotData).await
     }
-    /// PTB `update_bot_data`.
+    /// PTB `update_bot_data`, at schema version 1.
     async fn update_bot_data(&self, data: &Value) -> Result<()> {
-        self.put_entry(Key::BotData, data).await
+        self.versioned(1).update_bot_data(data).await
     }
     /// PTB `get_chat_data`, for one chat.
     async fn get_chat_data(&self, chat_id: i64) -> Result<Option<Value>> {
         self.get_entry(&Key::ChatData(chat_id)).await
     }
-    /// PTB `update_chat_data`.
+    /// PTB `update_chat_data`, at schema version 1.
     async fn update_chat_data(&self, chat_id: i64, data: &Value) -> Result<()> {
-        self.put_entry(Key::ChatData(chat_id), data).await
+        self.versioned(1).update_chat_data(chat_id, data).await
     }
     /// PTB `drop_chat_data`.
     async fn drop_chat_data(&self, chat_id: i64) -> Result<()> {
@@ -305,9 +331,9 @@ pub trait PersistenceExt: Persistence {
     async fn get_user_data(&self, user_id: i64) -> Result<Option<Value>> {
         self.get_entry(&Key::UserData(user_id)).await
     }
-    /// PTB `update_user_data`.
+    /// PTB `update_user_data`, at schema version 1.
     async fn update_user_data(&self, user_id: i64, data: &Value) -> Result<()> {
-        self.put_entry(Key::UserData(user_id), data).await
+        self.versioned(1).update_user_data(user_id, data).await
     }
     /// PTB `drop_user_data`.
     async fn drop_user_data(&self, user_id: i64) -> Result<()> {
@@ -321,8 +347,56 @@ pub trait PersistenceExt: Persistence {
         })
         .await
     }
-    /// PTB `update_conversation`: `None` (END) removes the entry.
+    /// PTB `update_conversation`, at schema version 1: `None` (END) removes the entry.
     async fn update_conversation(
+        &self,
+        name: &str,
+        key: &str,
+        state: Option<&Value>,
+    ) -> Result<()> {
+        self.versioned(1)
+            .update_conversation(name, key, state)
+            .await
+    }
+}
+
+/// PTB's writes at one schema version, from [`PersistenceExt::versioned`]. Each stores the
+/// data in the envelope of that version, then flushes.
+pub struct Versioned<'a, P: ?Sized> {
+    persistence: &'a P,
+    version: u32,
+}
+
+impl<P: Persistence + ?Sized> Versioned<'_, P> {
+    /// The schema version these writes store.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Encodes and stores one entry at this version, then flushes.
+    pub async fn put_entry(&self, key: Key, data: &Value) -> Result<()> {
+        let encoded = codec::encode(self.version, &data.to_string());
+        self.persistence.write(&[Change::Put(key, encoded)]).await?;
+        self.persistence.flush().await
+    }
+
+    /// PTB `update_bot_data`, at this version.
+    pub async fn update_bot_data(&self, data: &Value) -> Result<()> {
+        self.put_entry(Key::BotData, data).await
+    }
+
+    /// PTB `update_chat_data`, at this version.
+    pub async fn update_chat_data(&self, chat_id: i64, data: &Value) -> Result<()> {
+        self.put_entry(Key::ChatData(chat_id), data).await
+    }
+
+    /// PTB `update_user_data`, at this version.
+    pub async fn update_user_data(&self, user_id: i64, data: &Value) -> Result<()> {
+        self.put_entry(Key::UserData(user_id), data).await
+    }
+
+    /// PTB `update_conversation`, at this version: `None` (END) removes the entry.
+    pub async fn update_conversation(
         &self,
         name: &str,
         key: &str,
@@ -334,7 +408,7 @@ pub trait PersistenceExt: Persistence {
         };
         match state {
             Some(state) => self.put_entry(key, state).await,
-            None => self.delete_entry(key).await,
+            None => self.persistence.delete_entry(key).await,
         }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::telegram::Telegram;
 use crate::bot::{parse_response, stand_in, BotApi};
-use crate::error::{Error, Result};
+use crate::error::{BotApiErrorKind, Error, Result};
 use crate::types::Message;
 
 /// A [`BotApi`] that sends nothing: it records every call and answers it as Telegram would
@@ -254,6 +254,7 @@ impl BotApi for RecordingBot {
                 method: method.to_string(),
                 code: None,
                 description: "network failure (scripted): no answer from Telegram".into(),
+                kind: BotApiErrorKind::Network,
             }),
         };
         self.calls.borrow_mut().push(BotCall {

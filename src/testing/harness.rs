@@ -303,13 +303,13 @@ mod tests {
             method,
             code,
             description,
+            kind,
         }) = seen.borrow_mut().pop().flatten()
         else {
             panic!("no Bot API error reached the error handler: {outcome:?}");
         };
         assert_eq!((method.as_str(), code), ("sendMessage", Some(429)));
-        // Error::BotApi has no field for `parameters.retry_after`; Telegram's description
-        // carries the same number.
+        assert_eq!(kind, crate::BotApiErrorKind::RetryAfter(5));
         assert_eq!(description, "Too Many Requests: retry after 5");
         assert!(h.writes().is_empty());
         // The script was used up: the retry goes through.
