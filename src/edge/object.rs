@@ -351,6 +351,22 @@ impl ObjectHost {
         }
     }
 
+    /// A chat object's JSON answer at `path`, or the text of its failure.
+    async fn ask_chat(
+        &self,
+        chat: i64,
+        path: &str,
+        method: Method,
+        body: Option<String>,
+    ) -> worker::Result<Result<serde_json::Value, String>> {
+        let name = ObjectRole::Chat(chat).object_name();
+        let mut response = forward(&self.env, &name, path, method, body).await?;
+        if response.status_code() != 200 {
+            return Ok(Err(response.text().await?));
+        }
+        Ok(Ok(response.json().await?))
+    }
+
     /// Everything: this object's entries and those of every registered chat object.
     async fn export_all(&self) -> worker::Result<Response> {
         let store = self.storage();
@@ -363,16 +379,10 @@ impl ObjectHost {
             Err(e) => return text(500, e.to_string()),
         };
         for chat in chats {
-            let name = ObjectRole::Chat(chat).object_name();
-            let mut response = forward(&self.env, &name, "/export", Method::Get, None).await?;
-            if response.status_code() != 200 {
-                return text(
-                    500,
-                    format!("export of chat {chat} failed: {}", response.text().await?),
-                );
+            match self.ask_chat(chat, "/export", Method::Get, None).await? {
+                Ok(part) => merge_export(&mut doc, part),
+                Err(why) => return text(500, format!("export of chat {chat} failed: {why}")),
             }
-            let part: serde_json::Value = response.json().await?;
-            merge_export(&mut doc, part);
         }
         Response::from_json(&doc)
     }
@@ -405,16 +415,11 @@ impl ObjectHost {
         let mut imported = 0u64;
         for chat in chats {
             let part = parts.remove(&Some(chat)).unwrap_or_else(|| json!({}));
-            let name = ObjectRole::Chat(chat).object_name();
             let body = Some(part.to_string());
-            let mut response = forward(&self.env, &name, "/import", Method::Post, body).await?;
-            if response.status_code() != 200 {
-                return text(
-                    500,
-                    format!("import into chat {chat} failed: {}", response.text().await?),
-                );
-            }
-            let answer: serde_json::Value = response.json().await?;
+            let answer = match self.ask_chat(chat, "/import", Method::Post, body).await? {
+                Ok(answer) => answer,
+                Err(why) => return text(500, format!("import into chat {chat} failed: {why}")),
+            };
             imported += answer["imported"].as_u64().unwrap_or(0);
             let register = HomeRequest::Read {
                 keys: Vec::new(),
