@@ -12,9 +12,14 @@
 //!    the deletes of dropped ones (nothing at all when nothing changed), then
 //!    [`Persistence::flush`].
 //!
-//! A handler error runs the error handlers and flushes nothing: an update is applied whole or
-//! not at all. [`OnHandlerError`] says whether the webhook then acknowledges the update or asks
-//! Telegram to deliver it again.
+//! A handler error goes to the error handlers, and the walk goes on with the next group, as in
+//! PTB (an error handler ends it with [`Context::stop_processing`], PTB's
+//! `ApplicationHandlerStop`). Data is changed in place, so what the handlers changed, the
+//! failing one up to its error and the error handlers included, is written at the end like any
+//! update's changes. [`OnHandlerError`] says whether the webhook then acknowledges the update
+//! (and the changes are written) or asks Telegram to deliver it again (and nothing is written:
+//! the redelivered update runs from the start, and writing this attempt too would apply it
+//! twice).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -36,17 +41,22 @@ use crate::update_state::{Migration, Migrations, Settings, UpdateState};
 /// Handler groups by number, each in the order handlers were added.
 type Groups<B, C, U> = BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>;
 
-/// What the webhook does after a handler failed (the update's changes are never written).
+/// What the webhook answers after a handler failed, and so whether the update's changes are
+/// written: an acknowledged update is done with, so its changes are written; an update that is
+/// to be delivered again writes nothing, since the redelivery applies it from the start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OnHandlerError {
-    /// Answer 200: the update is dropped after the error handlers ran. A poison update
-    /// (one that fails every time) cannot block the chat's queue. The default, as in PTB,
-    /// where an error in a handler does not stop the bot.
+    /// Answer 200 and write the update's changes, the failing handler's and the error
+    /// handlers' included, as PTB keeps them. A poison update (one that fails every time)
+    /// cannot block the chat's queue. The default, as in PTB, where an error in a handler
+    /// does not stop the bot.
     #[default]
     Acknowledge,
-    /// Answer 5xx: Telegram delivers the update again (with back-off, for up to 24 hours),
-    /// and holds back the chat's later updates meanwhile. For bots whose handlers fail only
-    /// transiently (an unreachable API) and must not lose updates.
+    /// Answer 5xx and write nothing: Telegram delivers the update again (with back-off, for
+    /// up to 24 hours), and holds back the chat's later updates meanwhile; the redelivery runs
+    /// every handler again, so writing this attempt's changes would apply them twice. For bots
+    /// whose handlers fail only transiently (an unreachable API) and must not lose updates.
+    /// Side effects are not undone: messages the handlers sent are sent again.
     Retry,
 }
 
@@ -61,7 +71,9 @@ pub struct Outcome {
     pub update_id: i64,
     /// Whether any handler ran.
     pub handled: bool,
-    /// The error of the handler that failed, if one did (nothing was written then).
+    /// The error of the first handler that failed, if one did. The update's changes are
+    /// written all the same (under [`OnHandlerError::Acknowledge`]; under `Retry` the update
+    /// is an `Err` instead).
     pub handler_error: Option<String>,
     /// Read round trips to the backend (1 for a typical update; more if handlers loaded
     /// other chats' or users' data).
@@ -182,22 +194,22 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             update_id,
             ..Outcome::default()
         };
-        let mut failure = None;
+        let mut failure: Option<Rc<HandlerError>> = None;
 
-        'groups: for group in self.groups.values() {
+        for group in self.groups.values() {
             for handler in group {
                 let Some(matched) = handler.check_update(&ctx) else {
                     continue;
                 };
                 outcome.handled = true;
                 if let Err(error) = handler.handle(ctx.with_match(&matched), matched).await {
-                    outcome.handler_error = Some(error.to_string());
+                    // As PTB's process_update: the error goes to the error handlers, and the
+                    // walk goes on with the next group (unless one of them stops it).
                     let error = Rc::new(error);
                     for error_handler in &self.error_handlers {
                         error_handler(ctx.clone(), error.clone()).await;
                     }
-                    failure = Some(error);
-                    break 'groups;
+                    failure.get_or_insert(error);
                 }
                 break;
             }
@@ -208,10 +220,12 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         outcome.reads = state.reads();
 
         if let Some(error) = failure {
-            return match self.on_handler_error {
-                OnHandlerError::Acknowledge => Ok(outcome),
-                OnHandlerError::Retry => Err(Error::Handler { update_id, error }),
-            };
+            outcome.handler_error = Some(error.to_string());
+            if self.on_handler_error == OnHandlerError::Retry {
+                // Telegram delivers the update again and it runs again from the start:
+                // writing this attempt's changes would apply them twice.
+                return Err(Error::Handler { update_id, error });
+            }
         }
         let changes = state.changes()?;
         if !changes.is_empty() {
@@ -384,7 +398,10 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
         self
     }
 
-    /// Adds an error handler; error handlers run, in order, after a handler returned `Err`.
+    /// Adds an error handler; error handlers run, in order, after a handler returned `Err`,
+    /// before the next group. Their context is the update's: what they change in its data is
+    /// written with the update's other changes, and [`Context::stop_processing`] ends the walk
+    /// (PTB's `ApplicationHandlerStop` in an error handler).
     pub fn error_handler<F, Fut>(mut self, callback: F) -> Self
     where
         F: Fn(Context<B, C, U>, Rc<HandlerError>) -> Fut + 'static,
