@@ -359,30 +359,19 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         Ok(data)
     }
 
+    /// Adds a loaded entry to the state.
     async fn insert(&self, key: Key, data: Option<Value>, persist: bool) -> Result<()> {
-        let backend = self.persistence.backend();
         match &key {
             Key::BotData => {
-                let mut data = data.unwrap_or(Value::Null);
-                if persist && !data.is_null() {
-                    self.persistence.refresh_bot_data(&mut data).await?;
-                }
-                *self.bot_data.borrow_mut() = Some(typed_slot(backend, &key, data, persist)?);
+                let slot = self.typed(&key, data, persist).await?;
+                *self.bot_data.borrow_mut() = Some(slot);
             }
             Key::ChatData(id) => {
-                let mut data = data.unwrap_or(Value::Null);
-                if persist && !data.is_null() {
-                    self.persistence.refresh_chat_data(*id, &mut data).await?;
-                }
-                let slot = typed_slot(backend, &key, data, persist)?;
+                let slot = self.typed(&key, data, persist).await?;
                 self.chats.borrow_mut().insert(*id, slot);
             }
             Key::UserData(id) => {
-                let mut data = data.unwrap_or(Value::Null);
-                if persist && !data.is_null() {
-                    self.persistence.refresh_user_data(*id, &mut data).await?;
-                }
-                let slot = typed_slot(backend, &key, data, persist)?;
+                let slot = self.typed(&key, data, persist).await?;
                 self.users.borrow_mut().insert(*id, slot);
             }
             _ => {
@@ -394,6 +383,43 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             }
         }
         Ok(())
+    }
+
+    /// A typed entry's slot. An entry of a stored kind is refreshed first (PTB's
+    /// `refresh_*_data`, which `CallbackContext.refresh_data` calls for every handled update),
+    /// an absent one as its type's default: a backend that fills data from an outside source
+    /// fills new chats and users too.
+    async fn typed<T: DataType>(
+        &self,
+        key: &Key,
+        data: Option<Value>,
+        persist: bool,
+    ) -> Result<Slot<T>> {
+        let backend = self.persistence.backend();
+        if !persist {
+            return typed_slot(backend, key, Value::Null, false);
+        }
+        let absent = match data {
+            Some(_) => None,
+            None => Some(
+                serde_json::to_value(T::default()).map_err(|e| Error::Encode {
+                    key: key.to_string(),
+                    message: e.to_string(),
+                })?,
+            ),
+        };
+        let mut data = data.or_else(|| absent.clone()).unwrap_or(Value::Null);
+        match key {
+            Key::BotData => self.persistence.refresh_bot_data(&mut data).await?,
+            Key::ChatData(id) => self.persistence.refresh_chat_data(*id, &mut data).await?,
+            Key::UserData(id) => self.persistence.refresh_user_data(*id, &mut data).await?,
+            _ => {}
+        }
+        if absent.as_ref() == Some(&data) {
+            // Absent and left as it was: the default itself, without a round trip through JSON.
+            data = Value::Null;
+        }
+        typed_slot(backend, key, data, true)
     }
 }
 

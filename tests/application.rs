@@ -713,3 +713,111 @@ fn migrations_outside_the_schema_range_are_configuration_errors() {
         assert!(err.to_string().contains("migrations go from 1"), "{err}");
     }
 }
+
+/// A backend whose `refresh_*` record what they were called for and mark the data they get,
+/// over memory storage.
+#[derive(Default)]
+struct Refreshing {
+    inner: edgegram::persistence::memory::MemoryPersistence,
+    refreshed: RefCell<Vec<Key>>,
+}
+
+impl Refreshing {
+    fn mark(&self, key: Key, data: &mut Value) {
+        if let Value::Object(map) = data {
+            map.insert("refreshed".into(), true.into());
+        }
+        self.refreshed.borrow_mut().push(key);
+    }
+}
+
+impl Persistence for Refreshing {
+    fn backend(&self) -> &'static str {
+        "refreshing"
+    }
+    fn read<'a>(
+        &'a self,
+        keys: &'a [Key],
+    ) -> futures::future::LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
+        self.inner.read(keys)
+    }
+    fn write<'a>(
+        &'a self,
+        changes: &'a [Change],
+    ) -> futures::future::LocalBoxFuture<'a, Result<()>> {
+        self.inner.write(changes)
+    }
+    fn list(
+        &self,
+        kind: edgegram::persistence::KeyKind,
+    ) -> futures::future::LocalBoxFuture<'_, Result<Vec<Key>>> {
+        self.inner.list(kind)
+    }
+    fn refresh_bot_data<'a>(
+        &'a self,
+        data: &'a mut Value,
+    ) -> futures::future::LocalBoxFuture<'a, Result<()>> {
+        self.mark(Key::BotData, data);
+        Box::pin(async { Ok(()) })
+    }
+    fn refresh_chat_data<'a>(
+        &'a self,
+        chat_id: i64,
+        data: &'a mut Value,
+    ) -> futures::future::LocalBoxFuture<'a, Result<()>> {
+        self.mark(Key::ChatData(chat_id), data);
+        Box::pin(async { Ok(()) })
+    }
+    fn refresh_user_data<'a>(
+        &'a self,
+        user_id: i64,
+        data: &'a mut Value,
+    ) -> futures::future::LocalBoxFuture<'a, Result<()>> {
+        self.mark(Key::UserData(user_id), data);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// PTB's `CallbackContext.refresh_data` refreshes bot_data, chat_data and user_data of every
+/// handled update, whether or not they were stored before (an absent entry is refreshed as
+/// its empty default), and only the kinds `PersistenceInput` stores.
+#[test]
+fn refresh_runs_for_every_loaded_entry_of_a_stored_kind_also_an_absent_one() {
+    let h = harness();
+    let tg = h.updates();
+    let backend = Rc::new(Refreshing::default());
+    let app = h
+        .builder()
+        .persistence(backend.clone())
+        .store_data(PersistenceInput {
+            chat_data: false,
+            ..PersistenceInput::ALL
+        })
+        .handler(TypeHandler::all(|ctx: Context| async move {
+            let seen = |d: &mut edgegram::Data| d.get("refreshed").cloned();
+            let bot = ctx.bot_data(seen)?;
+            let chat = ctx.chat_data(seen)?;
+            let user = ctx.user_data(|d| {
+                bump(d);
+                seen(d)
+            })?;
+            let other = ctx.user_data_of(9, seen).await?;
+            ctx.reply_text(format!("{bot:?} {chat:?} {user:?} {other:?}"))
+                .await?;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let refreshed = [Key::BotData, Key::UserData(7), Key::UserData(9)];
+    let some = Some(Value::Bool(true));
+    let expected = format!("{some:?} None {some:?} {some:?}");
+
+    // Nothing stored yet: bot_data and both users are refreshed all the same.
+    h.process_in(&app, tg.message(5, 7, "hi"));
+    assert_eq!(*backend.refreshed.borrow(), refreshed);
+    assert_eq!(h.bot().texts(), [expected.clone()]);
+    // Stored now (user 7's count): refreshed again, once each.
+    h.process_in(&app, tg.message(5, 7, "hi"));
+    assert_eq!(backend.refreshed.borrow()[3..], refreshed);
+    assert_eq!(h.bot().texts()[1], expected);
+}
