@@ -358,9 +358,14 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
         self
     }
 
-    /// The source of the unpredictable ids of arbitrary callback data (the default is
-    /// [`system_random`]; on Workers pass `crypto.getRandomValues`).
-    pub fn random(mut self, random: impl Fn(&mut [u8]) + 'static) -> Self {
+    /// The source of the unpredictable ids of arbitrary callback data: fills the buffer, or
+    /// answers why it cannot (the default is [`system_random`], on Workers
+    /// `crypto.getRandomValues`). When it fails, the keyboard that needed the id is not made:
+    /// [`Context::callback_keyboard`] answers [`Error::Random`].
+    pub fn random(
+        mut self,
+        random: impl Fn(&mut [u8]) -> std::result::Result<(), String> + 'static,
+    ) -> Self {
         self.random = Some(Rc::new(random));
         self
     }

@@ -180,7 +180,8 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
     /// changes; the buttons carry opaque ids. Send the markup with the message, e.g.
     /// `SendMessage::new(..).reply_markup(markup)`.
     ///
-    /// Errors: arbitrary callback data is off, there is no random source, or a value cannot be
+    /// Errors: arbitrary callback data is off, there is no random source or it failed
+    /// ([`Error::Random`]: no keyboard with a guessable id is made), or a value cannot be
     /// serialized.
     pub fn callback_keyboard<R, L, T>(&self, rows: R) -> Result<ReplyMarkup>
     where

@@ -104,7 +104,10 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
         self.state.callback_data()
     }
 
-    /// Fills `buf` from the Application's random source.
+    /// Fills `buf` from the Application's random source. A source that fails is an error,
+    /// never the buffer as it was: an id made from it could be guessed. A source that answers
+    /// `Ok` but leaves 8 or more bytes all zero (real randomness does that with a chance of
+    /// 2^-64 at most) is taken for one that failed silently.
     pub(crate) fn fill_random(&self, buf: &mut [u8]) -> Result<()> {
         let random = self.state.random().ok_or_else(|| {
             Error::Config(
@@ -113,7 +116,13 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
                     .into(),
             )
         })?;
-        random(buf);
+        buf.fill(0);
+        random(buf).map_err(Error::Random)?;
+        if buf.len() >= 8 && buf.iter().all(|&b| b == 0) {
+            return Err(Error::Random(
+                "it answered Ok but left the buffer zeroed".into(),
+            ));
+        }
         Ok(())
     }
 

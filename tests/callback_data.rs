@@ -276,6 +276,7 @@ fn the_random_source_makes_the_ids() {
                     *b = next.get();
                     next.set(next.get().wrapping_add(1));
                 }
+                Ok(())
             })
             .arbitrary_callback_data(CallbackDataSettings::default())
             .handler(CommandHandler::new("list", list))
@@ -286,6 +287,43 @@ fn the_random_source_makes_the_ids() {
         h.bot().last_callback_data()[0],
         "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
     );
+}
+
+/// A random source that fails must not leave ids guessable: on wasm a failing
+/// `crypto.getRandomValues` left the buffer as it was (zeros), and the keyboard went out with
+/// the ids `000…0`.
+#[test]
+fn a_failing_random_source_fails_the_keyboard_instead_of_making_a_guessable_id() {
+    type Source = fn(&mut [u8]) -> Result<(), String>;
+    let failing: Source = |_| Err("no entropy today".into());
+    // Answers Ok but fills nothing, as the wasm source did when getRandomValues threw.
+    let silent: Source = |_| Ok(());
+    for (source, reason) in [
+        (failing, "no entropy today"),
+        (silent, "left the buffer zeroed"),
+    ] {
+        let h = Harness::new(move |builder| {
+            builder
+                .random(source)
+                .arbitrary_callback_data(CallbackDataSettings::default())
+                .handler(CommandHandler::new("one", |ctx: Context| async move {
+                    let markup = ctx.callback_keyboard([[("only", 1)]])?;
+                    ctx.reply(|chat| SendMessage::new(chat, "One").reply_markup(markup))
+                        .await?;
+                    Ok(())
+                }))
+                .build()
+        });
+        let outcome = h.process(h.updates().command(CHAT, USER, "/one"));
+        let error = outcome.handler_error.clone().unwrap_or_default();
+        assert!(
+            error.starts_with("the random source failed (") && error.contains(reason),
+            "{outcome:?} sent {:?}",
+            h.bot().last_callback_data()
+        );
+        assert!(h.bot().calls().is_empty(), "no keyboard was sent");
+        assert!(h.memory().is_empty(), "no keyboard was stored");
+    }
 }
 
 #[test]
