@@ -5,10 +5,14 @@
 //!    (one cached `getMe`);
 //! 2. **load**: one [`Persistence::read`] of bot_data, the effective chat's and user's data,
 //!    the handlers' conversation entries and, with arbitrary callback data, the pressed
-//!    keyboard's entry (only kinds that [`PersistenceInput`] stores);
+//!    keyboard's entry and the index of the chat's keyboards (only kinds that
+//!    [`PersistenceInput`] stores);
 //! 3. **handlers**: groups in ascending order; in each group the first handler whose
 //!    `check_update` matches runs; [`Context::stop_processing`] ends the walk;
-//! 4. **flush**: one [`Persistence::write`] of every entry whose serialized value changed and
+//! 4. **flush**: with arbitrary callback data, the chat's least recently used keyboards beyond
+//!    `maxsize` are evicted
+//!    ([`crate::callback_data`]); then one [`Persistence::write`] of every entry whose
+//!    serialized value changed and
 //!    the deletes of dropped ones (nothing at all when nothing changed), then
 //!    [`Persistence::flush`].
 //!
@@ -111,6 +115,7 @@ impl Outcome {
 /// `B`, `C` and `U` are the types of bot_data, chat_data and user_data (PTB's ContextTypes),
 /// JSON objects by default. On Workers, build one per request: building is cheap (no I/O).
 pub struct Application<B = Data, C = Data, U = Data> {
+    api: Rc<dyn BotApi>,
     bot: Bot,
     persistence: Rc<dyn Persistence>,
     store: PersistenceInput,
@@ -169,12 +174,14 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             handler.keys(&update, &mut keys);
         }
         if self.callback_data.is_some() {
-            // The pressed keyboard's data, so that the press resolves without another read.
+            // The pressed keyboard's data, so that the press resolves without another read,
+            // and the index of the chat's keyboards, which bounds them.
             keys.extend(callback_data::keyboard_key(&update));
+            keys.extend(callback_data::index_key(&update));
         }
         let state = UpdateState::load(
             update,
-            self.bot.clone(),
+            self.api.clone(),
             self.persistence.clone(),
             Settings {
                 store: self.store,
@@ -188,7 +195,6 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             keys,
         )
         .await?;
-        let state = Rc::new(state);
         let ctx = Context::new(state.clone());
         let mut outcome = Outcome {
             update_id,
@@ -227,6 +233,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
                 return Err(Error::Handler { update_id, error });
             }
         }
+        state.settle_keyboards();
         let changes = state.changes()?;
         if !changes.is_empty() {
             self.persistence.write(&changes).await?;
@@ -257,7 +264,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
 
 /// Builds an [`Application`]. Bot and persistence are required.
 pub struct ApplicationBuilder<B = Data, C = Data, U = Data> {
-    bot: Option<Bot>,
+    api: Option<Rc<dyn BotApi>>,
     persistence: Option<Rc<dyn Persistence>>,
     store: PersistenceInput,
     groups: Groups<B, C, U>,
@@ -282,7 +289,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
     /// `ApplicationBuilder::<MyBotData, MyChatData, MyUserData>::new()`.
     pub fn new() -> Self {
         Self {
-            bot: None,
+            api: None,
             persistence: None,
             store: PersistenceInput::ALL,
             groups: BTreeMap::new(),
@@ -299,7 +306,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
 
     /// The Bot API transport (fetch on Workers, the test kit's `RecordingBot` in tests).
     pub fn bot(mut self, api: Rc<dyn BotApi>) -> Self {
-        self.bot = Some(Bot::new(api));
+        self.api = Some(api);
         self
     }
 
@@ -419,7 +426,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
 
     /// Builds the Application, or says what is missing.
     pub fn build(self) -> Result<Application<B, C, U>> {
-        let bot = self.bot.ok_or_else(|| {
+        let api = self.api.ok_or_else(|| {
             Error::Config("no bot: call .bot(...) with a Bot API transport".into())
         })?;
         let persistence = self.persistence.ok_or_else(|| {
@@ -448,8 +455,16 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
                     .into(),
             ));
         }
+        if self.callback_data.is_some_and(|c| c.maxsize == 0) {
+            return Err(Error::Config(
+                "CallbackDataSettings::maxsize is 0: every keyboard would be evicted as it is \
+                 stored; keep at least 1 per chat"
+                    .into(),
+            ));
+        }
         Ok(Application {
-            bot,
+            bot: Bot::new(api.clone()),
+            api,
             persistence,
             store: self.store,
             groups: self.groups,

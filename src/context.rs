@@ -15,7 +15,6 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 use crate::bot::{Bot, SendMessage};
-use crate::callback_data::CallbackDataSettings;
 use crate::conversation::Route;
 use crate::error::{Error, Result};
 use crate::persistence::Key;
@@ -99,31 +98,9 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
         self.state.now_ms()
     }
 
-    /// The arbitrary callback data settings, if the Application has them on.
-    pub(crate) fn callback_data_settings(&self) -> Option<CallbackDataSettings> {
-        self.state.callback_data()
-    }
-
-    /// Fills `buf` from the Application's random source. A source that fails is an error,
-    /// never the buffer as it was: an id made from it could be guessed. A source that answers
-    /// `Ok` but leaves 8 or more bytes all zero (real randomness does that with a chance of
-    /// 2^-64 at most) is taken for one that failed silently.
-    pub(crate) fn fill_random(&self, buf: &mut [u8]) -> Result<()> {
-        let random = self.state.random().ok_or_else(|| {
-            Error::Config(
-                "no random source for callback data ids: pass one to \
-                 ApplicationBuilder::random (on Workers, crypto.getRandomValues)"
-                    .into(),
-            )
-        })?;
-        buf.fill(0);
-        random(buf).map_err(Error::Random)?;
-        if buf.len() >= 8 && buf.iter().all(|&b| b == 0) {
-            return Err(Error::Random(
-                "it answered Ok but left the buffer zeroed".into(),
-            ));
-        }
-        Ok(())
+    /// The update's state, for the callback data module.
+    pub(crate) fn state(&self) -> &UpdateState<B, C, U> {
+        &self.state
     }
 
     /// The bot's username (without `@`), if known.

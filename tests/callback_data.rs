@@ -63,6 +63,15 @@ fn keyboard_of(data: &str) -> Key {
     Key::CallbackKeyboard(data[..ID_LEN].to_string())
 }
 
+/// The name of a chat's index of keyboards (stored as a query mapping: see the module docs).
+fn index_name(chat: i64) -> String {
+    format!("edgegram.keyboards.chat.{chat}")
+}
+
+fn index_of(chat: i64) -> Key {
+    Key::CallbackQuery(index_name(chat))
+}
+
 fn buttons(list: &[i64]) -> Vec<Vec<(String, Value)>> {
     vec![(1..=5).map(|n| (n.to_string(), json!([n, list]))).collect()]
 }
@@ -114,18 +123,21 @@ fn a_keyboard_carries_any_value_behind_opaque_ids_stored_per_keyboard() {
     assert_eq!(suffixes.len(), 5, "distinct button ids");
 
     let key = keyboard_of(&ids[0]);
-    assert_eq!(outcome.written(), [&key]);
+    // The keyboard, and the chat's index of keyboards, which bounds them.
+    assert_eq!(outcome.written(), [&key, &index_of(CHAT)]);
     let stored = block_on(h.memory().get_entry(&key)).unwrap().unwrap();
     assert_eq!(stored["access_time"], json!(1_700_000_000.0));
     assert_eq!(stored["buttons"][&ids[2][ID_LEN..]], json!([3, []]));
-    // Exported as PTB's DictPersistence callback_data.
+    // Exported as PTB's DictPersistence callback_data; the index is a string, as PTB's
+    // query mappings are, so the export imports again.
     let doc = block_on(dict::export(h.memory())).unwrap();
     let Key::CallbackKeyboard(keyboard_id) = &key else {
         unreachable!()
     };
+    let index = format!("{keyboard_id}:{}", h.now_ms());
     assert_eq!(
         doc["callback_data"],
-        json!([[[keyboard_id, 1_700_000_000.0, stored["buttons"]]], {}])
+        json!([[[keyboard_id, 1_700_000_000.0, stored["buttons"]]], {index_name(CHAT): index}])
     );
 }
 
@@ -143,8 +155,12 @@ fn a_press_resolves_in_the_updates_one_read_and_drops_its_keyboard() {
     assert!(keys.contains(&keyboard_of(&first[2])), "{keys:?}");
     assert_eq!(h.bot().texts().last().unwrap(), "[3]");
     let second = h.bot().last_callback_data();
+    assert!(keys.contains(&index_of(CHAT)), "{keys:?}");
     assert_eq!(outcome.deleted(), [&keyboard_of(&first[2])]);
-    assert_eq!(outcome.written(), [&keyboard_of(&second[0])]);
+    assert_eq!(
+        outcome.written(),
+        [&keyboard_of(&second[0]), &index_of(CHAT)]
+    );
 
     h.process(press(&h, &second[0]));
     assert_eq!(h.bot().texts().last().unwrap(), "[3, 1]");
@@ -411,7 +427,14 @@ fn a_sweep_enforces_ttl_and_maxsize_in_one_write() {
     assert_eq!(h.writes().len(), 1);
     let doc = block_on(dict::export(h.memory())).unwrap();
     assert_eq!(doc["callback_data"][0].as_array().unwrap().len(), 1);
-    assert_eq!(doc["callback_data"][1], json!({}));
+    // The chat's index lists only the keyboard left.
+    let Key::CallbackKeyboard(left) = &keys[2] else {
+        unreachable!()
+    };
+    assert_eq!(
+        doc["callback_data"][1],
+        json!({index_name(CHAT): format!("{left}:{}", start + 20_000)})
+    );
 }
 
 /// The keyboards stored now.
@@ -447,7 +470,6 @@ fn menu_bot(settings: CallbackDataSettings, seen: Rc<RefCell<Vec<String>>>) -> H
 /// keyboard recent again, and storing one more evicts the least recently used. edgegram
 /// enforces it in the write of the update that stores the keyboard, without listing storage.
 #[test]
-#[ignore = "fails until the fix: maxsize is enforced only by a periodic sweep"]
 fn maxsize_evicts_the_least_recently_used_keyboard_in_the_write_that_stores_one_more() {
     let seen = Rc::new(RefCell::new(Vec::new()));
     let settings = CallbackDataSettings {
@@ -494,7 +516,6 @@ fn maxsize_evicts_the_least_recently_used_keyboard_in_the_write_that_stores_one_
 
 /// The review's case: 1,100 keyboards in one chat with a maxsize of 1,024.
 #[test]
-#[ignore = "fails until the fix: maxsize is enforced only by a periodic sweep"]
 fn no_more_than_maxsize_keyboards_are_kept() {
     let h = demo(CallbackDataSettings::default());
     for _ in 0..1_100 {
@@ -506,7 +527,6 @@ fn no_more_than_maxsize_keyboards_are_kept() {
 /// One chat's keyboards are bounded on their own: a flood in chat A evicts A's keyboards, never
 /// chat B's, at write time and in the sweep alike.
 #[test]
-#[ignore = "fails until the fix: one maxsize is shared by every chat"]
 fn a_flood_in_one_chat_does_not_evict_another_chats_keyboards() {
     const OTHER: i64 = 6;
     let seen = Rc::new(RefCell::new(Vec::new()));
@@ -665,7 +685,7 @@ fn plain_string_buttons_are_stored_on_the_way_out_and_match_their_pattern() {
             .all(|d| d.len() == 64 && d[..ID_LEN] == sent[0][..ID_LEN]),
         "{sent:?}"
     );
-    assert_eq!(outcome.written(), [&keyboard_of(&sent[0])]);
+    assert_eq!(outcome.written(), [&keyboard_of(&sent[0]), &index_of(CHAT)]);
     let stored = block_on(h.memory().get_entry(&keyboard_of(&sent[0])))
         .unwrap()
         .unwrap();
