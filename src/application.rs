@@ -9,12 +9,11 @@
 //!    [`PersistenceInput`] stores);
 //! 3. **handlers**: groups in ascending order; in each group the first handler whose
 //!    `check_update` matches runs; [`Context::stop_processing`] ends the walk;
-//! 4. **flush**: with arbitrary callback data, the chat's least recently used keyboards beyond
-//!    `maxsize` are evicted
+//! 4. **flush**: with arbitrary callback data, the keyboards made are bound to where they were
+//!    sent and the chat's least recently used ones beyond `maxsize` evicted
 //!    ([`crate::callback_data`]); then one [`Persistence::write`] of every entry whose
-//!    serialized value changed and
-//!    the deletes of dropped ones (nothing at all when nothing changed), then
-//!    [`Persistence::flush`].
+//!    serialized value changed and the deletes of dropped ones (nothing at all when nothing
+//!    changed), then [`Persistence::flush`].
 //!
 //! A handler error goes to the error handlers, and the walk goes on with the next group, as in
 //! PTB (an error handler ends it with [`Context::stop_processing`], PTB's
@@ -138,7 +137,8 @@ impl Application {
 }
 
 impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
-    /// The bot.
+    /// The bot, over the transport given. Handlers get their own ([`Context::bot`]), which
+    /// with arbitrary callback data on also stores the data of the inline keyboards they send.
     pub fn bot(&self) -> &Bot {
         &self.bot
     }

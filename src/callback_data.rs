@@ -13,10 +13,27 @@
 //! the Application's random source, so they cannot be guessed (a modified client can send any
 //! callback data it likes); a source that fails makes no keyboard ([`Error::Random`]).
 //!
+//! ## Plain string buttons: replaced on the way out, as PTB does
+//! With arbitrary callback data on, the bot handlers get ([`Context::bot`]) replaces the data of
+//! every inline keyboard it sends (`reply_markup` of any method, and of each of
+//! `answerInlineQuery`'s results), as PTB's `ExtBot` does: a button whose data is not an id
+//! already (`InlineKeyboardButton::callback("x", "plain:1")`) gets one, and its string is
+//! stored as its data. A press then resolves to `"plain:1"`, which a `pattern("^plain:")`
+//! matches as it would with arbitrary callback data off.
+//!
+//! Why replace, rather than let presses whose data is not an id through as plain data: with
+//! arbitrary callback data on, every press a handler sees resolved to data the bot itself
+//! stored, so a modified client cannot send a handler a string it never got (`delete:42`); a
+//! press carrying a plain string is invalid data, as in PTB. The cost is one stored keyboard
+//! per sent keyboard with plain data, as in PTB. Data of exactly 64 hex digits is taken for an
+//! id and sent as it is; buttons of messages sent before arbitrary callback data was turned on
+//! carry plain strings, and their presses are invalid (as in PTB). A markup given as JSON text
+//! instead of an object is not looked into.
+//!
 //! ## Storage: one entry per keyboard, one index per chat
 //! A keyboard's data is one entry, [`Key::CallbackKeyboard`] → `{"access_time": <seconds since
-//! the epoch, float>, "buttons": {<button id>: <data>}}`, written with the rest of the update
-//! at its end. A press carries its keyboard id, so the Application adds that key
+//! the epoch, float>, "buttons": {<button id>: <data>}, "places": [..]}`, written with the rest
+//! of the update at its end. A press carries its keyboard id, so the Application adds that key
 //! to the update's one read and the press resolves without another round trip. Export writes
 //! the keyboards as PTB's DictPersistence `callback_data` (`[[[keyboard id, access_time,
 //! {button id: data}], ...], {}]`), and a PTB export imports: its ids have the same shape.
@@ -42,6 +59,17 @@
 //! existed, made in an update with neither chat nor user) are bounded together by [`sweep`], which
 //! also applies `ttl`.
 //!
+//! ## Where a keyboard resolves
+//! A keyboard's `places` say where it was sent: the chat and message of each message the
+//! handlers' bot sent or edited with it (`{"chat_id": .., "message_id": ..}`), an inline
+//! message (`{"inline_message_id": ..}`), inline messages of an inline query's results, whose
+//! ids Telegram does not tell (`{"inline": true}`). A keyboard made but not seen sent is bound
+//! to the update's chat (any message of it), or to inline messages for an update without a
+//! chat. A press from anywhere else is invalid data ([`InvalidReason::Misplaced`]) and changes
+//! nothing: a keyboard id copied into another chat, another message or an inline message does
+//! not reach its data. Keyboards without `places` (imported from PTB, stored before this
+//! version) resolve wherever they are pressed: nothing says where they were sent.
+//!
 //! Other differences from PTB, all to avoid writes the edge pays for:
 //! - `access_time` is when the keyboard was stored; the index keeps when it was last used.
 //! - Presses are not mapped from callback query id to keyboard (PTB's second mapping):
@@ -52,8 +80,8 @@
 //!
 //! ## Resolution
 //! [`Context::callback_data`] answers the pressed button's data, or
-//! [`CallbackData::Invalid`] when it cannot be resolved (unknown, dropped, swept, expired or
-//! tampered with): PTB's `InvalidCallbackData`. A
+//! [`CallbackData::Invalid`] when it cannot be resolved (unknown, dropped, swept, expired,
+//! pressed where it was not sent, or tampered with): PTB's `InvalidCallbackData`. A
 //! [`CallbackQueryHandler`](crate::CallbackQueryHandler) matches those with
 //! [`invalid_data`](crate::CallbackQueryHandler::invalid_data), and resolved data with
 //! [`data_where`](crate::CallbackQueryHandler::data_where) or a `pattern` (which then applies to
@@ -61,15 +89,18 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use futures::future::LocalBoxFuture;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::bot::{Bot, BotApi};
 use crate::context::{Context, DataType};
 use crate::error::{Error, Result};
 use crate::persistence::{codec, Change, Key, KeyKind, Persistence};
-use crate::types::{InlineKeyboardButton, ReplyMarkup, Update};
+use crate::types::{CallbackQuery, InlineKeyboardButton, ReplyMarkup, Update};
 use crate::update_state::UpdateState;
 
 /// Hex digits in a keyboard id and in a button id (PTB's `uuid4().hex`); together they fill
@@ -126,10 +157,14 @@ pub struct InvalidCallbackData {
 /// Why callback data does not resolve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidReason {
-    /// Not a keyboard id and button id: made elsewhere, or tampered with.
+    /// Not a keyboard id and button id: made elsewhere, a plain string of a message sent
+    /// before arbitrary callback data was on, or tampered with.
     Malformed,
     /// No such keyboard or button: dropped, swept, evicted, never stored, or tampered with.
     Unknown,
+    /// The keyboard was not sent where it was pressed (another chat, another message, an
+    /// inline message or not): its id was copied. The keyboard is left as it is.
+    Misplaced,
     /// The keyboard is older than the `ttl`.
     Expired,
 }
@@ -139,6 +174,8 @@ pub enum InvalidReason {
 pub(crate) struct Keyboards {
     /// Ids of the keyboards made, in order.
     made: RefCell<Vec<String>>,
+    /// Keyboards the handlers' bot sent, each with where it went (a place, as stored).
+    sent: RefCell<Vec<(String, Value)>>,
 }
 
 /// Where the index entries live: `Key::CallbackQuery` ids that Telegram's query ids (digits)
@@ -204,6 +241,49 @@ fn access_time_ms(keyboard: &Value) -> Option<i64> {
     Some((seconds * 1000.0) as i64)
 }
 
+/// Whether a press of `query` comes from `place` (see the module docs' "Where a keyboard
+/// resolves"). A place of a shape this code does not know accepts nothing.
+fn place_accepts(place: &Value, query: &CallbackQuery) -> bool {
+    if let Some(chat) = place.get("chat_id").and_then(Value::as_i64) {
+        let Some(message) = &query.message else {
+            return false;
+        };
+        let message_id = place.get("message_id").and_then(Value::as_i64);
+        return message.chat.id == chat && message_id.is_none_or(|id| id == message.message_id);
+    }
+    if let Some(id) = place.get("inline_message_id").and_then(Value::as_str) {
+        return query.inline_message_id.as_deref() == Some(id);
+    }
+    place.get("inline") == Some(&Value::Bool(true)) && query.inline_message_id.is_some()
+}
+
+/// Where a keyboard goes that was made in `update` but not seen sent: the update's chat, or
+/// inline messages for an update without a chat.
+fn default_place(update: &Update) -> Value {
+    match update.effective_chat() {
+        Some(chat) => json!({"chat_id": chat.id}),
+        None => json!({"inline": true}),
+    }
+}
+
+/// Where a message sent or edited with a keyboard is, from the call's answer (a message) or,
+/// for answers that are not one (`true` for inline messages), its parameters.
+fn place_of(params: &Value, result: &Value) -> Option<Value> {
+    if let (Some(chat), Some(message)) =
+        (result["chat"]["id"].as_i64(), result["message_id"].as_i64())
+    {
+        return Some(json!({"chat_id": chat, "message_id": message}));
+    }
+    if let Some(id) = params["inline_message_id"].as_str() {
+        return Some(json!({"inline_message_id": id}));
+    }
+    let chat = params["chat_id"].as_i64()?;
+    Some(match params["message_id"].as_i64() {
+        Some(message) => json!({"chat_id": chat, "message_id": message}),
+        None => json!({"chat_id": chat}),
+    })
+}
+
 impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
     /// The pressed button's data, resolved (see the [module docs](crate::callback_data)).
     /// `None` when the update is not a callback query or has no data (a game button). With
@@ -223,7 +303,9 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
     /// Makes an inline keyboard whose buttons carry any serde value (PTB's
     /// `process_keyboard`): rows of `(label, data)`. The data is stored with this update's
     /// changes; the buttons carry opaque ids. Send the markup with the message, e.g.
-    /// `SendMessage::new(..).reply_markup(markup)`.
+    /// `SendMessage::new(..).reply_markup(markup)`: the handlers' bot notes where it went, and
+    /// only presses there resolve (a keyboard not sent through it belongs to this update's
+    /// chat).
     ///
     /// Errors: arbitrary callback data is off, there is no random source or it failed
     /// ([`Error::Random`]: no keyboard with a guessable id is made), or a value cannot be
@@ -271,7 +353,9 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
 
     /// Deletes the stored data of the pressed button's keyboard at the end of the update (PTB's
     /// `drop_callback_data`): later presses of any of its buttons are invalid. Does nothing
-    /// when arbitrary callback data is off, or for data that does not resolve to a keyboard.
+    /// when arbitrary callback data is off, or for a press that does not resolve (but for an
+    /// expired one): a keyboard id pressed where the keyboard was not sent, or with a button
+    /// id it does not have, must not delete the real keyboard.
     pub fn drop_callback_data(&self) -> Result<()> {
         let query = self
             .callback_query()
@@ -279,8 +363,15 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
         if self.state().callback_data().is_none() {
             return Ok(());
         }
+        let droppable = match self.callback_data() {
+            Some(CallbackData::Data(_)) => true,
+            Some(CallbackData::Invalid(invalid)) => invalid.reason == InvalidReason::Expired,
+            None => false,
+        };
         if let Some((keyboard_id, _)) = query.data.as_deref().and_then(split_ids) {
-            self.drop_keyboard(keyboard_id);
+            if droppable {
+                self.drop_keyboard(keyboard_id);
+            }
         }
         Ok(())
     }
@@ -313,6 +404,16 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         let Some(keyboard) = self.entry(&Key::CallbackKeyboard(keyboard_id.to_string())) else {
             return invalid(InvalidReason::Unknown);
         };
+        // Where it was sent first: a copied id learns nothing, not even whether its button
+        // exists.
+        let placed = match keyboard.get("places") {
+            None => true,
+            Some(Value::Array(places)) => places.iter().any(|p| place_accepts(p, query)),
+            Some(_) => false,
+        };
+        if !placed {
+            return invalid(InvalidReason::Misplaced);
+        }
         let Some(data) = keyboard.get("buttons").and_then(|b| b.get(button_id)) else {
             return invalid(InvalidReason::Unknown);
         };
@@ -349,7 +450,8 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         Ok(out)
     }
 
-    /// Before the update's changes are found: keeps the chat's index of keyboards: drops the keyboards deleted, makes the pressed one
+    /// Before the update's changes are found: binds the keyboards made or sent to where they
+    /// went, and keeps the chat's index: drops the keyboards deleted, makes the pressed one
     /// recent, adds the ones made and evicts the least recently used beyond `maxsize` (see
     /// the module docs). Nothing to read: the index came with the update's one read.
     pub(crate) fn settle_keyboards(&self) {
@@ -358,6 +460,15 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         };
         let now = self.now_ms();
         let made = self.keyboards.made.take();
+        let sent = self.keyboards.sent.take();
+        let mut bound: Vec<&String> = Vec::new();
+        for id in made.iter().chain(sent.iter().map(|(id, _)| id)) {
+            if !bound.contains(&id) {
+                self.bind(id, made.contains(id), &sent);
+                bound.push(id);
+            }
+        }
+
         let Some(index_key) = index_key(&self.update) else {
             return;
         };
@@ -397,10 +508,187 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         }
     }
 
+    /// Sets the places of keyboard `id`: where it was seen sent, or for one made in this
+    /// update and not seen sent, the update's chat. A keyboard stored before, seen sent again,
+    /// gets the new places added, unless it has none (it resolves anywhere, and still does).
+    fn bind(&self, id: &str, made_here: bool, sent: &[(String, Value)]) {
+        let key = Key::CallbackKeyboard(id.to_string());
+        let Some(mut keyboard) = self.entry(&key) else {
+            return; // dropped, or stored but not read by this update
+        };
+        let mut seen: Vec<Value> = Vec::new();
+        for (_, place) in sent.iter().filter(|(sent_id, _)| sent_id == id) {
+            if !seen.contains(place) {
+                seen.push(place.clone());
+            }
+        }
+        let places = if made_here {
+            if seen.is_empty() {
+                vec![default_place(&self.update)]
+            } else {
+                seen
+            }
+        } else {
+            let Some(Value::Array(existing)) = keyboard.get("places") else {
+                return;
+            };
+            let mut places = existing.clone();
+            for place in seen {
+                if !places.contains(&place) {
+                    places.push(place);
+                }
+            }
+            places
+        };
+        let Some(fields) = keyboard.as_object_mut() else {
+            return;
+        };
+        let places = Value::Array(places);
+        if fields.get("places") != Some(&places) {
+            fields.insert("places".into(), places);
+            self.set_entry(key, Some(keyboard));
+        }
+    }
+
+    /// Replaces the plain data of the inline keyboards in a Bot API call's parameters with
+    /// ids of a new stored keyboard per markup, and answers the keyboards the call sends, each
+    /// with whether it goes to inline messages of unknown ids (an inline query's results).
+    fn prepare_outgoing(&self, params: &mut Value) -> Result<Vec<(String, bool)>> {
+        let mut out = Vec::new();
+        if let Some(markup) = params.get_mut("reply_markup") {
+            self.prepare_markup(markup, false, &mut out)?;
+        }
+        if let Some(results) = params.get_mut("results").and_then(Value::as_array_mut) {
+            for result in results {
+                if let Some(markup) = result.get_mut("reply_markup") {
+                    self.prepare_markup(markup, true, &mut out)?;
+                }
+            }
+        }
+        // answerWebAppQuery: one inline result.
+        if let Some(markup) = params
+            .get_mut("result")
+            .and_then(|r| r.get_mut("reply_markup"))
+        {
+            self.prepare_markup(markup, true, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn prepare_markup(
+        &self,
+        markup: &mut Value,
+        inline: bool,
+        out: &mut Vec<(String, bool)>,
+    ) -> Result<()> {
+        let Some(rows) = markup
+            .get_mut("inline_keyboard")
+            .and_then(Value::as_array_mut)
+        else {
+            return Ok(());
+        };
+        let mut plain = Vec::new();
+        for (r, row) in rows.iter().enumerate() {
+            for (c, button) in row.as_array().into_iter().flatten().enumerate() {
+                let Some(data) = button.get("callback_data").and_then(Value::as_str) else {
+                    continue;
+                };
+                match split_ids(data) {
+                    Some((keyboard, _)) => {
+                        let keyboard = (keyboard.to_string(), inline);
+                        if !out.contains(&keyboard) {
+                            out.push(keyboard);
+                        }
+                    }
+                    None => plain.push((r, c)),
+                }
+            }
+        }
+        if plain.is_empty() {
+            return Ok(());
+        }
+        let data = plain
+            .iter()
+            .map(|&(r, c)| rows[r][c]["callback_data"].clone())
+            .collect();
+        let ids = self.make_keyboard(data)?;
+        for (&(r, c), id) in plain.iter().zip(&ids) {
+            rows[r][c]["callback_data"] = Value::String(id.clone());
+        }
+        out.push((ids[0][..ID_LEN].to_string(), inline));
+        Ok(())
+    }
+
     fn new_id(&self) -> Result<String> {
         let mut bytes = [0u8; ID_LEN / 2];
         self.fill_random(&mut bytes)?;
         Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// What the handlers' bot asks of its update's state, without its data types.
+trait Outgoing {
+    /// See [`UpdateState::prepare_outgoing`].
+    fn prepare(&self, params: &mut Value) -> Result<Vec<(String, bool)>>;
+    /// Notes that `keyboard` went to `place`.
+    fn sent(&self, keyboard: String, place: Value);
+}
+
+impl<B: DataType, C: DataType, U: DataType> Outgoing for UpdateState<B, C, U> {
+    fn prepare(&self, params: &mut Value) -> Result<Vec<(String, bool)>> {
+        self.prepare_outgoing(params)
+    }
+
+    fn sent(&self, keyboard: String, place: Value) {
+        self.keyboards.sent.borrow_mut().push((keyboard, place));
+    }
+}
+
+/// The bot handlers get with arbitrary callback data on: `api`, with the data of outgoing
+/// inline keyboards replaced and where they went noted in the update's `state` (PTB's
+/// `ExtBot` with `arbitrary_callback_data`).
+pub(crate) fn outgoing_bot<B: DataType, C: DataType, U: DataType>(
+    api: Rc<dyn BotApi>,
+    state: Weak<UpdateState<B, C, U>>,
+) -> Bot {
+    let state: Weak<dyn Outgoing> = state;
+    Bot::new(Rc::new(OutgoingKeyboards { inner: api, state }))
+}
+
+/// See [`outgoing_bot`]. Holds its state weakly: the state holds the bot.
+struct OutgoingKeyboards {
+    inner: Rc<dyn BotApi>,
+    state: Weak<dyn Outgoing>,
+}
+
+impl BotApi for OutgoingKeyboards {
+    fn call<'a>(&'a self, method: &'a str, mut params: Value) -> LocalBoxFuture<'a, Result<Value>> {
+        Box::pin(async move {
+            let Some(state) = self.state.upgrade() else {
+                return self.inner.call(method, params).await;
+            };
+            let keyboards = state.prepare(&mut params)?;
+            if keyboards.is_empty() {
+                return self.inner.call(method, params).await;
+            }
+            let target = json!({
+                "chat_id": params["chat_id"],
+                "message_id": params["message_id"],
+                "inline_message_id": params["inline_message_id"],
+            });
+            let result = self.inner.call(method, params).await?;
+            for (keyboard, inline) in keyboards {
+                let place = if inline {
+                    Some(json!({"inline": true}))
+                } else {
+                    place_of(&target, &result)
+                };
+                if let Some(place) = place {
+                    state.sent(keyboard, place);
+                }
+            }
+            Ok(result)
+        })
     }
 }
 

@@ -88,7 +88,9 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
         &self.state.update
     }
 
-    /// The bot, to call the Bot API.
+    /// The bot, to call the Bot API. With arbitrary callback data on, it stores the data of
+    /// every inline keyboard it sends, plain strings included, and notes where the keyboard
+    /// went (see [`crate::callback_data`]).
     pub fn bot(&self) -> &Bot {
         &self.state.bot
     }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::bot::{Bot, BotApi};
-use crate::callback_data::{CallbackDataSettings, Keyboards};
+use crate::callback_data::{self, CallbackDataSettings, Keyboards};
 use crate::context::DataType;
 use crate::error::{Error, Result};
 use crate::persistence::{codec, describe_keys, Change, Key, Persistence, PersistenceInput};
@@ -44,8 +44,11 @@ pub(crate) struct Settings {
 /// Everything one update loaded; shared by the contexts of its handlers.
 pub(crate) struct UpdateState<B, C, U> {
     pub(crate) update: Update,
+    /// The bot handlers call: with arbitrary callback data on, one that stores the data of the
+    /// inline keyboards it sends ([`callback_data`]).
     pub(crate) bot: Bot,
-    /// What this update did with arbitrary callback data: keyboards made.
+    /// What this update did with arbitrary callback data: keyboards made, and where keyboards
+    /// were sent.
     pub(crate) keyboards: Keyboards,
     persistence: Rc<dyn Persistence>,
     store: PersistenceInput,
@@ -86,7 +89,8 @@ struct RawSlot {
 impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
     /// Loads what `update` needs in one read: bot_data, the effective chat's and user's data
     /// (each only if stored) and `extra` keys (conversation entries of the handlers). Handlers
-    /// get a bot over `api`.
+    /// get a bot over `api`; with arbitrary callback data on, it stores the data of outgoing
+    /// inline keyboards in this state.
     pub(crate) async fn load(
         update: Update,
         api: Rc<dyn BotApi>,
@@ -103,8 +107,11 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             callback_data,
             migrations,
         } = settings;
-        let state = Rc::new(Self {
-            bot: Bot::new(api),
+        let state = Rc::new_cyclic(|weak: &std::rc::Weak<Self>| Self {
+            bot: match callback_data {
+                Some(_) => callback_data::outgoing_bot(api, weak.clone()),
+                None => Bot::new(api),
+            },
             keyboards: Keyboards::default(),
             persistence,
             store,

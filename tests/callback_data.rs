@@ -128,6 +128,12 @@ fn a_keyboard_carries_any_value_behind_opaque_ids_stored_per_keyboard() {
     let stored = block_on(h.memory().get_entry(&key)).unwrap().unwrap();
     assert_eq!(stored["access_time"], json!(1_700_000_000.0));
     assert_eq!(stored["buttons"][&ids[2][ID_LEN..]], json!([3, []]));
+    // Where it was sent: only presses there resolve.
+    let message = h.bot().sent()[0].message_id;
+    assert_eq!(
+        stored["places"],
+        json!([{"chat_id": CHAT, "message_id": message}])
+    );
     // Exported as PTB's DictPersistence callback_data; the index is a string, as PTB's
     // query mappings are, so the export imports again.
     let doc = block_on(dict::export(h.memory())).unwrap();
@@ -555,7 +561,6 @@ fn a_flood_in_one_chat_does_not_evict_another_chats_keyboards() {
 /// A keyboard resolves only where it was sent: a press in another chat, on another message, or
 /// on an inline message carrying its id is invalid data and leaves the keyboard alone.
 #[test]
-#[ignore = "fails until the fix: a keyboard's data resolves in any chat"]
 fn a_keyboard_resolves_only_in_the_chat_and_message_it_was_sent_to() {
     const OTHER: i64 = 6;
     let seen = Rc::new(RefCell::new(Vec::new()));
@@ -594,10 +599,39 @@ fn a_keyboard_resolves_only_in_the_chat_and_message_it_was_sent_to() {
     assert_eq!(stored_keyboards(&h), [key]);
 }
 
+/// Where a keyboard went is what the bot's answer says, not the chat of the update that made
+/// it: an admin's command in a private chat that posts a keyboard to a group binds it to the
+/// group's message.
+#[test]
+fn a_keyboard_sent_to_another_chat_resolves_there_and_not_where_it_was_made() {
+    const GROUP: i64 = -1001500000001;
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let h = menu_bot(CallbackDataSettings::default(), seen.clone());
+    let post = h
+        .builder()
+        .arbitrary_callback_data(CallbackDataSettings::default())
+        .handler(CommandHandler::new("post", |ctx: Context| async move {
+            let markup = ctx.callback_keyboard([[("Join", "join")]])?;
+            ctx.bot()
+                .send_message(SendMessage::new(GROUP, "Join us").reply_markup(markup))
+                .await?;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let tg = h.updates();
+    h.process_in(&post, tg.command(USER, USER, "/post"));
+    let data = h.bot().last_callback_data()[0].clone();
+    let posted = h.bot().sent()[0].clone();
+    assert_eq!(posted.chat.id, GROUP);
+    h.process(tg.press(USER, USER, posted.message_id, &data));
+    h.process(tg.press(GROUP, 8, posted.message_id, &data));
+    assert_eq!(*seen.borrow(), ["Misplaced", "\"join\""]);
+}
+
 /// A keyboard made in an update without a chat (inline mode) and sent with an inline query's
 /// results belongs to inline messages: presses there resolve, presses in a chat do not.
 #[test]
-#[ignore = "fails until the fix: a keyboard's data resolves in any chat"]
 fn an_inline_mode_keyboard_resolves_only_on_inline_messages() {
     let seen = Rc::new(RefCell::new(Vec::new()));
     let h = menu_bot(CallbackDataSettings::default(), seen.clone());
@@ -643,7 +677,6 @@ fn an_inline_mode_keyboard_resolves_only_on_inline_messages() {
 /// PTB replaces the data of every outgoing inline keyboard: with arbitrary callback data on, a
 /// plain string button works as it does without, and a forged plain string does not resolve.
 #[test]
-#[ignore = "fails until the fix: plain string buttons go out as they are and come back invalid"]
 fn plain_string_buttons_are_stored_on_the_way_out_and_match_their_pattern() {
     let log = Rc::new(RefCell::new(Vec::<String>::new()));
     let note = |tag: &'static str| {
