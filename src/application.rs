@@ -5,16 +5,24 @@
 //!    (one cached `getMe`);
 //! 2. **load**: one [`Persistence::read`] of bot_data, the effective chat's and user's data,
 //!    the handlers' conversation entries and, with arbitrary callback data, the pressed
-//!    keyboard's entry (only kinds that [`PersistenceInput`] stores);
+//!    keyboard's entry and the index of the chat's keyboards (only kinds that
+//!    [`PersistenceInput`] stores);
 //! 3. **handlers**: groups in ascending order; in each group the first handler whose
 //!    `check_update` matches runs; [`Context::stop_processing`] ends the walk;
-//! 4. **flush**: one [`Persistence::write`] of every entry whose serialized value changed and
-//!    the deletes of dropped ones (nothing at all when nothing changed), then
-//!    [`Persistence::flush`].
+//! 4. **flush**: with arbitrary callback data, the keyboards made are bound to where they were
+//!    sent and the chat's least recently used ones beyond `maxsize` evicted
+//!    ([`crate::callback_data`]); then one [`Persistence::write`] of every entry whose
+//!    serialized value changed and the deletes of dropped ones (nothing at all when nothing
+//!    changed), then [`Persistence::flush`].
 //!
-//! A handler error runs the error handlers and flushes nothing: an update is applied whole or
-//! not at all. [`OnHandlerError`] says whether the webhook then acknowledges the update or asks
-//! Telegram to deliver it again.
+//! A handler error goes to the error handlers, and the walk goes on with the next group, as in
+//! PTB (an error handler ends it with [`Context::stop_processing`], PTB's
+//! `ApplicationHandlerStop`). Data is changed in place, so what the handlers changed, the
+//! failing one up to its error and the error handlers included, is written at the end like any
+//! update's changes. [`OnHandlerError`] says whether the webhook then acknowledges the update
+//! (and the changes are written) or asks Telegram to deliver it again (and nothing is written:
+//! the redelivered update runs from the start, and writing this attempt too would apply it
+//! twice).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -36,17 +44,22 @@ use crate::update_state::{Migration, Migrations, Settings, UpdateState};
 /// Handler groups by number, each in the order handlers were added.
 type Groups<B, C, U> = BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>;
 
-/// What the webhook does after a handler failed (the update's changes are never written).
+/// What the webhook answers after a handler failed, and so whether the update's changes are
+/// written: an acknowledged update is done with, so its changes are written; an update that is
+/// to be delivered again writes nothing, since the redelivery applies it from the start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OnHandlerError {
-    /// Answer 200: the update is dropped after the error handlers ran. A poison update
-    /// (one that fails every time) cannot block the chat's queue. The default, as in PTB,
-    /// where an error in a handler does not stop the bot.
+    /// Answer 200 and write the update's changes, the failing handler's and the error
+    /// handlers' included, as PTB keeps them. A poison update (one that fails every time)
+    /// cannot block the chat's queue. The default, as in PTB, where an error in a handler
+    /// does not stop the bot.
     #[default]
     Acknowledge,
-    /// Answer 5xx: Telegram delivers the update again (with back-off, for up to 24 hours),
-    /// and holds back the chat's later updates meanwhile. For bots whose handlers fail only
-    /// transiently (an unreachable API) and must not lose updates.
+    /// Answer 5xx and write nothing: Telegram delivers the update again (with back-off, for
+    /// up to 24 hours), and holds back the chat's later updates meanwhile; the redelivery runs
+    /// every handler again, so writing this attempt's changes would apply them twice. For bots
+    /// whose handlers fail only transiently (an unreachable API) and must not lose updates.
+    /// Side effects are not undone: messages the handlers sent are sent again.
     Retry,
 }
 
@@ -61,7 +74,9 @@ pub struct Outcome {
     pub update_id: i64,
     /// Whether any handler ran.
     pub handled: bool,
-    /// The error of the handler that failed, if one did (nothing was written then).
+    /// The error of the first handler that failed, if one did. The update's changes are
+    /// written all the same (under [`OnHandlerError::Acknowledge`]; under `Retry` the update
+    /// is an `Err` instead).
     pub handler_error: Option<String>,
     /// Read round trips to the backend (1 for a typical update; more if handlers loaded
     /// other chats' or users' data).
@@ -99,6 +114,7 @@ impl Outcome {
 /// `B`, `C` and `U` are the types of bot_data, chat_data and user_data (PTB's ContextTypes),
 /// JSON objects by default. On Workers, build one per request: building is cheap (no I/O).
 pub struct Application<B = Data, C = Data, U = Data> {
+    api: Rc<dyn BotApi>,
     bot: Bot,
     persistence: Rc<dyn Persistence>,
     store: PersistenceInput,
@@ -121,7 +137,8 @@ impl Application {
 }
 
 impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
-    /// The bot.
+    /// The bot, over the transport given. Handlers get their own ([`Context::bot`]), which
+    /// with arbitrary callback data on also stores the data of the inline keyboards they send.
     pub fn bot(&self) -> &Bot {
         &self.bot
     }
@@ -157,12 +174,14 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             handler.keys(&update, &mut keys);
         }
         if self.callback_data.is_some() {
-            // The pressed keyboard's data, so that the press resolves without another read.
+            // The pressed keyboard's data, so that the press resolves without another read,
+            // and the index of the chat's keyboards, which bounds them.
             keys.extend(callback_data::keyboard_key(&update));
+            keys.extend(callback_data::index_key(&update));
         }
         let state = UpdateState::load(
             update,
-            self.bot.clone(),
+            self.api.clone(),
             self.persistence.clone(),
             Settings {
                 store: self.store,
@@ -176,28 +195,27 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             keys,
         )
         .await?;
-        let state = Rc::new(state);
         let ctx = Context::new(state.clone());
         let mut outcome = Outcome {
             update_id,
             ..Outcome::default()
         };
-        let mut failure = None;
+        let mut failure: Option<Rc<HandlerError>> = None;
 
-        'groups: for group in self.groups.values() {
+        for group in self.groups.values() {
             for handler in group {
                 let Some(matched) = handler.check_update(&ctx) else {
                     continue;
                 };
                 outcome.handled = true;
                 if let Err(error) = handler.handle(ctx.with_match(&matched), matched).await {
-                    outcome.handler_error = Some(error.to_string());
+                    // As PTB's process_update: the error goes to the error handlers, and the
+                    // walk goes on with the next group (unless one of them stops it).
                     let error = Rc::new(error);
                     for error_handler in &self.error_handlers {
                         error_handler(ctx.clone(), error.clone()).await;
                     }
-                    failure = Some(error);
-                    break 'groups;
+                    failure.get_or_insert(error);
                 }
                 break;
             }
@@ -208,11 +226,14 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         outcome.reads = state.reads();
 
         if let Some(error) = failure {
-            return match self.on_handler_error {
-                OnHandlerError::Acknowledge => Ok(outcome),
-                OnHandlerError::Retry => Err(Error::Handler { update_id, error }),
-            };
+            outcome.handler_error = Some(error.to_string());
+            if self.on_handler_error == OnHandlerError::Retry {
+                // Telegram delivers the update again and it runs again from the start:
+                // writing this attempt's changes would apply them twice.
+                return Err(Error::Handler { update_id, error });
+            }
         }
+        state.settle_keyboards();
         let changes = state.changes()?;
         if !changes.is_empty() {
             self.persistence.write(&changes).await?;
@@ -243,7 +264,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
 
 /// Builds an [`Application`]. Bot and persistence are required.
 pub struct ApplicationBuilder<B = Data, C = Data, U = Data> {
-    bot: Option<Bot>,
+    api: Option<Rc<dyn BotApi>>,
     persistence: Option<Rc<dyn Persistence>>,
     store: PersistenceInput,
     groups: Groups<B, C, U>,
@@ -268,7 +289,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
     /// `ApplicationBuilder::<MyBotData, MyChatData, MyUserData>::new()`.
     pub fn new() -> Self {
         Self {
-            bot: None,
+            api: None,
             persistence: None,
             store: PersistenceInput::ALL,
             groups: BTreeMap::new(),
@@ -285,7 +306,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
 
     /// The Bot API transport (fetch on Workers, the test kit's `RecordingBot` in tests).
     pub fn bot(mut self, api: Rc<dyn BotApi>) -> Self {
-        self.bot = Some(Bot::new(api));
+        self.api = Some(api);
         self
     }
 
@@ -344,9 +365,14 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
         self
     }
 
-    /// The source of the unpredictable ids of arbitrary callback data (the default is
-    /// [`system_random`]; on Workers pass `crypto.getRandomValues`).
-    pub fn random(mut self, random: impl Fn(&mut [u8]) + 'static) -> Self {
+    /// The source of the unpredictable ids of arbitrary callback data: fills the buffer, or
+    /// answers why it cannot (the default is [`system_random`], on Workers
+    /// `crypto.getRandomValues`). When it fails, the keyboard that needed the id is not made:
+    /// [`Context::callback_keyboard`] answers [`Error::Random`].
+    pub fn random(
+        mut self,
+        random: impl Fn(&mut [u8]) -> std::result::Result<(), String> + 'static,
+    ) -> Self {
         self.random = Some(Rc::new(random));
         self
     }
@@ -384,7 +410,10 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
         self
     }
 
-    /// Adds an error handler; error handlers run, in order, after a handler returned `Err`.
+    /// Adds an error handler; error handlers run, in order, after a handler returned `Err`,
+    /// before the next group. Their context is the update's: what they change in its data is
+    /// written with the update's other changes, and [`Context::stop_processing`] ends the walk
+    /// (PTB's `ApplicationHandlerStop` in an error handler).
     pub fn error_handler<F, Fut>(mut self, callback: F) -> Self
     where
         F: Fn(Context<B, C, U>, Rc<HandlerError>) -> Fut + 'static,
@@ -397,7 +426,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
 
     /// Builds the Application, or says what is missing.
     pub fn build(self) -> Result<Application<B, C, U>> {
-        let bot = self.bot.ok_or_else(|| {
+        let api = self.api.ok_or_else(|| {
             Error::Config("no bot: call .bot(...) with a Bot API transport".into())
         })?;
         let persistence = self.persistence.ok_or_else(|| {
@@ -426,8 +455,16 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
                     .into(),
             ));
         }
+        if self.callback_data.is_some_and(|c| c.maxsize == 0) {
+            return Err(Error::Config(
+                "CallbackDataSettings::maxsize is 0: every keyboard would be evicted as it is \
+                 stored; keep at least 1 per chat"
+                    .into(),
+            ));
+        }
         Ok(Application {
-            bot,
+            bot: Bot::new(api.clone()),
+            api,
             persistence,
             store: self.store,
             groups: self.groups,

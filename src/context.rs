@@ -15,7 +15,6 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 use crate::bot::{Bot, SendMessage};
-use crate::callback_data::CallbackDataSettings;
 use crate::conversation::Route;
 use crate::error::{Error, Result};
 use crate::persistence::Key;
@@ -89,7 +88,9 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
         &self.state.update
     }
 
-    /// The bot, to call the Bot API.
+    /// The bot, to call the Bot API. With arbitrary callback data on, it stores the data of
+    /// every inline keyboard it sends, plain strings included, and notes where the keyboard
+    /// went (see [`crate::callback_data`]).
     pub fn bot(&self) -> &Bot {
         &self.state.bot
     }
@@ -99,22 +100,9 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
         self.state.now_ms()
     }
 
-    /// The arbitrary callback data settings, if the Application has them on.
-    pub(crate) fn callback_data_settings(&self) -> Option<CallbackDataSettings> {
-        self.state.callback_data()
-    }
-
-    /// Fills `buf` from the Application's random source.
-    pub(crate) fn fill_random(&self, buf: &mut [u8]) -> Result<()> {
-        let random = self.state.random().ok_or_else(|| {
-            Error::Config(
-                "no random source for callback data ids: pass one to \
-                 ApplicationBuilder::random (on Workers, crypto.getRandomValues)"
-                    .into(),
-            )
-        })?;
-        random(buf);
-        Ok(())
+    /// The update's state, for the callback data module.
+    pub(crate) fn state(&self) -> &UpdateState<B, C, U> {
+        &self.state
     }
 
     /// The bot's username (without `@`), if known.

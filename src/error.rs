@@ -92,6 +92,9 @@ pub enum Error {
         /// What the handler returned (shared with the error handlers, which got it first).
         error: Rc<HandlerError>,
     },
+    /// The random source failed, so what needed an unpredictable id (a keyboard of arbitrary
+    /// callback data) was not made: an id from a failed source could be guessed. Names why.
+    Random(String),
     /// The update was already processed: a backend that records processed update ids found
     /// this one before any handler ran (a redelivery). Not a failure: answer 200.
     AlreadyProcessed(i64),
@@ -246,6 +249,10 @@ impl fmt::Display for Error {
             Error::Handler { update_id, error } => {
                 write!(f, "handler failed on update {update_id}: {error}")
             }
+            Error::Random(message) => write!(
+                f,
+                "the random source failed ({message}): no unpredictable id could be made"
+            ),
             Error::AlreadyProcessed(id) => write!(f, "update {id} was already processed"),
         }
     }
@@ -308,6 +315,7 @@ impl PartialEq for Error {
                 matches!(other, Error::Handler { update_id: u, error: e }
                     if update_id == u && error.to_string() == e.to_string())
             }
+            Error::Random(message) => matches!(other, Error::Random(m) if message == m),
             Error::AlreadyProcessed(id) => matches!(other, Error::AlreadyProcessed(i) if id == i),
         }
     }

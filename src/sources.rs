@@ -9,9 +9,11 @@ use std::rc::Rc;
 /// ([`ApplicationBuilder::clock`](crate::ApplicationBuilder::clock)).
 pub type Clock = Rc<dyn Fn() -> i64>;
 
-/// Fills a buffer with unpredictable bytes; makes the ids of arbitrary callback data
-/// ([`ApplicationBuilder::random`](crate::ApplicationBuilder::random)).
-pub type RandomSource = Rc<dyn Fn(&mut [u8])>;
+/// Fills a buffer with unpredictable bytes, or says why it cannot; makes the ids of arbitrary
+/// callback data ([`ApplicationBuilder::random`](crate::ApplicationBuilder::random)). A source
+/// that fails must answer `Err`: the buffer it leaves would make a guessable id, so what needed
+/// the id fails instead ([`Error::Random`](crate::Error::Random)).
+pub type RandomSource = Rc<dyn Fn(&mut [u8]) -> Result<(), String>>;
 
 /// The real clock: `Date.now()` on wasm (where `SystemTime::now` panics), the system time
 /// elsewhere.
@@ -32,9 +34,10 @@ pub fn system_clock() -> Clock {
 }
 
 /// The default random source. Natively: SipHash keyed by the operating system's randomness
-/// (std's `RandomState`) over a counter, so ids cannot be guessed without that key. On wasm
-/// (where std has no randomness): the runtime's `crypto.getRandomValues`, or `None` where
-/// there is no such function.
+/// (std's `RandomState`) over a counter, so ids cannot be guessed without that key; it cannot
+/// fail. On wasm (where std has no randomness): the runtime's `crypto.getRandomValues`, or
+/// `None` where there is no such function; a call that throws is an `Err` naming the
+/// exception.
 pub fn system_random() -> Option<RandomSource> {
     #[cfg(target_arch = "wasm32")]
     {
@@ -45,14 +48,16 @@ pub fn system_random() -> Option<RandomSource> {
             .ok()?
             .dyn_into()
             .ok()?;
-        Some(Rc::new(move |buf: &mut [u8]| {
+        Some(Rc::new(move |buf: &mut [u8]| -> Result<(), String> {
             // getRandomValues takes at most 65536 bytes a call.
             for chunk in buf.chunks_mut(65536) {
                 let array = Uint8Array::new_with_length(chunk.len() as u32);
-                if get_random_values.call1(&crypto, &array).is_ok() {
-                    array.copy_to(chunk);
-                }
+                get_random_values
+                    .call1(&crypto, &array)
+                    .map_err(|e| format!("crypto.getRandomValues threw {e:?}"))?;
+                array.copy_to(chunk);
             }
+            Ok(())
         }))
     }
 
@@ -62,7 +67,7 @@ pub fn system_random() -> Option<RandomSource> {
         use std::hash::{BuildHasher, Hasher};
         let keys = std::collections::hash_map::RandomState::new();
         let counter = Cell::new(0u64);
-        Some(Rc::new(move |buf: &mut [u8]| {
+        Some(Rc::new(move |buf: &mut [u8]| -> Result<(), String> {
             for chunk in buf.chunks_mut(8) {
                 let mut hasher = keys.build_hasher();
                 hasher.write_u64(counter.get());
@@ -70,6 +75,7 @@ pub fn system_random() -> Option<RandomSource> {
                 let bytes = hasher.finish().to_le_bytes();
                 chunk.copy_from_slice(&bytes[..chunk.len()]);
             }
+            Ok(())
         }))
     }
 }

@@ -14,8 +14,8 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::bot::Bot;
-use crate::callback_data::CallbackDataSettings;
+use crate::bot::{Bot, BotApi};
+use crate::callback_data::{self, CallbackDataSettings, Keyboards};
 use crate::context::DataType;
 use crate::error::{Error, Result};
 use crate::persistence::{codec, describe_keys, Change, Key, Persistence, PersistenceInput};
@@ -44,7 +44,12 @@ pub(crate) struct Settings {
 /// Everything one update loaded; shared by the contexts of its handlers.
 pub(crate) struct UpdateState<B, C, U> {
     pub(crate) update: Update,
+    /// The bot handlers call: with arbitrary callback data on, one that stores the data of the
+    /// inline keyboards it sends ([`callback_data`]).
     pub(crate) bot: Bot,
+    /// What this update did with arbitrary callback data: keyboards made, and where keyboards
+    /// were sent.
+    pub(crate) keyboards: Keyboards,
     persistence: Rc<dyn Persistence>,
     store: PersistenceInput,
     schema_version: u32,
@@ -76,18 +81,23 @@ struct Slot<T> {
 struct RawSlot {
     value: Option<Value>,
     baseline: Option<Value>,
+    /// Whether `baseline` is what storage holds; `false` for an entry deleted without being
+    /// read ([`UpdateState::delete_entry`]), which is written whatever its value.
+    known: bool,
 }
 
 impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
     /// Loads what `update` needs in one read: bot_data, the effective chat's and user's data
-    /// (each only if stored) and `extra` keys (conversation entries of the handlers).
+    /// (each only if stored) and `extra` keys (conversation entries of the handlers). Handlers
+    /// get a bot over `api`; with arbitrary callback data on, it stores the data of outgoing
+    /// inline keyboards in this state.
     pub(crate) async fn load(
         update: Update,
-        bot: Bot,
+        api: Rc<dyn BotApi>,
         persistence: Rc<dyn Persistence>,
         settings: Settings,
         extra: Vec<Key>,
-    ) -> Result<Self> {
+    ) -> Result<Rc<Self>> {
         let Settings {
             store,
             schema_version,
@@ -97,8 +107,12 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             callback_data,
             migrations,
         } = settings;
-        let state = Self {
-            bot,
+        let state = Rc::new_cyclic(|weak: &std::rc::Weak<Self>| Self {
+            bot: match callback_data {
+                Some(_) => callback_data::outgoing_bot(api, weak.clone()),
+                None => Bot::new(api),
+            },
+            keyboards: Keyboards::default(),
             persistence,
             store,
             schema_version,
@@ -114,7 +128,7 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             reads: Cell::new(0),
             bot_username,
             update,
-        };
+        });
         let mut keys = Vec::with_capacity(3 + extra.len());
         keys.push(Key::BotData);
         if let Some(chat) = state.update.effective_chat() {
@@ -147,7 +161,7 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             slot_change(Key::UserData(*id), slot, version, &mut changes)?;
         }
         for (key, slot) in self.entries.borrow().iter() {
-            if slot.value == slot.baseline || !self.stores(key) {
+            if (slot.known && slot.value == slot.baseline) || !self.stores(key) {
                 continue;
             }
             changes.push(match &slot.value {
@@ -179,9 +193,26 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         (self.clock)()
     }
 
-    /// The Application's random source, if it has one.
-    pub(crate) fn random(&self) -> Option<&RandomSource> {
-        self.random.as_ref()
+    /// Fills `buf` from the Application's random source. A source that fails is an error,
+    /// never the buffer as it was: an id made from it could be guessed. A source that answers
+    /// `Ok` but leaves 8 or more bytes all zero (real randomness does that with a chance of
+    /// 2^-64 at most) is taken for one that failed silently.
+    pub(crate) fn fill_random(&self, buf: &mut [u8]) -> Result<()> {
+        let random = self.random.as_ref().ok_or_else(|| {
+            Error::Config(
+                "no random source for callback data ids: pass one to \
+                 ApplicationBuilder::random (on Workers, crypto.getRandomValues)"
+                    .into(),
+            )
+        })?;
+        buf.fill(0);
+        random(buf).map_err(Error::Random)?;
+        if buf.len() >= 8 && buf.iter().all(|&b| b == 0) {
+            return Err(Error::Random(
+                "it answered Ok but left the buffer zeroed".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The arbitrary callback data settings, if they are on.
@@ -268,10 +299,40 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
                     RawSlot {
                         value,
                         baseline: None,
+                        known: true,
                     },
                 );
             }
         }
+    }
+
+    /// Deletes an untyped entry at the end of the update, whether or not this update read it
+    /// (an entry it did not read is deleted blindly: no read is spent to learn whether it is
+    /// there).
+    pub(crate) fn delete_entry(&self, key: Key) {
+        let mut entries = self.entries.borrow_mut();
+        match entries.get_mut(&key) {
+            Some(slot) => slot.value = None,
+            None => {
+                entries.insert(
+                    key,
+                    RawSlot {
+                        value: None,
+                        baseline: None,
+                        known: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whether this update deletes the untyped entry `key` (it was stored, or was not read,
+    /// and is now removed).
+    pub(crate) fn deletes_entry(&self, key: &Key) -> bool {
+        self.entries
+            .borrow()
+            .get(key)
+            .is_some_and(|slot| slot.value.is_none() && (slot.baseline.is_some() || !slot.known))
     }
 
     /// Loads the untyped entries of `keys` this update has not loaded yet, in one read.
@@ -359,41 +420,68 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         Ok(data)
     }
 
+    /// Adds a loaded entry to the state.
     async fn insert(&self, key: Key, data: Option<Value>, persist: bool) -> Result<()> {
-        let backend = self.persistence.backend();
         match &key {
             Key::BotData => {
-                let mut data = data.unwrap_or(Value::Null);
-                if persist && !data.is_null() {
-                    self.persistence.refresh_bot_data(&mut data).await?;
-                }
-                *self.bot_data.borrow_mut() = Some(typed_slot(backend, &key, data, persist)?);
+                let slot = self.typed(&key, data, persist).await?;
+                *self.bot_data.borrow_mut() = Some(slot);
             }
             Key::ChatData(id) => {
-                let mut data = data.unwrap_or(Value::Null);
-                if persist && !data.is_null() {
-                    self.persistence.refresh_chat_data(*id, &mut data).await?;
-                }
-                let slot = typed_slot(backend, &key, data, persist)?;
+                let slot = self.typed(&key, data, persist).await?;
                 self.chats.borrow_mut().insert(*id, slot);
             }
             Key::UserData(id) => {
-                let mut data = data.unwrap_or(Value::Null);
-                if persist && !data.is_null() {
-                    self.persistence.refresh_user_data(*id, &mut data).await?;
-                }
-                let slot = typed_slot(backend, &key, data, persist)?;
+                let slot = self.typed(&key, data, persist).await?;
                 self.users.borrow_mut().insert(*id, slot);
             }
             _ => {
                 let slot = RawSlot {
                     baseline: data.clone(),
                     value: data,
+                    known: true,
                 };
                 self.entries.borrow_mut().insert(key, slot);
             }
         }
         Ok(())
+    }
+
+    /// A typed entry's slot. An entry of a stored kind is refreshed first (PTB's
+    /// `refresh_*_data`, which `CallbackContext.refresh_data` calls for every handled update),
+    /// an absent one as its type's default: a backend that fills data from an outside source
+    /// fills new chats and users too.
+    async fn typed<T: DataType>(
+        &self,
+        key: &Key,
+        data: Option<Value>,
+        persist: bool,
+    ) -> Result<Slot<T>> {
+        let backend = self.persistence.backend();
+        if !persist {
+            return typed_slot(backend, key, Value::Null, false);
+        }
+        let absent = match data {
+            Some(_) => None,
+            None => Some(
+                serde_json::to_value(T::default()).map_err(|e| Error::Encode {
+                    key: key.to_string(),
+                    message: e.to_string(),
+                })?,
+            ),
+        };
+        let mut data = data.or_else(|| absent.clone()).unwrap_or(Value::Null);
+        match key {
+            Key::BotData => self.persistence.refresh_bot_data(&mut data).await?,
+            Key::ChatData(id) => self.persistence.refresh_chat_data(*id, &mut data).await?,
+            Key::UserData(id) => self.persistence.refresh_user_data(*id, &mut data).await?,
+            _ => {}
+        }
+        if absent.as_ref() == Some(&data) {
+            // Absent and left as it was: the default itself, without a round trip through JSON.
+            data = Value::Null;
+        }
+        typed_slot(backend, key, data, true)
     }
 }
 

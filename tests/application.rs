@@ -41,6 +41,11 @@ async fn count_all(ctx: Context) -> HandlerResult {
     Ok(())
 }
 
+async fn count_bot(ctx: Context) -> HandlerResult {
+    ctx.bot_data(bump)?;
+    Ok(())
+}
+
 async fn count_user(ctx: Context) -> HandlerResult {
     ctx.user_data(bump)?;
     Ok(())
@@ -155,23 +160,39 @@ fn a_failed_read_runs_no_handler() {
     assert!(h.writes().is_empty());
 }
 
+/// PTB's `Application.process_update`: an exception in a group's handler goes to the error
+/// handlers, then the next group runs; the data changes stay (PTB mutates data in place and
+/// persists it later). An error handler that marks the user as blocked is stored.
 #[test]
-fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
+fn a_handler_error_runs_the_error_handlers_then_the_next_groups_and_every_change_is_written() {
     let h = harness();
     let tg = h.updates();
     let seen = Rc::new(RefCell::new(Vec::new()));
-    let seen2 = seen.clone();
+    let later_groups = Rc::new(RefCell::new(0));
     let build = |policy| {
-        let seen = seen2.clone();
+        let (seen, later_groups) = (seen.clone(), later_groups.clone());
         h.builder()
+            .handler_in_group(CommandHandler::new("fail", count_bot), -1)
             .handler(CommandHandler::new("fail", |ctx: Context| async move {
-                ctx.user_data(bump)?; // a partial change that must not be written
+                ctx.user_data(bump)?; // mutated in place before the failure: kept, as in PTB
                 Err("handler exploded".into())
             }))
+            .handler_in_group(
+                TypeHandler::all(move |ctx: Context| {
+                    let later_groups = later_groups.clone();
+                    async move {
+                        *later_groups.borrow_mut() += 1;
+                        ctx.chat_data(bump)?;
+                        Ok(())
+                    }
+                }),
+                1,
+            )
             .on_handler_error(policy)
             .error_handler(move |ctx: Context, error| {
                 let seen = seen.clone();
                 async move {
+                    let _ = ctx.user_data(|d| d.insert("blocked".into(), true.into()));
                     seen.borrow_mut()
                         .push((ctx.update().update_id, error.to_string()));
                 }
@@ -184,7 +205,25 @@ fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
         tg.command(5, 7, "/fail"),
     );
     assert_eq!(outcome.handler_error.as_deref(), Some("handler exploded"));
-    assert!(outcome.changes.is_empty());
+    assert_eq!(
+        *later_groups.borrow(),
+        1,
+        "the next group ran after the failure"
+    );
+    assert_eq!(
+        outcome.written(),
+        [&Key::BotData, &Key::ChatData(5), &Key::UserData(7)]
+    );
+    assert_eq!(h.writes().len(), 1);
+    let stored = h.to_json();
+    assert_eq!(stored["bot_data"], json!({"count": 1}));
+    assert_eq!(stored["chat_data"], json!({"5": {"count": 1}}));
+    assert_eq!(
+        stored["user_data"],
+        json!({"7": {"count": 1, "blocked": true}})
+    );
+
+    // Retry: the same walk, but nothing is written, since Telegram delivers the update again.
     let err = h
         .try_process_in(&build(OnHandlerError::Retry), tg.command(5, 7, "/fail"))
         .unwrap_err();
@@ -196,8 +235,9 @@ fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
         err.to_string(),
         "handler failed on update 2: handler exploded"
     );
-    assert!(h.writes().is_empty());
-    assert!(h.memory().is_empty());
+    assert_eq!(*later_groups.borrow(), 2);
+    assert_eq!(h.writes().len(), 1, "Retry writes nothing");
+    assert_eq!(h.to_json(), stored);
     assert_eq!(
         *seen.borrow(),
         [
@@ -205,6 +245,24 @@ fn a_handler_error_runs_the_error_handlers_and_writes_nothing() {
             (2, "handler exploded".to_string())
         ]
     );
+}
+
+/// PTB: an error handler that raises `ApplicationHandlerStop` ends the walk; here it calls
+/// `ctx.stop_processing()`.
+#[test]
+fn an_error_handler_that_stops_processing_ends_the_walk() {
+    let h = harness();
+    let app = h
+        .builder()
+        .handler(CommandHandler::new("fail", fail))
+        .handler_in_group(CommandHandler::new("fail", count_bot), 1)
+        .error_handler(|ctx: Context, _| async move { ctx.stop_processing() })
+        .build()
+        .unwrap();
+    let outcome = h.process_in(&app, h.updates().command(5, 7, "/fail"));
+    assert_eq!(outcome.handler_error.as_deref(), Some("handler exploded"));
+    assert!(outcome.changes.is_empty(), "{:?}", outcome.changes);
+    assert!(h.memory().is_empty());
 }
 
 #[test]
@@ -654,4 +712,112 @@ fn migrations_outside_the_schema_range_are_configuration_errors() {
             .unwrap();
         assert!(err.to_string().contains("migrations go from 1"), "{err}");
     }
+}
+
+/// A backend whose `refresh_*` record what they were called for and mark the data they get,
+/// over memory storage.
+#[derive(Default)]
+struct Refreshing {
+    inner: edgegram::persistence::memory::MemoryPersistence,
+    refreshed: RefCell<Vec<Key>>,
+}
+
+impl Refreshing {
+    fn mark(&self, key: Key, data: &mut Value) {
+        if let Value::Object(map) = data {
+            map.insert("refreshed".into(), true.into());
+        }
+        self.refreshed.borrow_mut().push(key);
+    }
+}
+
+impl Persistence for Refreshing {
+    fn backend(&self) -> &'static str {
+        "refreshing"
+    }
+    fn read<'a>(
+        &'a self,
+        keys: &'a [Key],
+    ) -> futures::future::LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
+        self.inner.read(keys)
+    }
+    fn write<'a>(
+        &'a self,
+        changes: &'a [Change],
+    ) -> futures::future::LocalBoxFuture<'a, Result<()>> {
+        self.inner.write(changes)
+    }
+    fn list(
+        &self,
+        kind: edgegram::persistence::KeyKind,
+    ) -> futures::future::LocalBoxFuture<'_, Result<Vec<Key>>> {
+        self.inner.list(kind)
+    }
+    fn refresh_bot_data<'a>(
+        &'a self,
+        data: &'a mut Value,
+    ) -> futures::future::LocalBoxFuture<'a, Result<()>> {
+        self.mark(Key::BotData, data);
+        Box::pin(async { Ok(()) })
+    }
+    fn refresh_chat_data<'a>(
+        &'a self,
+        chat_id: i64,
+        data: &'a mut Value,
+    ) -> futures::future::LocalBoxFuture<'a, Result<()>> {
+        self.mark(Key::ChatData(chat_id), data);
+        Box::pin(async { Ok(()) })
+    }
+    fn refresh_user_data<'a>(
+        &'a self,
+        user_id: i64,
+        data: &'a mut Value,
+    ) -> futures::future::LocalBoxFuture<'a, Result<()>> {
+        self.mark(Key::UserData(user_id), data);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// PTB's `CallbackContext.refresh_data` refreshes bot_data, chat_data and user_data of every
+/// handled update, whether or not they were stored before (an absent entry is refreshed as
+/// its empty default), and only the kinds `PersistenceInput` stores.
+#[test]
+fn refresh_runs_for_every_loaded_entry_of_a_stored_kind_also_an_absent_one() {
+    let h = harness();
+    let tg = h.updates();
+    let backend = Rc::new(Refreshing::default());
+    let app = h
+        .builder()
+        .persistence(backend.clone())
+        .store_data(PersistenceInput {
+            chat_data: false,
+            ..PersistenceInput::ALL
+        })
+        .handler(TypeHandler::all(|ctx: Context| async move {
+            let seen = |d: &mut edgegram::Data| d.get("refreshed").cloned();
+            let bot = ctx.bot_data(seen)?;
+            let chat = ctx.chat_data(seen)?;
+            let user = ctx.user_data(|d| {
+                bump(d);
+                seen(d)
+            })?;
+            let other = ctx.user_data_of(9, seen).await?;
+            ctx.reply_text(format!("{bot:?} {chat:?} {user:?} {other:?}"))
+                .await?;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let refreshed = [Key::BotData, Key::UserData(7), Key::UserData(9)];
+    let some = Some(Value::Bool(true));
+    let expected = format!("{some:?} None {some:?} {some:?}");
+
+    // Nothing stored yet: bot_data and both users are refreshed all the same.
+    h.process_in(&app, tg.message(5, 7, "hi"));
+    assert_eq!(*backend.refreshed.borrow(), refreshed);
+    assert_eq!(h.bot().texts()[0], expected);
+    // Stored now (user 7's count): refreshed again, once each.
+    h.process_in(&app, tg.message(5, 7, "hi"));
+    assert_eq!(backend.refreshed.borrow()[3..], refreshed);
+    assert_eq!(h.bot().texts()[1], expected);
 }

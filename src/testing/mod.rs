@@ -52,12 +52,13 @@
 //! assert_eq!(h.bot().texts(), ["1", "2"]);
 //! assert_eq!(h.to_json()["chat_data"][GROUP.to_string()]["n"], 2);
 //!
-//! // Telegram's flood limit: the reply fails, so the handler fails and nothing is written.
+//! // Telegram's flood limit: the reply fails, so the handler fails; what it changed before
+//! // is written all the same, as python-telegram-bot keeps it.
 //! h.bot().answer_next_to("sendMessage", Answer::retry_after(5));
 //! let outcome = h.process(tg.command(GROUP, 7, "/count"));
 //! let error = outcome.handler_error.unwrap();
 //! assert_eq!(error, "Bot API sendMessage failed (429): Too Many Requests: retry after 5");
-//! assert_eq!(h.to_json()["chat_data"][GROUP.to_string()]["n"], 2);
+//! assert_eq!(h.to_json()["chat_data"][GROUP.to_string()]["n"], 3);
 //! ```
 
 mod bot;
