@@ -47,6 +47,11 @@ type Groups<B, C, U> = BTreeMap<i32, Vec<Box<dyn Handler<B, C, U>>>>;
 /// What the webhook answers after a handler failed, and so whether the update's changes are
 /// written: an acknowledged update is done with, so its changes are written; an update that is
 /// to be delivered again writes nothing, since the redelivery applies it from the start.
+///
+/// Whatever the policy, a handler error that is a transient Bot API failure (network, time-out,
+/// 5xx, 429: [`BotApiErrorKind::is_transient`](crate::BotApiErrorKind::is_transient)) fails the
+/// update: nothing is written and the webhook answers 5xx, so that Telegram delivers it again.
+/// A network blip never drops an update, nor keeps its data changes without its reply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OnHandlerError {
     /// Answer 200 and write the update's changes, the failing handler's and the error
@@ -227,6 +232,12 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
 
         if let Some(error) = failure {
             outcome.handler_error = Some(error.to_string());
+            // A Bot API call that failed transiently (network, timeout, 5xx, 429) is no verdict
+            // on the update: whatever the policy, it fails and nothing is written, so that
+            // Telegram delivers it again. A network blip must never drop an update.
+            if let Some(transient) = transient_bot_api_error(error.as_ref().as_ref()) {
+                return Err(transient);
+            }
             if self.on_handler_error == OnHandlerError::Retry {
                 // Telegram delivers the update again and it runs again from the start:
                 // writing this attempt's changes would apply them twice.
@@ -259,6 +270,14 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             *self.bot_username.borrow_mut() = me.username;
         }
         Ok(())
+    }
+}
+
+/// The Bot API error behind a handler's error, if it failed transiently.
+fn transient_bot_api_error(error: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    match error.downcast_ref::<Error>()? {
+        bot_api @ Error::BotApi { kind, .. } if kind.is_transient() => Some(bot_api.clone()),
+        _ => None,
     }
 }
 

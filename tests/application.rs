@@ -821,3 +821,55 @@ fn refresh_runs_for_every_loaded_entry_of_a_stored_kind_also_an_absent_one() {
     assert_eq!(backend.refreshed.borrow()[3..], refreshed);
     assert_eq!(h.bot().texts()[1], expected);
 }
+
+#[test]
+fn a_transient_bot_api_failure_fails_the_update_and_writes_nothing() {
+    use edgegram::testing::Answer;
+    let h = Harness::new(counting_app);
+    let tg = h.updates();
+    h.process(tg.command(GROUP, 7, "/count"));
+    for transient in [
+        Answer::server_error(),
+        Answer::network_failure(),
+        Answer::retry_after(3),
+    ] {
+        let before = h.to_json();
+        h.bot().answer_next_to("sendMessage", transient);
+        let update = tg.command(GROUP, 7, "/count");
+        let error = h
+            .try_process(update.clone())
+            .expect_err("a transient failure must fail the update, so Telegram delivers it again");
+        assert!(
+            matches!(&error, Error::BotApi { kind, .. } if kind.is_transient()),
+            "{error}"
+        );
+        assert_eq!(
+            h.to_json(),
+            before,
+            "nothing of the failed attempt is written"
+        );
+        // Telegram's redelivery of the same update then applies it once.
+        let outcome = h.process(update);
+        assert_eq!(outcome.handler_error, None);
+        let after = h.to_json();
+        assert_eq!(
+            after["user_data"]["7"]["count"],
+            before["user_data"]["7"]["count"].as_i64().unwrap() + 1
+        );
+    }
+}
+
+#[test]
+fn a_permanent_bot_api_failure_reaches_the_error_handlers_and_the_changes_are_kept() {
+    use edgegram::testing::Answer;
+    let h = Harness::new(counting_app);
+    let tg = h.updates();
+    h.bot().answer_next_to("sendMessage", Answer::blocked());
+    let outcome = h.process(tg.command(GROUP, 7, "/count"));
+    assert!(outcome.handler_error.unwrap().contains("403"));
+    assert_eq!(
+        h.to_json()["user_data"]["7"]["count"],
+        1,
+        "PTB keeps the data changes"
+    );
+}

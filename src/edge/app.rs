@@ -110,7 +110,7 @@ where
     match &result {
         Ok(outcome) => {
             if let Some(error) = &outcome.handler_error {
-                console_error!("update {update_id}: handler failed, nothing written: {error}");
+                console_error!("update {update_id}: a handler failed: {error}");
             }
             if !outcome.handled {
                 console_debug!("update {update_id} matched no handler: ignored");

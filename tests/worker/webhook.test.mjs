@@ -102,15 +102,20 @@ for (const [persistence, routing] of variants) {
       assert.equal(botApi.calls.length, 0);
     });
 
-    test("a Bot API failure in the handler writes nothing and acknowledges the update", async () => {
+    test("a transient Bot API failure in the handler answers 500 and writes nothing; Telegram's retry applies it once", async () => {
       const chat = 43;
       await post(mf, commandUpdate({ chat, user: 43, text: "/count" }));
       const before = await exportState(mf);
-      botApi.failNext(1);
-      const res = await post(mf, commandUpdate({ chat, user: 43, text: "/count" }));
-      assert.equal(res.status, 200);
-      assert.deepEqual(outcome(res), { handled: 1, reads: 1, puts: 0, deletes: 0 });
+      botApi.failNext(1); // the stand-in answers 500
+      const update = commandUpdate({ chat, user: 43, text: "/count" });
+      const res = await post(mf, update);
+      assert.equal(res.status, 500, "a network blip must not drop the update");
+      assert.match(await res.text(), /Bot API call failed/);
       assert.deepEqual(await exportState(mf), before);
+      const retry = await post(mf, update);
+      assert.equal(retry.status, 200);
+      const after = await exportState(mf);
+      assert.equal(after.user_data["43"].count, before.user_data["43"].count + 1);
     });
 
     test("export and import round-trip python-telegram-bot's DictPersistence shapes", async () => {
