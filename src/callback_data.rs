@@ -41,10 +41,10 @@
 //! Each chat's keyboards are listed, with the time each was last used, in an index entry of
 //! the chat (of the user, for an update without a chat); it is read with the update's one
 //! read and written with its one write when the update makes, drops or resolves a keyboard.
-//! Until the persistence has a key kind of its own for it, the index is stored under
-//! [`Key::CallbackQuery`]`("edgegram.keyboards.chat.<id>")` (`…user.<id>`), whose value is
-//! a string as PTB's query mappings are: so a DictPersistence export of it imports again, and
-//! PTB keeps it as a query mapping it never uses. Its value is `"<keyboard id>:<ms> …"`.
+//! The index is a key kind of its own, [`Key::KeyboardIndex`]`("chat.<id>")` (`"user.<id>"`),
+//! whose value is `"<keyboard id>:<ms> …"`. It is edgegram's bookkeeping, so a
+//! DictPersistence export leaves it out; after an import, the sweep bounds the keyboards no
+//! index lists.
 //!
 //! ## Bounds: `maxsize` keyboards per chat, the least recently used evicted
 //! PTB's cache keeps `maxsize` keyboards in all, evicting the least recently used. edgegram
@@ -178,10 +178,6 @@ pub(crate) struct Keyboards {
     sent: RefCell<Vec<(String, Value)>>,
 }
 
-/// Where the index entries live: `Key::CallbackQuery` ids that Telegram's query ids (digits)
-/// never take.
-const INDEX_PREFIX: &str = "edgegram.keyboards.";
-
 /// Splits callback data into keyboard id and button id, if it has their shape. Never panics
 /// on outside data: lengths are checked and only ASCII hex digits pass.
 fn split_ids(data: &str) -> Option<(&str, &str)> {
@@ -207,12 +203,12 @@ pub(crate) fn index_key(update: &Update) -> Option<Key> {
         (None, Some(user)) => format!("user.{}", user.id),
         (None, None) => return None,
     };
-    Some(Key::CallbackQuery(format!("{INDEX_PREFIX}{scope}")))
+    Some(Key::KeyboardIndex(scope))
 }
 
 /// Whether `key` is a keyboard index rather than one of PTB's query mappings.
 fn is_index(key: &Key) -> bool {
-    matches!(key, Key::CallbackQuery(id) if id.starts_with(INDEX_PREFIX))
+    matches!(key, Key::KeyboardIndex(_))
 }
 
 /// An index's keyboards with the time each was last used (ms), in stored order. Parts that do
@@ -731,7 +727,8 @@ pub async fn sweep(
         }
     }
 
-    let queries = persistence.list(KeyKind::CallbackQuery).await?;
+    let mut queries = persistence.list(KeyKind::CallbackQuery).await?;
+    queries.extend(persistence.list(KeyKind::KeyboardIndex).await?);
     let targets = persistence.read(&queries).await?;
     let mut changes = Vec::new();
     let mut indexed = BTreeSet::new();

@@ -354,7 +354,9 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             Key::BotData => self.store.bot_data,
             Key::ChatData(_) => self.store.chat_data,
             Key::UserData(_) => self.store.user_data,
-            Key::CallbackKeyboard(_) | Key::CallbackQuery(_) => self.store.callback_data,
+            Key::CallbackKeyboard(_) | Key::CallbackQuery(_) | Key::KeyboardIndex(_) => {
+                self.store.callback_data
+            }
             Key::Conversation { .. } => true,
         }
     }

@@ -120,6 +120,7 @@ fn one_of_each() -> Vec<Key> {
         conv("profile", "[-1001500000001, 456]"),
         Key::CallbackKeyboard("kb-1".into()),
         Key::CallbackQuery("q-1".into()),
+        Key::KeyboardIndex("chat.-1001500000001".into()),
     ]
 }
 

@@ -252,6 +252,9 @@ pub fn from_entries(entries: impl IntoIterator<Item = (Key, Value)>) -> Value {
             Key::CallbackQuery(id) => {
                 queries.insert(id, value);
             }
+            // edgegram's own bookkeeping: not part of PTB's shapes (an import lets the sweep
+            // bound the keyboards no index lists).
+            Key::KeyboardIndex(_) => {}
         }
     }
     // PTB keeps keyboards in access order (oldest first).

@@ -89,7 +89,9 @@ impl FilePersistence {
                 KeyKind::ChatData => "chat",
                 KeyKind::UserData => "user",
                 KeyKind::Conversation => "conversations",
-                KeyKind::CallbackKeyboard | KeyKind::CallbackQuery => "callback",
+                KeyKind::CallbackKeyboard | KeyKind::CallbackQuery | KeyKind::KeyboardIndex => {
+                    "callback"
+                }
             })),
         }
     }

@@ -1,7 +1,7 @@
 //! The string key scheme of string-keyed stores.
 //!
 //! `{prefix}bot`, `{prefix}chat:{id}`, `{prefix}user:{id}`, `{prefix}conv:{name}:{key}`,
-//! `{prefix}cbk:{keyboard id}`, `{prefix}cbq:{query id}`. The default prefix `eg1:` names the
+//! `{prefix}cbk:{keyboard id}`, `{prefix}cbq:{query id}`, `{prefix}cbi:{chat.<id> | user.<id>}`. The default prefix `eg1:` names the
 //! scheme's version, so that a future scheme can live beside this one during a migration.
 //! In conversation names `%` and `:` are percent-escaped so that the name ends at the first
 //! `:`; the conversation key and callback ids are written as they are.
@@ -19,6 +19,7 @@ fn tag(kind: KeyKind) -> &'static str {
         KeyKind::Conversation => "conv:",
         KeyKind::CallbackKeyboard => "cbk:",
         KeyKind::CallbackQuery => "cbq:",
+        KeyKind::KeyboardIndex => "cbi:",
     }
 }
 
@@ -35,7 +36,9 @@ pub(super) fn encode(key: &Key, prefix: &str) -> String {
             let name = name.replace('%', "%25").replace(':', "%3A");
             format!("{prefix}{tag}{name}:{key}")
         }
-        Key::CallbackKeyboard(id) | Key::CallbackQuery(id) => format!("{prefix}{tag}{id}"),
+        Key::CallbackKeyboard(id) | Key::CallbackQuery(id) | Key::KeyboardIndex(id) => {
+            format!("{prefix}{tag}{id}")
+        }
     }
 }
 
@@ -57,6 +60,7 @@ pub(super) fn parse(encoded: &str, prefix: &str) -> Option<Key> {
         }
         "cbk" => Key::CallbackKeyboard(value.to_string()),
         "cbq" => Key::CallbackQuery(value.to_string()),
+        "cbi" => Key::KeyboardIndex(value.to_string()),
         _ => return None,
     })
 }

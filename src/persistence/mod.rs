@@ -60,6 +60,11 @@ pub enum Key {
     CallbackKeyboard(String),
     /// Which keyboard a callback query id belongs to.
     CallbackQuery(String),
+    /// The keyboards made in one chat (`"chat.<id>"`) or, for updates without a chat, for
+    /// one user (`"user.<id>"`), with when each was last used: what bounds a chat's stored
+    /// keyboards without listing storage. edgegram's own bookkeeping, not part of PTB's
+    /// DictPersistence export.
+    KeyboardIndex(String),
 }
 
 /// The kinds of [`Key`], for listing.
@@ -77,17 +82,20 @@ pub enum KeyKind {
     CallbackKeyboard,
     /// [`Key::CallbackQuery`]
     CallbackQuery,
+    /// [`Key::KeyboardIndex`]
+    KeyboardIndex,
 }
 
 impl KeyKind {
     /// Every kind, in export order.
-    pub const ALL: [KeyKind; 6] = [
+    pub const ALL: [KeyKind; 7] = [
         KeyKind::BotData,
         KeyKind::ChatData,
         KeyKind::UserData,
         KeyKind::Conversation,
         KeyKind::CallbackKeyboard,
         KeyKind::CallbackQuery,
+        KeyKind::KeyboardIndex,
     ];
 }
 
@@ -101,6 +109,7 @@ impl Key {
             Key::Conversation { .. } => KeyKind::Conversation,
             Key::CallbackKeyboard(_) => KeyKind::CallbackKeyboard,
             Key::CallbackQuery(_) => KeyKind::CallbackQuery,
+            Key::KeyboardIndex(_) => KeyKind::KeyboardIndex,
         }
     }
 

@@ -52,12 +52,14 @@
 //! assert_eq!(h.bot().texts(), ["1", "2"]);
 //! assert_eq!(h.to_json()["chat_data"][GROUP.to_string()]["n"], 2);
 //!
-//! // Telegram's flood limit: the reply fails, so the handler fails; what it changed before
-//! // is written all the same, as python-telegram-bot keeps it.
+//! // Telegram's flood limit: the reply fails transiently, so the update fails and nothing of
+//! // it is written; the webhook answers 500 and Telegram delivers it again.
 //! h.bot().answer_next_to("sendMessage", Answer::retry_after(5));
-//! let outcome = h.process(tg.command(GROUP, 7, "/count"));
-//! let error = outcome.handler_error.unwrap();
-//! assert_eq!(error, "Bot API sendMessage failed (429): Too Many Requests: retry after 5");
+//! let update = tg.command(GROUP, 7, "/count");
+//! let error = h.try_process(update.clone()).unwrap_err();
+//! assert_eq!(error.to_string(), "Bot API sendMessage failed (429): Too Many Requests: retry after 5");
+//! assert_eq!(h.to_json()["chat_data"][GROUP.to_string()]["n"], 2);
+//! h.process(update); // the redelivery
 //! assert_eq!(h.to_json()["chat_data"][GROUP.to_string()]["n"], 3);
 //! ```
 
