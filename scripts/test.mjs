@@ -42,5 +42,6 @@ run(process.execPath, ["scripts/build.mjs", "--test"]);
 const examples = readdirSync(path.join(root, "examples")).filter((d) => existsSync(path.join(root, "examples", d, "Cargo.toml")));
 for (const example of examples) run(process.execPath, ["scripts/build.mjs", "--crate", `examples/${example}`]);
 const files = [...testFiles("tests/worker"), ...examples.flatMap((d) => testFiles(`examples/${d}/tests`))];
-// Every test carries a timeout: a wasm panic never answers (see README, "Panics").
-run(process.execPath, ["--test", "--test-timeout=180000", "--test-concurrency=1", ...files]);
+// Every test file carries a timeout: a wasm panic never answers (see README, "Panics"). Ten
+// minutes: the wrangler dev and browser files start and restart a dev server.
+run(process.execPath, ["--test", "--test-timeout=600000", "--test-concurrency=1", ...files]);
