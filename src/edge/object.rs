@@ -341,8 +341,19 @@ impl ObjectHost {
             Ok(request) => request,
             Err(e) => return text(400, format!("bad home request: {e}")),
         };
+        // A chat object's update recorded here expires here too: the alarm forgets it.
+        let expiry = match &request {
+            HomeRequest::Write {
+                update: Some(record),
+                ..
+            } => Some(record.at_ms + record.window_ms),
+            _ => None,
+        };
         match self.storage().serve_home(request).await {
-            Ok(Some(answer)) => Response::from_json(&answer),
+            Ok(Some(answer)) => {
+                self.wake_at(expiry).await;
+                Response::from_json(&answer)
+            }
             Ok(None) => text(409, "conflict"),
             Err(e) => {
                 console_error!("home object: {e}");

@@ -46,6 +46,19 @@ test("item 5: a processed record counts only within its window, and the alarm fo
   });
 });
 
+test("item 5, DO_ROUTING=chat: the home object forgets the records of chat objects' updates too", async () => {
+  await withWorker({ persistence: "durable_object", routing: "chat", bindings: { PROCESSED_UPDATE_TTL_SECONDS: "1" } }, async (mf) => {
+    const res = await post(mf, commandUpdate({ chat: GROUP, user: 6, text: "/count", updateId: 6100 }));
+    assert.equal(res.status, 200, await res.text());
+    const records = async (object) => (await admin(mf, `/__test/records?object=${encodeURIComponent(object)}`)).json();
+    assert.deepEqual(await records("bot"), { records: 1, index: 1 }, "the home part's record");
+    assert.deepEqual(await records(`chat:${GROUP}`), { records: 1, index: 1 });
+    await sleep(2500);
+    assert.deepEqual(await records("bot"), { records: 0, index: 0 });
+    assert.deepEqual(await records(`chat:${GROUP}`), { records: 0, index: 0 });
+  });
+});
+
 test("item 6: an update that reads 128 entries with its duplicate check pending is one batch too many no more", async () => {
   await withWorker({ persistence: "durable_object" }, async (mf) => {
     for (const keys of [127, 128, 129, 300]) {
