@@ -204,14 +204,19 @@ impl ObjectHost {
             Ok(expired) => next.extend(expired.next_deadline),
             Err(e) => console_error!("expiring conversations failed: {e}"),
         }
-        let window = Settings::from_env(&self.env)
-            .map(|s| s.processed_window_ms)
-            .unwrap_or(DEFAULT_WINDOW_MS);
+        // Parsed once for the whole alarm; without valid settings the records still expire.
+        let settings = Settings::from_env(&self.env).ok();
+        let window = settings
+            .as_ref()
+            .map_or(DEFAULT_WINDOW_MS, |s| s.processed_window_ms);
         match store.prune_processed(now, window, PRUNE_PER_ALARM).await {
             Ok(expiry) => next.extend(expiry),
             Err(e) => console_error!("pruning processed update records failed: {e}"),
         }
-        if let Some(settings) = self.callback_data_settings(store.clone(), &build) {
+        let callback_data = settings
+            .as_ref()
+            .and_then(|settings| self.callback_data_settings(settings, store.clone(), &build));
+        if let Some(settings) = callback_data {
             if let Err(e) = sweep(store.as_ref(), now, settings).await {
                 console_error!("sweeping callback data failed: {e}");
             }
@@ -224,6 +229,7 @@ impl ObjectHost {
     /// data (the Application is built, not run: no I/O).
     fn callback_data_settings<B, C, U>(
         &self,
+        settings: &Settings,
         persistence: Rc<dyn Persistence>,
         build: &impl BuildApplication<B, C, U>,
     ) -> Option<crate::CallbackDataSettings>
@@ -232,12 +238,11 @@ impl ObjectHost {
         C: DataType,
         U: DataType,
     {
-        let settings = Settings::from_env(&self.env).ok()?;
         let parts = Parts {
-            bot: super::app::bot_api(&settings, &self.env)?,
+            bot: super::app::bot_api(settings, &self.env)?,
             persistence,
             env: &self.env,
-            settings: &settings,
+            settings,
         };
         build(parts).ok()?.callback_data_settings()
     }
