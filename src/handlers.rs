@@ -146,6 +146,17 @@ pub mod filters {
         Ok(Filter(Rc::new(move |u| captures(&regex, text_of(u)?))))
     }
 
+    /// The message in a group that says it became a supergroup (`migrate_to_chat_id`), the
+    /// moment to move its chat_data with `ctx.migrate_chat_data` (PTB's
+    /// `filters.StatusUpdate.MIGRATE` matches this one and the supergroup's first message).
+    pub fn migrated_to_supergroup() -> Filter {
+        Filter::new(|u| {
+            u.message
+                .as_ref()
+                .is_some_and(|m| m.migrate_to_chat_id.is_some())
+        })
+    }
+
     /// Updates from a chat of this type.
     pub fn chat_type(kind: ChatType) -> Filter {
         Filter::new(move |u| u.effective_chat().is_some_and(|c| c.kind == kind))

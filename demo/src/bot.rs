@@ -28,7 +28,7 @@ use edgegram::callback_data::CallbackDataSettings;
 use edgegram::context::{Context, Data};
 use edgegram::conversation::{on, ConversationHandler, Next, StateResult};
 use edgegram::error::{HandlerResult, Result};
-use edgegram::handlers::{filters, CallbackQueryHandler, CommandHandler};
+use edgegram::handlers::{filters, CallbackQueryHandler, CommandHandler, MessageHandler};
 use edgegram::types::ReplyMarkup;
 use edgegram::{Application, ApplicationBuilder};
 
@@ -56,6 +56,10 @@ pub fn application_with(builder: ApplicationBuilder, options: &DemoOptions) -> R
         .handler(CommandHandler::new("list", list))
         .handler(CallbackQueryHandler::new(expired_button).invalid_data())
         .handler(CallbackQueryHandler::new(number_pressed))
+        .handler(MessageHandler::new(
+            filters::migrated_to_supergroup(),
+            migrated,
+        ))
         .build()
 }
 
@@ -73,6 +77,19 @@ async fn count(ctx: Context) -> HandlerResult {
     let user = ctx.user_data(bump)?;
     ctx.reply_text(format!("bot: {bot}, chat: {chat}, user: {user}"))
         .await?;
+    Ok(())
+}
+
+/// A group became a supergroup: its chat_data moves to the supergroup's id, so `/count` there
+/// goes on from the group's count (PTB's `migrate_chat_data`).
+async fn migrated(ctx: Context) -> HandlerResult {
+    let Some(message) = ctx.effective_message() else {
+        return Ok(());
+    };
+    let (old, new) = (message.chat.id, message.migrate_to_chat_id);
+    if let Some(new) = new {
+        ctx.migrate_chat_data(old, new).await?;
+    }
     Ok(())
 }
 

@@ -200,3 +200,23 @@ fn with_a_timeout_an_idle_profile_conversation_ends_and_exports_only_its_state()
     assert_eq!(late.removed.len(), 1);
     assert!(h.to_json()["conversations"].as_object().unwrap().is_empty());
 }
+
+#[test]
+fn a_group_that_becomes_a_supergroup_keeps_its_chat_data() {
+    const SUPERGROUP: i64 = -1001500000999;
+    let old_group = -4242;
+    let h = demo_bot();
+    say(&h, old_group, 1, "/count");
+    say(&h, old_group, 2, "/count");
+    assert!(calls_for(&h, h.updates().group_migrated(old_group, SUPERGROUP, 1)).is_empty());
+    assert_eq!(
+        text(&say(&h, SUPERGROUP, 1, "/count")),
+        "bot: 3, chat: 3, user: 2"
+    );
+    let state = h.to_json();
+    assert_eq!(state["chat_data"][SUPERGROUP.to_string()]["count"], 3);
+    assert!(
+        state["chat_data"].get(old_group.to_string()).is_none(),
+        "the old group's entry is gone: {state}"
+    );
+}

@@ -143,6 +143,21 @@ impl Updates {
         parse(json!({"update_id": update_id, "callback_query": query}))
     }
 
+    /// The service message Telegram sends in group `old` when `user` turns it into the
+    /// supergroup `new` (a message with `migrate_to_chat_id`; the supergroup gets its own
+    /// message with `migrate_from_chat_id`).
+    pub fn group_migrated(&self, old: i64, new: i64, user: i64) -> Update {
+        let message_id = self.telegram.take_message_id(&old.to_string());
+        let message = json!({
+            "message_id": message_id,
+            "date": self.telegram.date(),
+            "chat": chat_json(old),
+            "from": user_json(user),
+            "migrate_to_chat_id": new,
+        });
+        self.update("message", message)
+    }
+
     /// `user` joined `chat` (a `chat_member` update: `left` → `member`). Telegram sends
     /// these only to an administrator bot that asked for them in `allowed_updates`.
     pub fn member_joined(&self, chat: i64, user: i64) -> Update {
