@@ -1,12 +1,14 @@
 //! `DO_ROUTING=chat`: one Durable Object per chat, bot_data and user_data in one home object.
 //!
-//! A chat object keeps chat_data, conversations and callback data in its own storage and reads
-//! and writes bot_data and user_data through the home object's `/home` route
-//! ([`HomeRequest`]), with compare-and-set against what the update read ([`CasOp`]). The home
-//! object also keeps the registry of chat objects that hold data, for export and import.
+//! Every entry has one owner object ([`owner`]): a chat object keeps its chat's chat_data and
+//! conversations, the home object bot_data and user_data; callback data stays where the update
+//! runs. An update reads and writes entries of other objects (the home object's, or another
+//! chat's: `chat_data_of`, `migrate_chat_data`) through their `/home` route ([`HomeRequest`]),
+//! with compare-and-set against what it read ([`CasOp`]). The home object also keeps the
+//! registry of chat objects that hold data, for export and import.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
@@ -14,7 +16,9 @@ use js_sys::Map;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::deadlines;
 use super::durable::{describe_encoded, transaction, Abort, DurableObjectPersistence, BATCH};
+use super::object::ObjectRole;
 use crate::error::{Error, Result};
 use crate::persistence::processed::{index_key, record_key, Record};
 use crate::persistence::{describe_keys, storage_error, Change, Key, KeyKind, Persistence};
@@ -49,7 +53,8 @@ pub enum Expected {
 }
 
 impl Expected {
-    fn holds(&self, current: Option<String>) -> bool {
+    /// Whether `current`, what the key holds now, meets the expectation.
+    pub(crate) fn holds(&self, current: Option<String>) -> bool {
         match self {
             Expected::Value(value) => current.as_ref() == Some(value),
             Expected::Absent => current.is_none(),
@@ -62,12 +67,13 @@ impl Expected {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum HomeRequest {
-    /// Read encoded keys; registers `chat` as a chat object that holds data.
+    /// Read encoded keys; at the home object, registers chat objects that hold data.
     Read {
         /// Encoded keys.
         keys: Vec<String>,
-        /// The chat object asking.
-        chat: Option<i64>,
+        /// Chat objects to add to the home object's registry.
+        #[serde(default)]
+        register: Vec<i64>,
     },
     /// Apply all ops in one transaction if every expectation holds; 409 otherwise. With a
     /// record, at most once per update id: a redelivery whose home part was already committed
@@ -106,14 +112,14 @@ impl DurableObjectPersistence {
     /// `Ok(None)` for a write whose expectations did not hold.
     pub async fn serve_home(&self, request: HomeRequest) -> Result<Option<serde_json::Value>> {
         match request {
-            HomeRequest::Read { keys, chat } => {
-                if let Some(chat) = chat {
-                    let key = self.registry_key(chat);
-                    if !self
-                        .raw_get(std::slice::from_ref(&key))
-                        .await?
-                        .has(&key.clone().into())
-                    {
+            HomeRequest::Read { keys, register } => {
+                let wanted: Vec<String> = register
+                    .iter()
+                    .map(|chat| self.registry_key(*chat))
+                    .collect();
+                let known = self.raw_get(&wanted).await?;
+                for key in wanted {
+                    if !known.has(&key.clone().into()) {
                         self.storage.put_raw(&key, "1").await.map_err(|e| {
                             storage_error("durable_object", "write", key, e.to_string())
                         })?;
@@ -134,7 +140,13 @@ impl DurableObjectPersistence {
                     keys.push(record_key(&prefix, record.update_id));
                 }
                 let result = transaction(&self.storage, move |txn, slot| async move {
-                    let current = txn.get_multiple(keys).await?;
+                    let current = Map::new();
+                    for chunk in keys.chunks(BATCH) {
+                        let found = txn.get_multiple(chunk.to_vec()).await?;
+                        found.for_each(&mut |value, key| {
+                            current.set(&key, &value);
+                        });
+                    }
                     if let Some(record) = update {
                         let key = record_key(&prefix, record.update_id);
                         if record.finds_duplicate(current.get(&key.into()).as_string()) {
@@ -160,7 +172,14 @@ impl DurableObjectPersistence {
                     }
                     for op in ops {
                         match op.value {
-                            Some(value) => txn.put(&op.key, value).await?,
+                            Some(value) => {
+                                let entry = Key::parse(&op.key, &prefix)
+                                    .and_then(|key| deadlines::index_entry(&prefix, &key, &value));
+                                if let Some(entry) = entry {
+                                    txn.put(&entry, "").await?;
+                                }
+                                txn.put(&op.key, value).await?
+                            }
                             None => {
                                 txn.delete(&op.key).await?;
                             }
@@ -211,51 +230,94 @@ impl DurableObjectPersistence {
     }
 }
 
-/// Whether a key lives in the home object in `DO_ROUTING=chat` mode.
-pub fn lives_at_home(key: &Key) -> bool {
-    matches!(key, Key::BotData | Key::UserData(_))
+/// The object that keeps `key` with `DO_ROUTING=chat`, wherever the update that touches it
+/// runs: bot_data and user_data in the home object, a chat's chat_data in that chat's object,
+/// a conversation in the object of the chat its key starts with (PTB's keys are
+/// `[chat_id, user_id]`, `[chat_id]`, or `[user_id, ..]` without per_chat: a per_chat=False
+/// conversation lives in its user's private chat object, one place for every chat it spans).
+/// `None`: kept where the update runs (callback data, the keyboards' index).
+pub fn owner(key: &Key) -> Option<ObjectRole> {
+    match key {
+        Key::BotData | Key::UserData(_) => Some(ObjectRole::Home),
+        Key::ChatData(id) => Some(ObjectRole::Chat(*id)),
+        Key::Conversation { key, .. } => {
+            Some(conversation_chat(key).map_or(ObjectRole::Home, ObjectRole::Chat))
+        }
+        Key::CallbackKeyboard(_) | Key::CallbackQuery(_) | Key::KeyboardIndex(_) => None,
+    }
 }
 
-/// The persistence of a chat object in `DO_ROUTING=chat` mode: chat_data, conversations and
-/// callback data in the object's own storage; bot_data and user_data in the home object,
-/// written with compare-and-set against what this update read.
+impl Expected {
+    /// What a key must hold for `change` to apply, given what the update read of it (`None`:
+    /// never read).
+    pub(crate) fn for_change(read: Option<Option<String>>, change: &Change) -> Self {
+        match (read, change) {
+            (Some(Some(value)), _) => Expected::Value(value),
+            (Some(None), _) | (None, Change::Put(..)) => Expected::Absent,
+            (None, Change::Delete(_)) => Expected::Anything,
+        }
+    }
+}
+
+/// An update's persistence with `DO_ROUTING=chat`, in the object it runs in (a chat object, or
+/// the home object for updates without a chat): the entries this object keeps ([`owner`]) in
+/// its own storage, every other one in its owner object through that object's `/home` route
+/// ([`HomeRequest`]): read with the update's one read (all objects at once), written with
+/// compare-and-set against what the update read, each owner's part at most once per update id.
 ///
-/// Consistency: chat data is strongly consistent and serialised per chat (the gate). bot_data
-/// and user_data are linearizable per home batch: an update whose home entries changed since
-/// it read them fails with a conflict, answers 5xx and is redelivered by Telegram, so no
-/// change is lost or applied twice — but its handlers run again (a reply may be sent twice).
-/// The home batch commits before the chat object's own; if the latter fails after the
-/// former succeeded, the retry applies the home part again (a window of one storage failure).
-pub struct ChatObjectPersistence {
+/// Consistency: each object's entries are strongly consistent; an update whose entries changed
+/// since it read them (another chat's update wrote them) fails with a conflict, answers 5xx and
+/// is redelivered by Telegram, so no change is lost or applied twice — but its handlers run
+/// again (a reply may be sent twice). Other objects' parts commit before this object's own; if
+/// the latter fails, the redelivery finds those parts recorded and applies them no more.
+pub struct ChatRoutedPersistence {
     local: Rc<DurableObjectPersistence>,
-    home: worker::Stub,
-    chat_id: i64,
+    env: worker::Env,
+    here: ObjectRole,
     register: bool,
     seen: RefCell<HashMap<Key, Option<String>>>,
 }
 
-impl ChatObjectPersistence {
-    /// `local`: this object's storage; `home`: the home object's stub; `register`: whether
-    /// the home object should (still) be told that this chat object holds data — once per
-    /// object instance is enough, the registry is only read by export and import.
+impl ChatRoutedPersistence {
+    /// `local`: this object's storage, with compare-and-set
+    /// ([`DurableObjectPersistence::with_compare_and_set`]: other objects write it too);
+    /// `here`: this object's role; `register`: whether the home object should (still) be told
+    /// that this chat object holds data — once per object instance is enough, the registry is
+    /// only read by export and import.
     pub fn new(
         local: Rc<DurableObjectPersistence>,
-        home: worker::Stub,
-        chat_id: i64,
+        env: worker::Env,
+        here: ObjectRole,
         register: bool,
     ) -> Self {
         Self {
             local,
-            home,
-            chat_id,
+            env,
+            here,
             register,
             seen: RefCell::new(HashMap::new()),
         }
     }
 
-    async fn call_home(&self, request: &HomeRequest) -> Result<Option<serde_json::Value>> {
+    /// The object that keeps `key`, `None` when it is this one.
+    fn remote(&self, key: &Key) -> Option<ObjectRole> {
+        owner(key).filter(|owner| *owner != self.here)
+    }
+
+    /// Asks the object `to` (its `/home` route); `Ok(None)` for a write that conflicted.
+    async fn call(
+        &self,
+        to: ObjectRole,
+        request: &HomeRequest,
+    ) -> Result<Option<serde_json::Value>> {
+        let name = to.object_name();
         let fail = |operation: &'static str, message: String| {
-            storage_error("durable_object", operation, "home object", message)
+            storage_error(
+                "durable_object",
+                operation,
+                format!("object {name}"),
+                message,
+            )
         };
         let body = serde_json::to_string(request).map_err(|e| fail("encode", e.to_string()))?;
         let req = super::http::json_request(
@@ -264,8 +326,8 @@ impl ChatObjectPersistence {
             Some(body),
         )
         .map_err(|e| fail("call", e.to_string()))?;
-        let mut response = self
-            .home
+        let stub = super::object_stub(&self.env, &name).map_err(|e| fail("call", e.to_string()))?;
+        let mut response = stub
             .fetch_with_request(req)
             .await
             .map_err(|e| fail("call", e.to_string()))?;
@@ -280,63 +342,163 @@ impl ChatObjectPersistence {
             409 => Ok(None),
             status => {
                 let text = response.text().await.unwrap_or_default();
-                Err(fail("call", format!("home answered {status}: {text}")))
+                Err(fail("call", format!("answered {status}: {text}")))
+            }
+        }
+    }
+
+    /// Tells the home object that these chat objects hold data (for export and import).
+    async fn register(&self, chats: Vec<i64>) -> Result<()> {
+        if chats.is_empty() {
+            return Ok(());
+        }
+        let request = HomeRequest::Read {
+            keys: Vec::new(),
+            register: chats,
+        };
+        if self.here == ObjectRole::Home {
+            self.local.serve_home(request).await.map(|_| ())
+        } else {
+            self.call(ObjectRole::Home, &request).await.map(|_| ())
+        }
+    }
+
+    /// Reads `keys` from the object `from`, registering `register` there (the home object).
+    async fn read_remote(
+        &self,
+        from: ObjectRole,
+        keys: &[Key],
+        register: Vec<i64>,
+    ) -> Result<Vec<Option<String>>> {
+        let request = HomeRequest::Read {
+            keys: keys.iter().map(|k| k.encode(&self.local.prefix)).collect(),
+            register,
+        };
+        let answer = self.call(from, &request).await?;
+        let values: Vec<Option<String>> = serde_json::from_value(answer.unwrap_or_default())
+            .map_err(|e| {
+                storage_error(
+                    "durable_object",
+                    "read",
+                    format!("object {}", from.object_name()),
+                    e.to_string(),
+                )
+            })?;
+        if values.len() != keys.len() {
+            return Err(storage_error(
+                "durable_object",
+                "read",
+                format!("object {}", from.object_name()),
+                "wrong answer length",
+            ));
+        }
+        Ok(values)
+    }
+
+    /// One owner's part of an update's changes, as compare-and-set operations.
+    fn cas_ops(&self, changes: &[Change]) -> Vec<CasOp> {
+        let seen = self.seen.borrow();
+        changes
+            .iter()
+            .map(|change| CasOp {
+                key: change.key().encode(&self.local.prefix),
+                expected: Expected::for_change(seen.get(change.key()).cloned(), change),
+                value: match change {
+                    Change::Put(_, value) => Some(value.clone()),
+                    Change::Delete(_) => None,
+                },
+            })
+            .collect()
+    }
+
+    /// Writes one owner's part, at most once for this update id.
+    async fn write_remote(&self, to: ObjectRole, changes: Vec<Change>) -> Result<()> {
+        let request = HomeRequest::Write {
+            ops: self.cas_ops(&changes),
+            update: self.local.current_record(),
+        };
+        match self.call(to, &request).await? {
+            Some(_) => Ok(()),
+            None => {
+                let keys: Vec<Key> = changes.iter().map(|c| c.key().clone()).collect();
+                Err(Error::Conflict {
+                    backend: "durable_object",
+                    key: describe_keys(&keys),
+                })
             }
         }
     }
 }
 
-impl Persistence for ChatObjectPersistence {
+/// The chat objects among `owners`.
+fn chats_of<'a>(owners: impl Iterator<Item = &'a ObjectRole>) -> Vec<i64> {
+    owners
+        .filter_map(|owner| match owner {
+            ObjectRole::Chat(chat) => Some(*chat),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Persistence for ChatRoutedPersistence {
     fn backend(&self) -> &'static str {
         "durable_object"
     }
 
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         Box::pin(async move {
-            let (home_keys, local_keys): (Vec<Key>, Vec<Key>) =
-                keys.iter().cloned().partition(lives_at_home);
-            let prefix = &self.local.prefix;
-            let home_request = HomeRequest::Read {
-                keys: home_keys.iter().map(|k| k.encode(prefix)).collect(),
-                chat: self.register.then_some(self.chat_id),
+            let mut remote: BTreeMap<ObjectRole, Vec<Key>> = BTreeMap::new();
+            let mut local_keys = Vec::new();
+            for key in keys {
+                match self.remote(key) {
+                    Some(owner) => remote.entry(owner).or_default().push(key.clone()),
+                    None => local_keys.push(key.clone()),
+                }
+            }
+            // The home object learns which chat objects hold data: this one, and those whose
+            // entries this update may write. With the home read when there is one.
+            let mut register = chats_of(remote.keys());
+            if self.register {
+                register.extend(chats_of(std::iter::once(&self.here)));
+            }
+            let registered_on_read = remote.contains_key(&ObjectRole::Home);
+            let reads = remote.iter().map(|(owner, keys)| {
+                let register = if *owner == ObjectRole::Home {
+                    register.clone()
+                } else {
+                    Vec::new()
+                };
+                self.read_remote(*owner, keys, register)
+            });
+            let registration = async {
+                if registered_on_read {
+                    Ok(())
+                } else {
+                    self.register(register.clone()).await
+                }
             };
-            let (home, local) = futures::future::join(
-                async {
-                    if home_keys.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    let answer = self.call_home(&home_request).await?;
-                    serde_json::from_value::<Vec<Option<String>>>(answer.unwrap_or_default())
-                        .map_err(|e| {
-                            storage_error("durable_object", "read", "home object", e.to_string())
-                        })
-                },
+            let (remote_values, local, registered) = futures::future::join3(
+                futures::future::join_all(reads),
                 self.local.read(&local_keys),
+                registration,
             )
             .await;
-            let (home, local) = (home?, local?);
-            if home.len() != home_keys.len() {
-                return Err(storage_error(
-                    "durable_object",
-                    "read",
-                    "home object",
-                    "wrong answer length",
-                ));
+            registered?;
+            let mut found: HashMap<Key, Option<String>> = HashMap::new();
+            for ((_, keys), values) in remote.iter().zip(remote_values) {
+                for (key, value) in keys.iter().zip(values?) {
+                    found.insert(key.clone(), value);
+                }
             }
-            let mut seen = self.seen.borrow_mut();
-            for (key, value) in home_keys.iter().zip(&home) {
-                seen.insert(key.clone(), value.clone());
-            }
-            let mut home = home.into_iter();
-            let mut local = local.into_iter();
+            self.seen
+                .borrow_mut()
+                .extend(found.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let mut local = local?.into_iter();
             Ok(keys
                 .iter()
-                .map(|k| {
-                    if lives_at_home(k) {
-                        home.next().flatten()
-                    } else {
-                        local.next().flatten()
-                    }
+                .map(|k| match found.get(k) {
+                    Some(value) => value.clone(),
+                    None => local.next().flatten(),
                 })
                 .collect())
         })
@@ -344,46 +506,38 @@ impl Persistence for ChatObjectPersistence {
 
     fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let (home, local): (Vec<Change>, Vec<Change>) = changes
-                .iter()
-                .cloned()
-                .partition(|c| lives_at_home(c.key()));
-            // Every limit before any commit: the home part must not commit when the chat
-            // object's part would be refused.
+            // Every limit before any commit: no part may commit when another would be refused.
             self.local.check_sizes(changes)?;
-            if !home.is_empty() {
-                let ops = {
-                    let seen = self.seen.borrow();
-                    home.iter()
-                        .map(|change| {
-                            let read = seen.get(change.key()).cloned();
-                            CasOp {
-                                key: change.key().encode(&self.local.prefix),
-                                expected: match (read, change) {
-                                    (Some(Some(value)), _) => Expected::Value(value),
-                                    (Some(None), _) | (None, Change::Put(..)) => Expected::Absent,
-                                    (None, Change::Delete(_)) => Expected::Anything,
-                                },
-                                value: match change {
-                                    Change::Put(_, value) => Some(value.clone()),
-                                    Change::Delete(_) => None,
-                                },
-                            }
-                        })
-                        .collect()
-                };
-                let update = self.local.current_record();
-                if self
-                    .call_home(&HomeRequest::Write { ops, update })
-                    .await?
-                    .is_none()
-                {
-                    let keys: Vec<Key> = home.iter().map(|c| c.key().clone()).collect();
-                    return Err(Error::Conflict {
-                        backend: "durable_object",
-                        key: describe_keys(&keys),
-                    });
+            let mut remote: BTreeMap<ObjectRole, Vec<Change>> = BTreeMap::new();
+            let mut local = Vec::new();
+            for change in changes {
+                match self.remote(change.key()) {
+                    Some(owner) => remote.entry(owner).or_default().push(change.clone()),
+                    None => local.push(change.clone()),
                 }
+            }
+            // A chat object written without being read first must be known to the home
+            // object too.
+            let unread: Vec<i64> = {
+                let seen = self.seen.borrow();
+                remote
+                    .iter()
+                    .filter(|(_, changes)| changes.iter().any(|c| !seen.contains_key(c.key())))
+                    .filter_map(|(owner, _)| match owner {
+                        ObjectRole::Chat(chat) => Some(*chat),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let writes = remote
+                .into_iter()
+                .map(|(owner, changes)| self.write_remote(owner, changes));
+            let (written, registered) =
+                futures::future::join(futures::future::join_all(writes), self.register(unread))
+                    .await;
+            registered?;
+            for result in written {
+                result?;
             }
             self.local.write(&local).await
         })
@@ -391,11 +545,14 @@ impl Persistence for ChatObjectPersistence {
 
     fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
         Box::pin(async move {
-            if !matches!(kind, KeyKind::BotData | KeyKind::UserData) {
+            let at_home = matches!(kind, KeyKind::BotData | KeyKind::UserData);
+            if !at_home || self.here == ObjectRole::Home {
                 return self.local.list(kind).await;
             }
             let prefix = Key::kind_prefix(kind, &self.local.prefix);
-            let answer = self.call_home(&HomeRequest::List { prefix }).await?;
+            let answer = self
+                .call(ObjectRole::Home, &HomeRequest::List { prefix })
+                .await?;
             let keys: Vec<String> =
                 serde_json::from_value(answer.unwrap_or_default()).map_err(|e| {
                     storage_error("durable_object", "list", "home object", e.to_string())

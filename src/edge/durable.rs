@@ -14,7 +14,8 @@ use futures::future::LocalBoxFuture;
 use js_sys::Map;
 use worker::{ListOptions, Storage, Transaction};
 
-use super::chat_routing::lives_at_home;
+use super::chat_routing::Expected;
+use super::deadlines;
 use crate::error::{Error, Result};
 use crate::persistence::limits::{durable_object_entry_bytes, DURABLE_OBJECT_ENTRY_BYTES};
 use crate::persistence::processed::{index_key, index_prefix, parse_index, record_key, Record};
@@ -46,7 +47,7 @@ pub struct DurableObjectPersistence {
     marker_written: Cell<bool>,
     /// Whether the next read still has to look for the record.
     check: Cell<bool>,
-    /// With compare-and-set: the raw values read of home keys, checked again at write time.
+    /// With compare-and-set: the raw values read, checked again at write time.
     seen: Option<RefCell<HashMap<String, Option<String>>>>,
 }
 
@@ -63,9 +64,10 @@ impl DurableObjectPersistence {
         }
     }
 
-    /// Writes of bot_data and user_data apply only if those entries still hold what this
-    /// persistence read (the home object in `DO_ROUTING=chat`, where chat objects change
-    /// them concurrently); otherwise the write fails and nothing is written.
+    /// Writes apply only if the entries they change still hold what this persistence read
+    /// (`DO_ROUTING=chat`, where other objects change an object's entries outside its gate);
+    /// otherwise the write fails with [`Error::Conflict`] and nothing is written. A delete of
+    /// an entry never read expects nothing (PTB's `drop_*` deletes unconditionally).
     pub fn with_compare_and_set(mut self) -> Self {
         self.seen = Some(RefCell::new(HashMap::new()));
         self
@@ -241,10 +243,8 @@ impl DurableObjectPersistence {
             .collect();
         if let Some(seen) = &self.seen {
             let mut seen = seen.borrow_mut();
-            for ((key, encoded), value) in keys.iter().zip(encoded).zip(&values) {
-                if lives_at_home(key) {
-                    seen.insert(encoded, value.clone());
-                }
+            for (encoded, value) in encoded.into_iter().zip(&values) {
+                seen.insert(encoded, value.clone());
             }
         }
         Ok(values)
@@ -255,8 +255,8 @@ impl DurableObjectPersistence {
 struct WritePlan {
     puts: Vec<(String, String)>,
     deletes: Vec<String>,
-    /// Compare-and-set: what home keys must still hold.
-    expect: Vec<(String, Option<String>)>,
+    /// Compare-and-set: what the changed keys must still hold.
+    expect: Vec<(String, Expected)>,
     /// A processed-update record that must not exist yet (the duplicate check of an update
     /// that read nothing).
     must_be_absent: Option<Record>,
@@ -331,13 +331,19 @@ impl DurableObjectPersistence {
         for change in changes {
             let key = change.key().encode(&self.prefix);
             if let Some(seen) = &self.seen {
-                if lives_at_home(change.key()) {
-                    let expected = seen.borrow().get(&key).cloned().flatten();
+                let expected = Expected::for_change(seen.borrow().get(&key).cloned(), change);
+                if expected != Expected::Anything {
                     plan.expect.push((key.clone(), expected));
                 }
             }
             match change {
-                Change::Put(_, value) => plan.puts.push((key, value.clone())),
+                Change::Put(typed, value) => {
+                    // A conversation with a deadline joins the alarm's index in the same write.
+                    if let Some(entry) = deadlines::index_entry(&self.prefix, typed, value) {
+                        plan.puts.push((entry, String::new()));
+                    }
+                    plan.puts.push((key, value.clone()));
+                }
                 Change::Delete(_) => plan.deletes.push(key),
             }
         }
@@ -399,11 +405,11 @@ impl DurableObjectPersistence {
                     return Err(slot.abort(Abort::AlreadyProcessed));
                 }
             }
-            if !expect.is_empty() {
-                let keys: Vec<String> = expect.iter().map(|(k, _)| k.clone()).collect();
+            for chunk in expect.chunks(BATCH) {
+                let keys: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
                 let current = txn.get_multiple(keys).await?;
-                for (key, expected) in &expect {
-                    if current.get(&key.into()).as_string() != *expected {
+                for (key, expected) in chunk {
+                    if !expected.holds(current.get(&key.into()).as_string()) {
                         return Err(slot.abort(Abort::Conflict));
                     }
                 }

@@ -26,6 +26,7 @@
 mod admin;
 mod app;
 pub mod chat_routing;
+mod deadlines;
 #[cfg(feature = "dev-bot-api")]
 pub mod dev_bot_api;
 pub mod durable;

@@ -4,13 +4,14 @@
 //! Routes of the object (reached only from the worker, never from outside):
 //! - `POST /update[?home=1|?chat=<id>]`: one update, under the object's [`UpdateGate`], once
 //!   per update id (a redelivery is answered `duplicate`);
-//! - `POST /home`: `DO_ROUTING=chat`'s home object serving a chat object
-//!   ([`super::chat_routing::HomeRequest`]);
+//! - `POST /home`: `DO_ROUTING=chat`: another object reading or writing the entries this one
+//!   keeps ([`super::chat_routing::HomeRequest`]);
 //! - `GET /export`, `POST /import` (`?home=1`: the whole bot, gathered from the chat objects);
 //! - with features: `/devlog/` (the dev recorder), `/__test/` (tests).
 //!
-//! The alarm ends conversations whose deadline passed, forgets expired processed-update
-//! records and sweeps expired callback data; then it sets itself for the next of those.
+//! The alarm ends conversations whose deadline passed (walking the deadline index,
+//! [`super::deadlines`]), forgets expired processed-update records (walking their time index)
+//! and, at most hourly, sweeps expired callback data; then it sets itself for the next of those.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -20,12 +21,13 @@ use worker::{console_error, Env, Method, Request, Response, State};
 
 use super::admin::{export_from, import_into};
 use super::app::{run_update, BuildApplication, Parts};
-use super::chat_routing::{merge_export, split_by_chat, ChatObjectPersistence, HomeRequest};
+use super::chat_routing::{merge_export, split_by_chat, ChatRoutedPersistence, HomeRequest};
+use super::deadlines;
 use super::durable::DurableObjectPersistence;
 use super::http::query_param;
 use super::outcome::WebhookOutcome;
 use super::settings::{Routing, Settings};
-use super::{forward, object_stub, text};
+use super::{forward, text};
 use crate::callback_data::sweep;
 use crate::context::DataType;
 use crate::conversation;
@@ -34,6 +36,9 @@ use crate::persistence::{codec, dict, Change, Key, Persistence, DEFAULT_PREFIX};
 use crate::types::Update;
 use crate::update_gate::UpdateGate;
 use crate::webhook::{parse_body, Incoming};
+
+/// The alarm sweeps the stored callback data at most this often.
+pub const SWEEP_INTERVAL_MS: i64 = 60 * 60 * 1000;
 
 /// Expired processed-update records one alarm forgets at most (it sets itself again when more
 /// are left).
@@ -45,7 +50,7 @@ pub const BOT_OBJECT: &str = "bot";
 
 /// Which part an object plays for a request. The worker says it in the query, so one class
 /// serves every role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ObjectRole {
     /// `DO_ROUTING=bot`: the one object, holding everything.
     Bot,
@@ -109,7 +114,7 @@ pub struct ObjectHost {
     env: Env,
     gate: UpdateGate,
     /// Chat objects: whether the home object already knows this one (see
-    /// [`ChatObjectPersistence::new`]).
+    /// [`ChatRoutedPersistence::new`]).
     registered: Cell<bool>,
     /// When the alarm is set to fire, once read or set (`None`: not known yet).
     alarm_at: Cell<Option<i64>>,
@@ -176,6 +181,8 @@ impl ObjectHost {
                 super::dev_bot_api::serve(self.state.storage(), &mut req, p, username).await
             }
             #[cfg(feature = "testing")]
+            "/__test/drop-unread" => super::test_routes::drop_unread(&req, self, role).await,
+            #[cfg(feature = "testing")]
             p if p.starts_with("/__test/") => {
                 super::test_routes::object_route(&mut req, p, &self.storage()).await
             }
@@ -200,8 +207,20 @@ impl ObjectHost {
         let store = Rc::new(self.storage());
         let now = js_sys::Date::now() as i64;
         let mut next = Vec::new();
-        match conversation::expire_due(store.as_ref(), now).await {
-            Ok(expired) => next.extend(expired.next_deadline),
+        // Only the deadlines whose time has come, not every conversation.
+        let walked = async {
+            deadlines::build_once(&store).await?;
+            deadlines::expire_due(&store, now, deadlines::WALK_PER_ALARM).await
+        };
+        let walked = walked.await;
+        #[cfg(feature = "testing")]
+        if let Ok(walked) = &walked {
+            super::test_routes::note_walk(walked.walked, walked.ended);
+        }
+        match walked {
+            // More were due than one alarm walks: the next alarm comes right away.
+            Ok(walked) if walked.walked == deadlines::WALK_PER_ALARM => next.push(now),
+            Ok(walked) => next.extend(walked.next),
             Err(e) => console_error!("expiring conversations failed: {e}"),
         }
         // Parsed once for the whole alarm; without valid settings the records still expire.
@@ -213,16 +232,44 @@ impl ObjectHost {
             Ok(expiry) => next.extend(expiry),
             Err(e) => console_error!("pruning processed update records failed: {e}"),
         }
-        let callback_data = settings
-            .as_ref()
-            .and_then(|settings| self.callback_data_settings(settings, store.clone(), &build));
-        if let Some(settings) = callback_data {
-            if let Err(e) = sweep(store.as_ref(), now, settings).await {
-                console_error!("sweeping callback data failed: {e}");
+        // The keyboards' sweep lists them all: at most once per SWEEP_INTERVAL_MS, not at
+        // every alarm (updates bound each chat's keyboards as they go).
+        if self.sweep_due(now).await {
+            let callback_data = settings
+                .as_ref()
+                .and_then(|settings| self.callback_data_settings(settings, store.clone(), &build));
+            if let Some(settings) = callback_data {
+                if let Err(e) = sweep(store.as_ref(), now, settings).await {
+                    console_error!("sweeping callback data failed: {e}");
+                }
             }
         }
         self.wake_at(next.into_iter().min()).await;
         Response::ok("done")
+    }
+
+    /// Whether the alarm should sweep the stored callback data now: the last sweep, kept in
+    /// storage, is at least [`SWEEP_INTERVAL_MS`] old. Records this one.
+    async fn sweep_due(&self, now: i64) -> bool {
+        let key = format!("{DEFAULT_PREFIX}swept-at");
+        let storage = self.state.storage();
+        let last = match storage.get_multiple(vec![key.clone()]).await {
+            Ok(found) => found
+                .get(&key.clone().into())
+                .as_string()
+                .and_then(|at| at.parse::<i64>().ok()),
+            Err(e) => {
+                console_error!("reading {key} failed: {e}");
+                return false;
+            }
+        };
+        if last.is_some_and(|last| now - last < SWEEP_INTERVAL_MS) {
+            return false;
+        }
+        if let Err(e) = storage.put_raw(&key, now.to_string()).await {
+            console_error!("writing {key} failed: {e}");
+        }
+        true
     }
 
     /// The callback data settings of the worker's Application, if it uses arbitrary callback
@@ -270,27 +317,9 @@ impl ObjectHost {
         let update_id = update.update_id;
         // Held until the commit: the next update of this object starts from this one's data.
         let _turn = self.gate.enter().await;
-        let store = match role {
-            ObjectRole::Home => Rc::new(self.storage().with_compare_and_set()),
-            _ => Rc::new(self.storage()),
-        };
         let now = js_sys::Date::now() as i64;
-        // The duplicate check rides on the Application's one read.
         let window = settings.processed_window_ms;
-        store.begin_update(update_id, now, window);
-        let persistence: Rc<dyn Persistence> = match role {
-            ObjectRole::Chat(chat) => {
-                let home = object_stub(&self.env, BOT_OBJECT)?;
-                let register = !self.registered.get();
-                Rc::new(ChatObjectPersistence::new(
-                    store.clone(),
-                    home,
-                    chat,
-                    register,
-                ))
-            }
-            _ => store.clone(),
-        };
+        let (store, persistence) = self.update_persistence(role, update_id, now, window);
         #[cfg(feature = "testing")]
         let persistence = super::test_routes::with_faults(persistence);
         let mut outcome = run_update(settings, &self.env, persistence, update, build).await;
@@ -318,6 +347,36 @@ impl ObjectHost {
         outcome.into_response()
     }
 
+    /// The storage of one update in this object: its own (which records the update as
+    /// processed) and what the Application gets (with chat routing, one that reaches other
+    /// objects' entries too).
+    pub(crate) fn update_persistence(
+        &self,
+        role: ObjectRole,
+        update_id: i64,
+        now: i64,
+        window: i64,
+    ) -> (Rc<DurableObjectPersistence>, Rc<dyn Persistence>) {
+        // With chat routing other objects write this one's entries outside its gate: its own
+        // writes compare too.
+        let store = match role {
+            ObjectRole::Bot => Rc::new(self.storage()),
+            _ => Rc::new(self.storage().with_compare_and_set()),
+        };
+        // The duplicate check rides on the Application's one read.
+        store.begin_update(update_id, now, window);
+        let persistence: Rc<dyn Persistence> = match role {
+            ObjectRole::Bot => store.clone(),
+            _ => Rc::new(ChatRoutedPersistence::new(
+                store.clone(),
+                self.env.clone(),
+                role,
+                !self.registered.get(),
+            )),
+        };
+        (store, persistence)
+    }
+
     /// Makes sure the alarm fires at `at` or earlier. The alarm's time is kept in memory once
     /// read, so an update costs a storage call for the alarm only when it moves it earlier.
     async fn wake_at(&self, at: Option<i64>) {
@@ -339,19 +398,30 @@ impl ObjectHost {
         }
     }
 
-    /// Serves chat objects' reads and compare-and-set writes of bot_data and user_data.
+    /// Serves other objects' reads and compare-and-set writes of the entries this one keeps.
     /// Does not take the gate: these are storage operations only, atomic on their own.
     async fn home(&self, req: &mut Request) -> worker::Result<Response> {
         let request: HomeRequest = match req.json().await {
             Ok(request) => request,
             Err(e) => return text(400, format!("bad home request: {e}")),
         };
-        // A chat object's update recorded here expires here too: the alarm forgets it.
+        // Another object's update recorded here expires here too, and a conversation written
+        // here ends at its deadline here: the alarm sees to both.
         let expiry = match &request {
-            HomeRequest::Write {
-                update: Some(record),
-                ..
-            } => Some(record.at_ms + record.window_ms),
+            HomeRequest::Write { ops, update } => {
+                let changes: Vec<Change> = ops
+                    .iter()
+                    .filter_map(|op| {
+                        let key = Key::parse(&op.key, DEFAULT_PREFIX)?;
+                        Some(Change::Put(key, op.value.clone()?))
+                    })
+                    .collect();
+                let record = update.map(|record| record.at_ms + record.window_ms);
+                conversation_deadlines(&changes)
+                    .into_iter()
+                    .chain(record)
+                    .min()
+            }
             _ => None,
         };
         match self.storage().serve_home(request).await {
@@ -439,7 +509,7 @@ impl ObjectHost {
             imported += answer["imported"].as_u64().unwrap_or(0);
             let register = HomeRequest::Read {
                 keys: Vec::new(),
-                chat: Some(chat),
+                register: vec![chat],
             };
             if let Err(e) = store.serve_home(register).await {
                 return text(500, e.to_string());

@@ -12,7 +12,14 @@
 //! - `GET /__test/records?object=<name>` → `{"records": n, "index": n}`: the processed-update
 //!   records an object keeps;
 //! - `POST /__test/read-many?keys=n` → a fresh object reads `n` keys with its duplicate check
-//!   pending, as an update that needs `n` entries does.
+//!   pending, as an update that needs `n` entries does;
+//! - `GET /__test/deadlines?object=<name>` → `{"index": n, "walked": n, "ended": n}`: the
+//!   entries of the object's conversation deadline index, and what its last alarm walked and
+//!   ended;
+//! - `POST /__test/drop-unread?role=chat|home&chat=<id>&users=<ids>&chats=<ids>&update_id=<id>`
+//!   → with `DO_ROUTING=chat`, in that chat's object (or the home object), an update that
+//!   deletes the user_data and chat_data of those ids without reading them, as
+//!   `ctx.drop_user_data(other)` does.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -28,9 +35,11 @@ use super::{forward, text, KV_BINDING};
 use crate::persistence::conformance::{run_case, CASES};
 use crate::persistence::processed::{index_prefix, DEFAULT_WINDOW_MS};
 use crate::persistence::spy::SpyPersistence;
-use crate::persistence::{Key, Persistence, DEFAULT_PREFIX};
+use crate::persistence::{Change, Key, Persistence, DEFAULT_PREFIX};
 
 thread_local! {
+    /// What the last alarm of an object of this isolate walked and ended.
+    static LAST_WALK: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     static FAIL_READS: Cell<u32> = const { Cell::new(0) };
     static FAIL_WRITES: Cell<u32> = const { Cell::new(0) };
     static RUN: Cell<u32> = const { Cell::new(0) };
@@ -68,9 +77,22 @@ pub(crate) async fn worker_route(
             }
             text(200, "armed")
         }
-        "/__test/records" => {
+        "/__test/records" | "/__test/deadlines" => {
             let name = query("object").unwrap_or_else(|| "bot".into());
-            forward(env, &name, "/__test/records", Method::Get, None).await
+            forward(env, &name, path, Method::Get, None).await
+        }
+        "/__test/drop-unread" => {
+            let role = match query("role").as_deref() {
+                Some("home") => ObjectRole::Home,
+                _ => ObjectRole::Chat(query("chat").and_then(|c| c.parse().ok()).unwrap_or(0)),
+            };
+            // The object learns its role from the query, as for an update.
+            let path = format!(
+                "/__test/drop-unread?{}&{}",
+                role.query().trim_start_matches('?'),
+                url.query().unwrap_or("")
+            );
+            forward(env, &role.object_name(), &path, Method::Post, None).await
         }
         "/__test/read-many" => {
             let name = format!("read-many-{}", js_sys::Date::now() as u64);
@@ -116,6 +138,20 @@ pub(crate) async fn object_route(
             return text(200, "armed");
         }
         "/__test/records" => return records(store).await,
+        "/__test/deadlines" => {
+            let (walked, ended) = LAST_WALK.with(Cell::get);
+            return match store
+                .list_prefix(&format!("{DEFAULT_PREFIX}cdl:"), None)
+                .await
+            {
+                Ok(index) => Response::from_json(&serde_json::json!({
+                    "index": index.len(),
+                    "walked": walked,
+                    "ended": ended,
+                })),
+                Err(e) => text(500, e.to_string()),
+            };
+        }
         "/__test/read-many" => {
             let count = query_param(req, "keys")
                 .and_then(|n| n.parse::<i64>().ok())
@@ -133,6 +169,40 @@ pub(crate) async fn object_route(
     match path.strip_prefix("/__test/conformance/") {
         Some(case) => answer_case(case, store).await,
         None => text(404, "no such test route"),
+    }
+}
+
+/// Notes what an alarm walked in the deadline index, for `/__test/deadlines`.
+pub(crate) fn note_walk(walked: usize, ended: usize) {
+    LAST_WALK.with(|w| w.set((walked, ended)));
+}
+
+/// `/__test/drop-unread` inside the object of `role`: one update's deletes of entries it never
+/// read, through the persistence an update of that object gets.
+pub(crate) async fn drop_unread(
+    req: &Request,
+    host: &super::object::ObjectHost,
+    role: ObjectRole,
+) -> worker::Result<Response> {
+    let ids = |name: &str| -> Vec<i64> {
+        query_param(req, name)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|id| id.parse().ok())
+            .collect()
+    };
+    let update_id = ids("update_id").first().copied().unwrap_or(1);
+    let changes: Vec<Change> = ids("users")
+        .into_iter()
+        .map(Key::UserData)
+        .chain(ids("chats").into_iter().map(Key::ChatData))
+        .map(Change::Delete)
+        .collect();
+    let now = js_sys::Date::now() as i64;
+    let (_, persistence) = host.update_persistence(role, update_id, now, DEFAULT_WINDOW_MS);
+    match persistence.write(&changes).await {
+        Ok(()) => text(200, format!("deleted {}", changes.len())),
+        Err(e) => text(500, e.to_string()),
     }
 }
 

@@ -134,3 +134,87 @@ test("item 21: a Bot API call that stalls times out instead of holding the objec
     assert.ok(took < 2500, `two updates behind a 3 s Bot API took ${took} ms; each call should give up after 0.3 s`);
   });
 });
+
+for (const routing of ["bot", "chat"]) {
+  test(`item 2, DO_ROUTING=${routing}: a group that becomes a supergroup keeps its chat_data in the supergroup's own object`, async () => {
+    await withWorker({ persistence: "durable_object", routing }, async (mf, botApi) => {
+      const OLD = -4242;
+      const NEW = -1001500000999;
+      for (const [user, updateId] of [[1, 7001], [2, 7002]]) {
+        const res = await post(mf, commandUpdate({ chat: OLD, user, text: "/count", updateId, chatType: "group" }));
+        assert.equal(res.status, 200, await res.text());
+      }
+      const migrate = {
+        update_id: 7003,
+        message: {
+          message_id: 7003,
+          date: 1700000000,
+          chat: { id: OLD, type: "group" },
+          from: { id: 1, is_bot: false, first_name: "User 1" },
+          migrate_to_chat_id: NEW,
+        },
+      };
+      const moved = await post(mf, migrate);
+      assert.equal(moved.status, 200, await moved.text());
+      const res = await post(mf, commandUpdate({ chat: NEW, user: 1, text: "/count", updateId: 7004 }));
+      assert.equal(res.status, 200, await res.text());
+      assert.equal(botApi.texts().at(-1), "bot: 3, chat: 3, user: 2", "the supergroup goes on from the group's count");
+      const state = await exportState(mf);
+      assert.equal(state.chat_data[String(NEW)]?.count, 3, JSON.stringify(state.chat_data));
+      assert.equal(state.chat_data[String(OLD)], undefined, "the group's entry is gone");
+    });
+  });
+}
+
+test("item 3, DO_ROUTING=chat: deleting user_data and chat_data the update never read is no conflict", async () => {
+  await withWorker({ persistence: "durable_object", routing: "chat" }, async (mf) => {
+    const chats = [GROUP, -4243, -4244];
+    for (const [i, chat] of chats.entries()) {
+      const res = await post(mf, commandUpdate({ chat, user: 8 + i, text: "/count", updateId: 7101 + i }));
+      assert.equal(res.status, 200, await res.text());
+    }
+    // In GROUP's object: user 8 (the home object's) and chat -4243 (another chat object's).
+    // In the home object: user 9 (its own) and chat -4244.
+    for (const [query, updateId] of [[`role=chat&chat=${GROUP}&users=8&chats=-4243`, 7201], ["role=home&users=9&chats=-4244", 7202]]) {
+      const res = await admin(mf, `/__test/drop-unread?${query}&update_id=${updateId}`, { method: "POST" });
+      assert.equal(res.status, 200, `${query}: ${await res.text()}`);
+    }
+    const state = await exportState(mf);
+    assert.deepEqual(Object.keys(state.user_data).sort(), ["10"], JSON.stringify(state.user_data));
+    assert.deepEqual(Object.keys(state.chat_data), [String(GROUP)], JSON.stringify(state.chat_data));
+    assert.equal(state.chat_data[String(GROUP)].count, 1);
+  });
+});
+
+test("item 17: the alarm ends timed-out conversations by walking only the due deadlines, not every conversation", async () => {
+  await withWorker({ persistence: "durable_object", bindings: { CONVERSATION_TIMEOUT_SECONDS: "2" } }, async (mf) => {
+    // 200 conversations without a deadline (imported from PTB, which has none) stay out of it.
+    const states = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`[${-9000 - i}, ${i + 1}]`, "CHOOSING"]));
+    const imported = await importState(mf, { bot_data: {}, chat_data: {}, user_data: {}, conversations: { profile: states }, callback_data: null });
+    assert.equal(imported.status, 200, await imported.text());
+    const deadlines = async () => (await admin(mf, "/__test/deadlines?object=bot")).json();
+    const profile = async () => (await exportState(mf)).conversations.profile ?? {};
+    const started = Date.now();
+    for (const [i, chat] of [71, 72, 73].entries()) {
+      const res = await post(mf, commandUpdate({ chat, user: chat, text: "/start", updateId: 7301 + i }));
+      assert.equal(res.status, 200, await res.text());
+    }
+    await sleep(1000 - (Date.now() - started));
+    // Chat 71 moves on: its first deadline is stale, its conversation ends a second later.
+    const moved = await post(mf, commandUpdate({ chat: 71, user: 71, text: "Age", updateId: 7304 }));
+    assert.equal(moved.status, 200, await moved.text());
+    assert.equal((await deadlines()).index, 4, "one entry per conversation write with a deadline");
+    await sleep(2500 - (Date.now() - started));
+    let now = await profile();
+    assert.equal(now["[71, 71]"], "TYPING_REPLY", "a stale deadline ends nothing");
+    assert.equal(now["[72, 72]"], undefined, "ended at its deadline with no update");
+    assert.equal(Object.keys(now).length, 201);
+    assert.equal((await deadlines()).index, 1, "the due entries are gone, chat 71's later one is left");
+    await sleep(4500 - (Date.now() - started));
+    now = await profile();
+    assert.equal(now["[71, 71]"], undefined);
+    assert.equal(Object.keys(now).length, 200, "the imported ones are untouched");
+    const walk = await deadlines();
+    assert.deepEqual(walk, { index: 0, walked: 1, ended: 1 }, "the last alarm walked the one entry due");
+  });
+});
