@@ -445,6 +445,10 @@ impl Persistence for ChatRoutedPersistence {
         "durable_object"
     }
 
+    fn max_entry_bytes(&self) -> Option<usize> {
+        self.local.max_entry_bytes()
+    }
+
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         Box::pin(async move {
             let mut remote: BTreeMap<ObjectRole, Vec<Key>> = BTreeMap::new();

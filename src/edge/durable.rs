@@ -467,6 +467,10 @@ impl Persistence for DurableObjectPersistence {
         "durable_object"
     }
 
+    fn max_entry_bytes(&self) -> Option<usize> {
+        Some(MAX_ENTRY_BYTES)
+    }
+
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         Box::pin(async move {
             let mut values = Vec::with_capacity(keys.len());

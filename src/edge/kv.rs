@@ -207,6 +207,10 @@ impl Persistence for KvPersistence {
         "kv"
     }
 
+    fn max_entry_bytes(&self) -> Option<usize> {
+        Some(MAX_VALUE_BYTES)
+    }
+
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         Box::pin(async move {
             // The first bulk get carries the processed record's key too (one key fewer of the

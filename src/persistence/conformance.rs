@@ -50,6 +50,7 @@ cases!(
     import_then_export_round_trips,
     import_replaces_everything,
     invalid_import_writes_nothing,
+    a_write_with_an_entry_over_the_limit_applies_nothing,
 );
 
 /// Runs one case by name against `store`. `None` for an unknown name.
@@ -447,5 +448,73 @@ async fn invalid_import_writes_nothing(store: &dyn Persistence) -> CaseResult {
     }
     let exported = dict::export(store).await.map_err(err)?;
     ensure!(exported == ptb_document(), "store changed: {exported}");
+    Ok(())
+}
+
+/// Issue 12, item 4: a write is whole or nothing also when one entry is over the store's
+/// limit, counted as the store counts it ("中" is 2 bytes in V8's serialisation, 3 in UTF-8).
+/// A store without a limit of its own keeps a value of a few megabytes.
+async fn a_write_with_an_entry_over_the_limit_applies_nothing(
+    store: &dyn Persistence,
+) -> CaseResult {
+    let (kept, deleted, small, big) = (
+        Key::ChatData(1),
+        Key::ChatData(2),
+        Key::ChatData(3),
+        Key::ChatData(4),
+    );
+    put(
+        store,
+        &[
+            Change::Put(kept.clone(), value(json!("kept"))),
+            Change::Put(deleted.clone(), value(json!("still here"))),
+        ],
+    )
+    .await?;
+    let chars = store
+        .max_entry_bytes()
+        .map_or(1 << 20, |limit| limit / 2 + 1);
+    let huge = value(json!("中".repeat(chars)));
+    let changes = [
+        Change::Put(small.clone(), value(json!("small"))),
+        Change::Delete(deleted.clone()),
+        Change::Put(big.clone(), huge.clone()),
+    ];
+    let result = store.write(&changes).await;
+    let got = store
+        .read(&[kept, deleted.clone(), small.clone(), big.clone()])
+        .await
+        .map_err(err)?;
+    match store.max_entry_bytes() {
+        Some(limit) => {
+            match result {
+                Err(Error::TooLarge { size, .. }) => {
+                    ensure!(
+                        size > limit,
+                        "reported size {size} is within the limit {limit}"
+                    )
+                }
+                other => return Err(format!("expected TooLarge, got {other:?}")),
+            }
+            let want = vec![
+                Some(value(json!("kept"))),
+                Some(value(json!("still here"))),
+                None,
+                None,
+            ];
+            ensure!(got == want, "a refused write changed the store: {got:?}");
+        }
+        None => {
+            result.map_err(err)?;
+            ensure!(
+                got[1].is_none() && got[2].is_some(),
+                "the write was not applied"
+            );
+            ensure!(
+                got[3].as_ref() == Some(&huge),
+                "the {chars}-character value came back changed"
+            );
+        }
+    }
     Ok(())
 }

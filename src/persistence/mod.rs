@@ -225,6 +225,13 @@ pub trait Persistence {
     /// Lists the stored keys of one kind, for export and import. Not called per update.
     fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>>;
 
+    /// The largest entry the store takes, in bytes as the store counts them, if it has a
+    /// limit; a write with any entry over it must fail whole ([`Error::TooLarge`]) with nothing
+    /// of it applied. `None`: no limit of its own (memory, file).
+    fn max_entry_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// Makes written changes durable, as PTB's `flush`. Called once per update right after
     /// [`write`](Persistence::write) (also when nothing was written), and after import.
     /// Backends that write through in `write` leave the default, which does nothing.

@@ -79,6 +79,10 @@ impl Persistence for SpyPersistence {
         self.inner.backend()
     }
 
+    fn max_entry_bytes(&self) -> Option<usize> {
+        self.inner.max_entry_bytes()
+    }
+
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         self.calls.borrow_mut().push(Call::Read(keys.to_vec()));
         if Self::take_fault(&self.fail_reads) {
