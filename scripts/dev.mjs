@@ -23,6 +23,7 @@ try {
   process.exit(1);
 }
 
+const DEV_BUILD = "build-dev/index.js";
 const port = Number(process.env.DEV_PORT ?? 8787);
 const stateDir = process.env.STATE_DIR ?? path.join(root, ".wrangler", "state");
 const adminToken = process.env.ADMIN_TOKEN || "dev-admin";
@@ -41,13 +42,16 @@ if (record) {
   vars.BOT_TOKEN = process.env.BOT_TOKEN ?? "dev-token";
   vars.TELEGRAM_API_BASE = process.env.TELEGRAM_API_BASE ?? "https://api.telegram.org";
 }
-const args = ["dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", stateDir];
+// The dev build, build-dev/ (the deploy build with the recorder): wrangler runs the root
+// wrangler.toml's [build] command, scripts/build.mjs, which builds it when told
+// EDGEGRAM_BUILD=dev; the entry point given here replaces the config's `main` (build/).
+const args = ["dev", DEV_BUILD, "--port", String(port), "--ip", "127.0.0.1", "--persist-to", stateDir];
 for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${value}`);
 
 const wrangler = spawn(path.join(root, "node_modules", ".bin", "wrangler"), args, {
   cwd: root,
   stdio: ["ignore", "inherit", "inherit"],
-  env: toolEnv({ WRANGLER_SEND_METRICS: "false" }),
+  env: toolEnv({ WRANGLER_SEND_METRICS: "false", EDGEGRAM_BUILD: "dev" }),
 });
 
 const base = `http://127.0.0.1:${port}`;
