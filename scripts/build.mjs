@@ -107,7 +107,7 @@ if (!values.force && existsSync(wasm) && statSync(wasm).mtimeMs > sources) {
   }
   console.log(`[build] ${where} ${wrong.join(" and ")}: not the ${flavour} build, rebuilding`);
 }
-console.log(`[build] ${where}: the ${flavour} build${features.length ? ` (features ${features.join(", ")})` : ""}`);
+console.log(`[build] ${where} (${flavour}): building${features.length ? ` with ${features.join(", ")}` : ""}`);
 
 const args = ["--release", "--out-dir", path.relative(crate, out)];
 if (features.length) args.push("--features", features.join(","));

@@ -1,6 +1,7 @@
 // `npx wrangler deploy --dry-run` for the demo worker at the root: its wrangler.toml builds
 // (scripts/build.mjs), bundles and names the Durable Object class and bindings it needs, and
-// what it would publish is the deploy build alone: no test route, no dev Bot API recorder.
+// what it would publish is the deploy build alone: no test route, no dev Bot API recorder, no
+// playground page (those exist only under `npm run dev`, README "Deploying").
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -41,10 +42,12 @@ function assertDeployOnly(output) {
   for (const [marker, what] of NOT_IN_A_DEPLOY) {
     assert.equal(wasm.includes(Buffer.from(marker)), false, `the deploy build (build/) contains ${what} (${marker})`);
   }
+  // wrangler prints "Read N files from the assets directory ..." when it would upload assets.
+  assert.doesNotMatch(output, /assets directory/, "the playground page (www/) is not published");
   assert.doesNotMatch(output, /DEV_RECORD_BOT_API|ALLOW_INSECURE_WEBHOOK/, "no local-development var is deployed");
 }
 
-test("the demo deploys (dry run) with its Durable Object class, without test routes or the dev recorder", () => {
+test("the demo deploys (dry run) with its Durable Object class, without test routes, the dev recorder or the playground page", () => {
   assertDeployOnly(dryRun());
 });
 
