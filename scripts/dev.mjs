@@ -1,10 +1,12 @@
 // `npm run dev`: installs what is missing (scripts/setup.mjs), then runs the demo bot on a local Worker (wrangler dev; local Durable Objects and KV under
 // .wrangler/state, kept across restarts) and the playground page at http://127.0.0.1:8787/.
 //
+// What only local development has, given to wrangler here and never in wrangler.toml, so that
+// a deploy has none of it: the dev build build-dev/ (scripts/build.mjs --dev: the deploy build
+// plus the Bot API recorder), the playground page (--assets www) and the vars below.
 // By default the worker records its Bot API calls and answers them as Telegram would, inside
 // the worker (DEV_RECORD_BOT_API=1, see src/edge/dev_bot_api.rs): nothing is sent anywhere, and
-// the page shows the bot's replies. That setting is for local development only; a deploy must
-// never set it.
+// the page shows the bot's replies.
 //
 // Environment (all optional):
 //   DEV_PORT (8787), STATE_DIR (.wrangler/state), ADMIN_TOKEN (dev-admin), BOT_USERNAME
@@ -23,6 +25,7 @@ try {
   process.exit(1);
 }
 
+const DEV_BUILD = "build-dev/index.js";
 const port = Number(process.env.DEV_PORT ?? 8787);
 const stateDir = process.env.STATE_DIR ?? path.join(root, ".wrangler", "state");
 const adminToken = process.env.ADMIN_TOKEN || "dev-admin";
@@ -41,13 +44,17 @@ if (record) {
   vars.BOT_TOKEN = process.env.BOT_TOKEN ?? "dev-token";
   vars.TELEGRAM_API_BASE = process.env.TELEGRAM_API_BASE ?? "https://api.telegram.org";
 }
-const args = ["dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", stateDir];
+// The dev build, build-dev/ (the deploy build with the recorder): wrangler runs the root
+// wrangler.toml's [build] command, scripts/build.mjs, which builds it when told
+// EDGEGRAM_BUILD=dev; the entry point given here replaces the config's `main` (build/).
+// --assets: the page's files are served as they are, every other path goes to the worker.
+const args = ["dev", DEV_BUILD, "--assets", "www", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", stateDir];
 for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${value}`);
 
 const wrangler = spawn(path.join(root, "node_modules", ".bin", "wrangler"), args, {
   cwd: root,
   stdio: ["ignore", "inherit", "inherit"],
-  env: toolEnv({ WRANGLER_SEND_METRICS: "false" }),
+  env: toolEnv({ WRANGLER_SEND_METRICS: "false", EDGEGRAM_BUILD: "dev" }),
 });
 
 const base = `http://127.0.0.1:${port}`;

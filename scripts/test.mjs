@@ -2,8 +2,9 @@
 // (scripts/setup.mjs: npm packages, the wasm target, the pinned cargo tools, Chromium, PTB).
 //   1. native: `cargo test --workspace` (the library, its conformance suite on memory and file,
 //      the test kit, the demo bot's behaviour)
-//   2. builds: the demo's deploy build (build/, used by wrangler dev), its test build
-//      (build-test/), the example bot (examples/todo/build/)
+//   2. builds: the demo's deploy build (build/, what a deploy uploads), its dev build
+//      (build-dev/, what `npm run dev` runs), its test build (build-test/), the example bot
+//      (examples/todo/build/)
 //   3. workerd: node's test runner over tests/worker/*.test.mjs and examples/*/tests/*.test.mjs
 //      (Miniflare, wrangler dev, Chromium)
 import { spawnSync } from "node:child_process";
@@ -38,6 +39,7 @@ try {
 
 run("cargo", ["test", "--workspace", "--quiet"]);
 run(process.execPath, ["scripts/build.mjs"]);
+run(process.execPath, ["scripts/build.mjs", "--dev"]);
 run(process.execPath, ["scripts/build.mjs", "--test"]);
 const examples = readdirSync(path.join(root, "examples")).filter((d) => existsSync(path.join(root, "examples", d, "Cargo.toml")));
 for (const example of examples) run(process.execPath, ["scripts/build.mjs", "--crate", `examples/${example}`]);

@@ -128,7 +128,9 @@ pub(crate) async fn import_into(
 
 /// The playground's routes, `/admin/dev/calls` and `/admin/dev/message-id`: like every admin
 /// route 404 without `ADMIN_TOKEN` and 401 with a wrong one; 404 unless
-/// `DEV_RECORD_BOT_API=1` and the request comes to a loopback host (local development).
+/// `DEV_RECORD_BOT_API=1` and the request comes to a loopback host (local development). The
+/// host comes from the request, which a client chooses: what keeps these routes out of a
+/// deploy is the feature, which deploy builds do not have.
 #[cfg(feature = "dev-bot-api")]
 pub(crate) async fn dev_route(
     req: &Request,

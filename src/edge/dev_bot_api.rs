@@ -1,6 +1,8 @@
-//! Local development only: a Bot API stand-in inside the worker, switched on by the var
-//! `DEV_RECORD_BOT_API=1` (`npm run dev` sets it; a deploy must never set it: the bot would
-//! answer nobody).
+//! Local development only: a Bot API stand-in inside the worker, compiled in with the feature
+//! `dev-bot-api` and switched on by the var `DEV_RECORD_BOT_API=1`. The demo's dev build
+//! (`build-dev/`, which `npm run dev` runs and gives the var) and its test build have the
+//! feature; its deploy build does not, so no var can switch a deploy into recording (the
+//! admin route's loopback check on the request's host is a second line, not the first).
 //!
 //! [`DevBotApi`] records every outgoing Bot API call instead of sending it and answers it as
 //! Telegram would: `sendMessage` and `editMessageText` with a `Message` (message ids counting

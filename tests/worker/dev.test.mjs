@@ -1,17 +1,19 @@
 // The README's `npm run dev` promise, checked end to end: the demo bot on `wrangler dev` with
 // local Durable Objects answers /count through the in-worker Bot API recorder
-// (DEV_RECORD_BOT_API=1), and its data and the recorded calls survive a restart.
+// (DEV_RECORD_BOT_API=1), serves the playground page, and its data and the recorded calls
+// survive a restart. And plain `npx wrangler dev` at the root runs the demo as it would be
+// deployed: no page, no recorder, whatever its vars say.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { admin, randomPort, startDev, stopDev, waitReady } from "./support/dev-server.mjs";
+import { ADMIN, admin, randomPort, startDev, startWranglerDev, stopDev, waitReady } from "./support/dev-server.mjs";
 
 const PORT = randomPort();
 
-async function count(dev, updateId) {
-  const res = await fetch(`${dev.base}/webhook`, {
+function post(dev, updateId) {
+  return fetch(`${dev.base}/webhook`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
@@ -23,6 +25,10 @@ async function count(dev, updateId) {
       },
     }),
   });
+}
+
+async function count(dev, updateId) {
+  const res = await post(dev, updateId);
   assert.equal(res.status, 200, await res.text());
 }
 
@@ -33,6 +39,11 @@ test("npm run dev: /count three times, restart, the next /count gives 4; the rec
     try {
       await waitReady(dev);
       assert.match(dev.output(), new RegExp(`\\[dev\\] playground: http://127\\.0\\.0\\.1:${PORT}/`));
+      assert.match(dev.output(), /build-dev\/ \(dev\)/, "npm run dev runs the dev build");
+      const page = await fetch(`${dev.base}/`);
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /<title>edgegram playground<\/title>/);
+      assert.equal((await fetch(`${dev.base}/app.js`)).status, 200);
       for (const id of [1, 2, 3]) await count(dev, id);
       const state = await admin(dev, "/admin/export");
       assert.deepEqual(state.bot_data, { count: 3 });
@@ -63,6 +74,34 @@ test("npm run dev: /count three times, restart, the next /count gives 4; the rec
       await stopDev(dev);
     }
   } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});
+
+test("npx wrangler dev at the root: the demo worker as deployed, without the playground page or the recorder", { timeout: 420_000 }, async () => {
+  const stateDir = mkdtempSync(path.join(tmpdir(), "edgegram-dev-"));
+  const port = randomPort() + 2000;
+  // The local-development vars set on purpose: the deploy build has nothing they could switch on.
+  const dev = startWranglerDev({ port, stateDir, vars: { ALLOW_INSECURE_WEBHOOK: "1", DEV_RECORD_BOT_API: "1" } });
+  try {
+    await waitReady(dev);
+    assert.match(dev.output(), /build\/ \(deploy\)/, "plain wrangler dev runs the deploy build");
+    assert.doesNotMatch(dev.output(), /build-dev/);
+    const page = await fetch(`${dev.base}/`);
+    assert.equal(page.status, 404, "no playground page");
+    assert.doesNotMatch(await page.text(), /playground/);
+    assert.equal((await fetch(`${dev.base}/app.js`)).status, 404);
+    const calls = await fetch(`${dev.base}/admin/dev/calls?after=0`, { headers: { Authorization: `Bearer ${ADMIN}` } });
+    assert.equal(calls.status, 404, "no recorder routes");
+    // DEV_RECORD_BOT_API=1 names a recorder the build does not have: the update is refused
+    // (Telegram would retry it), not answered by a recorder.
+    const res = await post(dev, 1);
+    assert.equal(res.status, 500, await res.text());
+    const deadline = Date.now() + 10_000;
+    while (!/this build has no recorder/.test(dev.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    assert.match(dev.output(), /DEV_RECORD_BOT_API=1, but this build has no recorder/);
+  } finally {
+    await stopDev(dev);
     rmSync(stateDir, { recursive: true, force: true });
   }
 });

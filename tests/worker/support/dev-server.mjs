@@ -1,5 +1,6 @@
-// `npm run dev` (scripts/dev.mjs → wrangler dev) for tests: random port, a given STATE_DIR, its
-// own process group so that stopping it stops wrangler and workerd too.
+// `npm run dev` (scripts/dev.mjs → wrangler dev), or plain `npx wrangler dev`, for tests: random
+// port, a given state directory, its own process group so that stopping it stops wrangler and
+// workerd too.
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { root } from "./worker.mjs";
@@ -11,12 +12,34 @@ export function randomPort() {
 }
 
 export function startDev({ port, stateDir, env = {} }) {
-  const child = spawn(process.execPath, [path.join(root, "scripts", "dev.mjs")], {
-    cwd: root,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, BOT_TOKEN: "", TELEGRAM_API_BASE: "", ...env, DEV_PORT: String(port), STATE_DIR: stateDir },
-  });
+  return started(
+    port,
+    spawn(process.execPath, [path.join(root, "scripts", "dev.mjs")], {
+      cwd: root,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, BOT_TOKEN: "", TELEGRAM_API_BASE: "", ...env, DEV_PORT: String(port), STATE_DIR: stateDir },
+    }),
+  );
+}
+
+/** Plain `npx wrangler dev` at the root (the root wrangler.toml as it is), with `vars`. */
+export function startWranglerDev({ port, stateDir, vars = {} }) {
+  const args = ["dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", stateDir];
+  for (const [name, value] of Object.entries({ ADMIN_TOKEN: ADMIN, ...vars })) args.push("--var", `${name}:${value}`);
+  return started(
+    port,
+    spawn(path.join(root, "node_modules", ".bin", "wrangler"), args, {
+      cwd: root,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      // As a shell without `npm run dev`'s EDGEGRAM_BUILD: wrangler builds build/.
+      env: { ...process.env, EDGEGRAM_BUILD: "", WRANGLER_SEND_METRICS: "false" },
+    }),
+  );
+}
+
+function started(port, child) {
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));
