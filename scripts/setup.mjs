@@ -1,6 +1,6 @@
 // Installs what `npm test` and `npm run dev` need and a fresh clone lacks, skipping whatever is
 // already there at the right version:
-//   - the npm packages (`npm ci` when node_modules is missing or older than package-lock.json);
+//   - the npm packages (`npm ci` when node_modules was not installed from this package-lock.json);
 //   - the wasm32-unknown-unknown target;
 //   - the pinned cargo tools worker-build 0.8.7 and wasm-bindgen-cli 0.2.130 (the toolchain
 //     notes: about 5 minutes the first time, cached in ~/.cargo/bin afterwards);
@@ -10,7 +10,8 @@
 //
 //   node scripts/setup.mjs [--chromium] [--ptb]
 import { spawnSync } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, lstatSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import os from "node:os";
 import path from "node:path";
@@ -42,11 +43,18 @@ function run(command, args) {
 
 function npmPackages() {
   const modules = path.join(root, "node_modules");
-  const lock = path.join(root, "package-lock.json");
-  const marker = path.join(modules, ".package-lock.json");
-  const fresh = existsSync(marker) && statSync(marker).mtimeMs >= statSync(lock).mtimeMs;
-  if (fresh) return;
+  // Installed from exactly this lock file: its hash, noted after the install. (Not times: a
+  // checkout or a second worktree touches the lock file without changing it.)
+  const hash = createHash("sha256").update(readFileSync(path.join(root, "package-lock.json"))).digest("hex");
+  const marker = path.join(modules, ".edgegram-lock-sha256");
+  if (existsSync(marker) && readFileSync(marker, "utf8") === hash) return;
+  if (existsSync(modules) && lstatSync(modules).isSymbolicLink()) {
+    // `npm ci` would empty the directory it points to, another checkout's packages.
+    console.log("[setup] node_modules is a symbolic link: left as it is (run npm ci where it points)");
+    return;
+  }
   run("npm", ["ci", "--no-audit", "--no-fund"]);
+  writeFileSync(marker, hash);
 }
 
 function wasmTarget() {
