@@ -8,12 +8,13 @@ use worker::{console_error, console_log, Env, Method, Request, Response};
 
 use super::admin;
 use super::app::{run_update, BuildApplication};
+use super::d1::D1Persistence;
 use super::http::read_update;
 use super::kv::KvPersistence;
 use super::object::ObjectRole;
 use super::outcome::{Failure, WebhookOutcome};
 use super::settings::{Backend, Settings, WebhookAuth};
-use super::{forward, KV_BINDING};
+use super::{forward, D1_BINDING, KV_BINDING};
 use crate::context::DataType;
 use crate::persistence::Persistence;
 use crate::webhook::Incoming;
@@ -108,15 +109,22 @@ where
         return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
     };
     let update_id = update.update_id;
-    if let WorkerStore::Kv(kv) = &store {
-        let now = js_sys::Date::now() as i64;
-        kv.begin_update(update_id, now, settings.processed_window_ms);
+    let now = js_sys::Date::now() as i64;
+    match &store {
+        WorkerStore::Kv(kv) => kv.begin_update(update_id, now, settings.processed_window_ms),
+        WorkerStore::D1(d1) => d1.begin_update(update_id, now, settings.processed_window_ms),
+        WorkerStore::Memory(_) => {}
     }
     let mut outcome = run_update(settings, env, store.persistence(), update, build).await;
-    if let (WorkerStore::Kv(kv), WebhookOutcome::Processed(processed)) = (&store, &outcome) {
+    if let WebhookOutcome::Processed(processed) = &outcome {
         // An update no handler matched changed nothing: it costs no record.
         if processed.handled {
-            if let Err(e) = kv.commit_marker().await {
+            let marked = match &store {
+                WorkerStore::Kv(kv) => kv.commit_marker().await,
+                WorkerStore::D1(d1) => d1.commit_marker().await,
+                WorkerStore::Memory(_) => Ok(()),
+            };
+            if let Err(e) = marked {
                 console_error!("update {update_id}: recording it as processed failed: {e}");
                 outcome = WebhookOutcome::of(Err(e));
             }
@@ -129,6 +137,8 @@ where
 pub(crate) enum WorkerStore {
     /// `PERSISTENCE=kv`.
     Kv(Rc<KvPersistence>),
+    /// `PERSISTENCE=d1`.
+    D1(Rc<D1Persistence>),
     /// `PERSISTENCE=memory`.
     Memory(Rc<MemoryPersistence>),
 }
@@ -138,6 +148,7 @@ impl WorkerStore {
     pub(crate) fn persistence(&self) -> Rc<dyn Persistence> {
         let backend: Rc<dyn Persistence> = match self {
             WorkerStore::Kv(kv) => kv.clone(),
+            WorkerStore::D1(d1) => d1.clone(),
             WorkerStore::Memory(memory) => memory.clone(),
         };
         #[cfg(feature = "testing")]
@@ -146,7 +157,7 @@ impl WorkerStore {
     }
 }
 
-/// The backend of a worker that runs Applications itself (`kv`, `memory`); `None` (logged)
+/// The backend of a worker that runs Applications itself (`kv`, `d1`, `memory`); `None` (logged)
 /// for Durable Objects, whose Applications run in the object, or a missing binding.
 pub(crate) fn worker_store(settings: &Settings, env: &Env) -> Option<WorkerStore> {
     match &settings.backend {
@@ -157,6 +168,13 @@ pub(crate) fn worker_store(settings: &Settings, env: &Env) -> Option<WorkerStore
             )))),
             Err(e) => {
                 console_error!("PERSISTENCE=kv needs the KV binding {KV_BINDING}: {e}");
+                None
+            }
+        },
+        Backend::D1 => match env.d1(D1_BINDING) {
+            Ok(db) => Some(WorkerStore::D1(Rc::new(D1Persistence::new(db)))),
+            Err(e) => {
+                console_error!("PERSISTENCE=d1 needs the D1 binding {D1_BINDING}: {e}");
                 None
             }
         },

@@ -16,7 +16,7 @@
 //! - Durable Objects: [`ObjectHost`] (what the object class does: the update gate, duplicate
 //!   detection, alarms, export and import), [`durable::DurableObjectPersistence`] (the
 //!   storage adapter), [`crate::update_gate::UpdateGate`], [`chat_routing`] (`DO_ROUTING=chat`);
-//! - the other adapters: [`kv::KvPersistence`], [`fetch_bot::FetchBot`], [`http`] (reading a
+//! - the other adapters: [`kv::KvPersistence`], [`d1::D1Persistence`], [`fetch_bot::FetchBot`], [`http`] (reading a
 //!   request within its limits);
 //! - behind features: `dev_bot_api` (`dev-bot-api`: the Bot API recorder of local
 //!   development), `test_routes` (`testing`: in-worker conformance and fault injection).
@@ -26,6 +26,7 @@
 mod admin;
 mod app;
 pub mod chat_routing;
+pub mod d1;
 mod deadlines;
 #[cfg(feature = "dev-bot-api")]
 pub mod dev_bot_api;
@@ -53,6 +54,8 @@ use worker::{console_error, Env, Method, Response, Stub};
 pub const DO_BINDING: &str = "EDGEGRAM_DO";
 /// The KV namespace binding (`PERSISTENCE=kv`).
 pub const KV_BINDING: &str = "EDGEGRAM_KV";
+/// The D1 database binding (`PERSISTENCE=d1`), its tables from `migrations/`.
+pub const D1_BINDING: &str = "EDGEGRAM_D1";
 
 /// The stub of the object named `name` in [`DO_BINDING`].
 pub(crate) fn object_stub(env: &Env, name: &str) -> worker::Result<Stub> {

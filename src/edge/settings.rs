@@ -3,7 +3,7 @@
 //!
 //! | name | kind | meaning |
 //! | --- | --- | --- |
-//! | `PERSISTENCE` | var | `durable_object` (default), `kv` or `memory` ([`Backend`]) |
+//! | `PERSISTENCE` | var | `durable_object` (default), `d1`, `kv` or `memory` ([`Backend`]) |
 //! | `DO_ROUTING` | var | `bot` (default) or `chat` ([`Routing`]) |
 //! | `KV_PREFIX` | var | key prefix in KV, default `eg1:` |
 //! | `BOT_TOKEN` | secret | the bot's token |
@@ -30,6 +30,9 @@ pub enum Backend {
         /// The key prefix (`KV_PREFIX`, default `eg1:`).
         prefix: String,
     },
+    /// Cloudflare D1 (binding `EDGEGRAM_D1`): SQL tables other services can query; each
+    /// update's write is one transaction, compared against the revisions it read (README).
+    D1,
     /// The isolate's memory: lost with the isolate. Tests only.
     Memory,
 }
@@ -162,10 +165,11 @@ impl Settings {
             Some("kv") => Backend::Kv {
                 prefix: get("KV_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.into()),
             },
+            Some("d1") => Backend::D1,
             Some("memory") => Backend::Memory,
             Some(other) => {
                 return Err(SettingError(format!(
-                    "unknown PERSISTENCE {other:?}: use durable_object, kv or memory"
+                    "unknown PERSISTENCE {other:?}: use durable_object, d1, kv or memory"
                 )))
             }
         };
@@ -230,6 +234,7 @@ impl Backend {
         match self {
             Backend::DurableObject(_) => "durable_object",
             Backend::Kv { .. } => "kv",
+            Backend::D1 => "d1",
             Backend::Memory => "memory",
         }
     }

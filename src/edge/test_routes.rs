@@ -3,8 +3,8 @@
 //! Objects, and storage fault injection. A JavaScript test drives them under Miniflare:
 //!
 //! - `GET /__test/conformance` → the case names;
-//! - `POST /__test/conformance/<case>?backend=kv|durable_object` → 200 `ok` or 500 and why
-//!   (each run on a fresh key prefix or a fresh object);
+//! - `POST /__test/conformance/<case>?backend=kv|d1|durable_object` → 200 `ok` or 500 and why
+//!   (each run on a fresh key prefix, an emptied D1 database or a fresh object);
 //! - `POST /__test/faults?fail_reads=n&fail_writes=n&kv_errors=n&object_write_errors=n` →
 //!   the next `n` storage reads / writes of updates fail, the next `n` KV calls answer like a
 //!   failing KV, the next `n` writes of an object's own storage fail after their checks (also
@@ -112,6 +112,14 @@ pub(crate) async fn worker_route(
                     env.kv(KV_BINDING)?,
                     format!("conformance-{stamp}-{run}:"),
                 )),
+                "d1" => {
+                    // One database: emptied before each case (the cases run one at a time).
+                    let store = super::d1::D1Persistence::new(env.d1(super::D1_BINDING)?);
+                    if let Err(e) = store.clear().await {
+                        return text(500, e.to_string());
+                    }
+                    Rc::new(store)
+                }
                 "durable_object" => {
                     // A fresh object is a fresh, empty storage.
                     let name = format!("conformance-{stamp}-{run}");

@@ -1,5 +1,5 @@
 // The persistence conformance suite (src/persistence/conformance.rs) run inside the worker
-// against Workers KV and Durable Object storage, one route per case. Memory and file run the same cases natively in
+// against Workers KV, D1 (its tables from migrations/) and Durable Object storage, one route per case. Memory and file run the same cases natively in
 // `cargo test`.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -15,7 +15,7 @@ after(async () => {
   await botApi.close();
 });
 
-for (const backend of ["kv", "durable_object"]) {
+for (const backend of ["kv", "d1", "durable_object"]) {
   describe(`conformance: ${backend}`, () => {
     test("the suite has cases", () => assert.ok(cases.length >= 10, `only ${cases.length} cases`));
     for (const name of cases) {

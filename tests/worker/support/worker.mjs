@@ -2,6 +2,7 @@
 // with a local Bot API stand-in, and builds Telegram updates.
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -13,7 +14,7 @@ export const TOKEN = "123456:TEST-token-never-logged";
  * Starts a worker build under Miniflare: by default the demo's test build; `build` and
  * `className` name another worker's (examples/todo/build, "TodoObject").
  */
-export async function startWorker({ botApi, persistence = "kv", kvPersist = false, doPersist = false, routing = "bot", bindings = {}, log, onLog, build = "build-test", className = "EdgegramObject" } = {}) {
+export async function startWorker({ botApi, persistence = "kv", kvPersist = false, doPersist = false, d1Persist = false, routing = "bot", bindings = {}, log, onLog, build = "build-test", className = "EdgegramObject" } = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: path.join(root, build, "index.js"),
@@ -23,6 +24,8 @@ export async function startWorker({ botApi, persistence = "kv", kvPersist = fals
     kvPersist,
     durableObjects: { EDGEGRAM_DO: { className, useSQLite: true } },
     durableObjectsPersist: doPersist,
+    d1Databases: ["EDGEGRAM_D1"],
+    d1Persist,
     bindings: {
       BOT_TOKEN: TOKEN,
       WEBHOOK_SECRET: SECRET,
@@ -49,7 +52,25 @@ export async function startWorker({ botApi, persistence = "kv", kvPersist = fals
 
   });
   await mf.ready;
+  await applyMigrations(await mf.getD1Database("EDGEGRAM_D1"));
   return mf;
+}
+
+/**
+ * Applies the migrations/*.sql not yet applied, in name order, to a D1 database, as
+ * `wrangler d1 migrations apply` does (each file's statements in one batch, its name recorded
+ * in d1_migrations). The files end statements with `;` at a line's end.
+ */
+export async function applyMigrations(db) {
+  const dir = path.join(root, "migrations");
+  await db.prepare("CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TEXT DEFAULT CURRENT_TIMESTAMP NOT NULL)").run();
+  const applied = new Set((await db.prepare("SELECT name FROM d1_migrations").all()).results.map((r) => r.name));
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql") && !applied.has(f)).sort()) {
+    const sql = readFileSync(path.join(dir, file), "utf8")
+      .split("\n").filter((line) => !line.trimStart().startsWith("--")).join("\n");
+    const statements = sql.split(/;\s*$/m).map((s) => s.trim()).filter(Boolean);
+    await db.batch([...statements.map((s) => db.prepare(s)), db.prepare("INSERT INTO d1_migrations (name) VALUES (?)").bind(file)]);
+  }
 }
 
 let nextUpdateId = 1000;
