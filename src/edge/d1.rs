@@ -4,7 +4,8 @@
 //! Each row keeps the entry's data as JSON in `data`, its schema version in `version`, when it
 //! was written in `updated_at` and a revision in `rev`. The core stores the codec envelope
 //! (`{"v":<version>,"data":<json>}`, [`crate::persistence::codec`]) as one string; this backend
-//! splits it into `version` and `data` on write and joins them on read, byte for byte. A value
+//! splits it into `version` and `data` on write and joins them on read, byte for byte
+//! ([`codec::split_columns`]). A value
 //! that is not an envelope (a corrupt one) is kept as it was, in `data` with `version` NULL, so
 //! that reading it reports a decode error naming its key and never changes it.
 //!
@@ -102,36 +103,6 @@ fn key_of(kind: KeyKind, k1: &str, k2: Option<&str>) -> Option<Key> {
         KeyKind::CallbackQuery => Key::CallbackQuery(k1.to_string()),
         KeyKind::KeyboardIndex => Key::KeyboardIndex(k1.to_string()),
     })
-}
-
-/// Splits a stored value into its `version` and `data` columns: `(Some(v), data)` for an
-/// envelope as [`codec::encode`] writes it with valid JSON data, `(None, raw)` for anything
-/// else. [`join`] reverses it byte for byte.
-pub fn split(raw: &str) -> (Option<u32>, &str) {
-    let envelope = || -> Option<(u32, &str)> {
-        let rest = raw.strip_prefix("{\"v\":")?;
-        let comma = rest.find(",\"data\":")?;
-        let version = &rest[..comma];
-        let v: u32 = version.parse().ok()?;
-        if v.to_string() != version {
-            return None;
-        }
-        let data = rest[comma + ",\"data\":".len()..].strip_suffix('}')?;
-        serde_json::from_str::<serde::de::IgnoredAny>(data).ok()?;
-        Some((v, data))
-    };
-    match envelope() {
-        Some((v, data)) => (Some(v), data),
-        None => (None, raw),
-    }
-}
-
-/// The stored value of a row's `version` and `data` (see [`split`]).
-pub fn join(version: Option<u32>, data: String) -> String {
-    match version {
-        Some(v) => codec::encode(v, &data),
-        None => data,
-    }
 }
 
 #[derive(Deserialize)]
@@ -314,7 +285,7 @@ impl D1Persistence {
             let mut params = Vec::with_capacity(chunk.len() * width);
             for (key, raw) in chunk {
                 params.extend(key_values(key).iter().map(|v| js(v)));
-                let (version, data) = split(raw);
+                let (version, data) = codec::split_columns(raw);
                 params.push(version.map_or(JsValue::NULL, |v| JsValue::from_f64(v as f64)));
                 params.push(js(data));
                 params.push(JsValue::from_f64(now));
@@ -467,7 +438,7 @@ impl Persistence for D1Persistence {
                         }
                     };
                     let rev = row.rev.parse::<i64>().unwrap_or(0);
-                    found.insert(key, (join(version, row.data), rev));
+                    found.insert(key, (codec::join_columns(version, row.data), rev));
                 }
             }
             let mut revisions = self.revisions.borrow_mut();

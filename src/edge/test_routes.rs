@@ -9,6 +9,10 @@
 //!   the next `n` storage reads / writes of updates fail, the next `n` KV calls answer like a
 //!   failing KV, the next `n` writes of an object's own storage fail after their checks (also
 //!   in the object that runs the updates);
+//! - `POST /__test/d1-races` → 200 `ok` or 500 and why: on an emptied D1 database, two
+//!   stores (two updates) interleaved: a write after another update changed what it read is
+//!   a conflict naming d1 and applies nothing; a copy of an update whose twin committed first
+//!   is a duplicate;
 //! - `GET /__test/records?object=<name>` → `{"records": n, "index": n}`: the processed-update
 //!   records an object keeps;
 //! - `POST /__test/read-many?keys=n` → a fresh object reads `n` keys with its duplicate check
@@ -94,6 +98,10 @@ pub(crate) async fn worker_route(
             );
             forward(env, &role.object_name(), &path, Method::Post, None).await
         }
+        "/__test/d1-races" => match d1_races(env).await {
+            Ok(()) => text(200, "ok"),
+            Err(message) => text(500, message),
+        },
         "/__test/read-many" => {
             let name = format!("read-many-{}", js_sys::Date::now() as u64);
             let path = format!("/__test/read-many?{}", url.query().unwrap_or(""));
@@ -212,6 +220,100 @@ pub(crate) async fn drop_unread(
         Ok(()) => text(200, format!("deleted {}", changes.len())),
         Err(e) => text(500, e.to_string()),
     }
+}
+
+/// Two updates on D1 interleaved by hand (see `/__test/d1-races`).
+async fn d1_races(env: &Env) -> Result<(), String> {
+    use super::d1::D1Persistence;
+    use crate::error::Error;
+    let open = || -> Result<D1Persistence, String> {
+        let db = env.d1(super::D1_BINDING).map_err(|e| e.to_string())?;
+        Ok(D1Persistence::new(db))
+    };
+    let put =
+        |key: Key, n: i64| Change::Put(key, crate::persistence::codec::encode(1, &n.to_string()));
+    let now = js_sys::Date::now() as i64;
+    let (a, b) = (open()?, open()?);
+    a.clear().await.map_err(|e| e.to_string())?;
+    a.write(&[put(Key::UserData(1), 1)])
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // Lost update: both read user 1; a writes first; b's write (user 1 and chat 2) must fail
+    // whole.
+    a.begin_update(10, now, DEFAULT_WINDOW_MS);
+    b.begin_update(11, now, DEFAULT_WINDOW_MS);
+    a.read(&[Key::UserData(1)])
+        .await
+        .map_err(|e| e.to_string())?;
+    b.read(&[Key::UserData(1)])
+        .await
+        .map_err(|e| e.to_string())?;
+    a.write(&[put(Key::UserData(1), 2)])
+        .await
+        .map_err(|e| e.to_string())?;
+    match b
+        .write(&[put(Key::UserData(1), 3), put(Key::ChatData(2), 3)])
+        .await
+    {
+        Err(Error::Conflict { backend: "d1", key }) if key.contains("user:1") => {}
+        other => {
+            return Err(format!(
+                "b's write after a's: {other:?}, want a d1 conflict on user:1"
+            ))
+        }
+    }
+    let fresh = open()?;
+    let got = fresh
+        .read(&[Key::UserData(1), Key::ChatData(2)])
+        .await
+        .map_err(|e| e.to_string())?;
+    let want = vec![Some(crate::persistence::codec::encode(1, "2")), None];
+    if got != want {
+        return Err(format!(
+            "after the conflict the store holds {got:?}, want {want:?}"
+        ));
+    }
+    // Nor was b's processed-update row written: its redelivery runs.
+    fresh.begin_update(11, now, DEFAULT_WINDOW_MS);
+    fresh
+        .read(&[])
+        .await
+        .map_err(|e| format!("update 11 after its conflict: {e}"))?;
+
+    // Twins: two copies of update 20 both read before either wrote; the second to write is a
+    // duplicate, and applies nothing.
+    let (c, d) = (open()?, open()?);
+    c.begin_update(20, now, DEFAULT_WINDOW_MS);
+    d.begin_update(20, now, DEFAULT_WINDOW_MS);
+    c.read(&[Key::ChatData(5)])
+        .await
+        .map_err(|e| e.to_string())?;
+    d.read(&[Key::ChatData(5)])
+        .await
+        .map_err(|e| e.to_string())?;
+    c.write(&[put(Key::ChatData(5), 1)])
+        .await
+        .map_err(|e| e.to_string())?;
+    match d
+        .write(&[put(Key::ChatData(5), 1), put(Key::ChatData(6), 1)])
+        .await
+    {
+        Err(Error::AlreadyProcessed(20)) => {}
+        other => {
+            return Err(format!(
+                "the second copy's write: {other:?}, want AlreadyProcessed(20)"
+            ))
+        }
+    }
+    let got = open()?
+        .read(&[Key::ChatData(6)])
+        .await
+        .map_err(|e| e.to_string())?;
+    if got != vec![None] {
+        return Err(format!("the duplicate's other change was applied: {got:?}"));
+    }
+    Ok(())
 }
 
 async fn answer_case(case: &str, store: &dyn Persistence) -> worker::Result<Response> {

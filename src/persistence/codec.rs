@@ -40,6 +40,37 @@ pub fn decode(raw: &str) -> Result<Stored, String> {
     }
 }
 
+/// Splits a stored value into a schema version and the data's JSON text, for stores that keep
+/// them in columns of their own (D1): `(Some(v), data)` for an envelope exactly as [`encode`]
+/// writes it whose data is valid JSON, `(None, raw)` for anything else (a corrupt value is
+/// kept as it is). [`join_columns`] reverses it byte for byte.
+pub fn split_columns(raw: &str) -> (Option<u32>, &str) {
+    let envelope = || -> Option<(u32, &str)> {
+        let rest = raw.strip_prefix("{\"v\":")?;
+        let comma = rest.find(",\"data\":")?;
+        let version = &rest[..comma];
+        let v: u32 = version.parse().ok()?;
+        if v.to_string() != version {
+            return None;
+        }
+        let data = rest[comma + ",\"data\":".len()..].strip_suffix('}')?;
+        serde_json::from_str::<serde::de::IgnoredAny>(data).ok()?;
+        Some((v, data))
+    };
+    match envelope() {
+        Some((v, data)) => (Some(v), data),
+        None => (None, raw),
+    }
+}
+
+/// The stored value of a version and data kept in columns (see [`split_columns`]).
+pub fn join_columns(version: Option<u32>, data: String) -> String {
+    match version {
+        Some(v) => encode(v, &data),
+        None => data,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +100,32 @@ mod tests {
         assert!(decode("{\"count\":3}")
             .unwrap_err()
             .starts_with("not an edgegram value"));
+    }
+
+    #[test]
+    fn columns_split_an_envelope_and_join_back_byte_for_byte() {
+        let data = json!({"count": 3, "s": "a\"b", "f": -0.0, "big": 1e300});
+        let raw = encode(7, &data.to_string());
+        let (version, text) = split_columns(&raw);
+        assert_eq!(version, Some(7));
+        assert_eq!(text, data.to_string());
+        assert_eq!(join_columns(version, text.to_string()), raw);
+    }
+
+    #[test]
+    fn anything_but_an_envelope_is_kept_whole_without_a_version() {
+        for raw in [
+            "{not json",
+            "",
+            "{\"data\":1,\"v\":1}",
+            "{\"v\":01,\"data\":1}",
+            "{\"v\":-1,\"data\":1}",
+            "{\"v\":1,\"data\":nope}",
+            "{\"v\":1,\"data\":1",
+            "{\"v\":4294967296,\"data\":1}",
+        ] {
+            assert_eq!(split_columns(raw), (None, raw), "{raw:?}");
+            assert_eq!(join_columns(None, raw.to_string()), raw);
+        }
     }
 }

@@ -85,3 +85,16 @@ test("a copy delivered after the first was answered is a duplicate: 200, not app
     await botApi.close();
   }
 });
+
+test("interleaved by hand: a write after another update changed what it read is a conflict and applies nothing; a twin is a duplicate", async () => {
+  const botApi = await startBotApi();
+  const mf = await startWorker({ botApi, persistence: "d1" });
+  try {
+    const res = await mf.dispatchFetch("http://localhost/__test/d1-races", { method: "POST" });
+    assert.equal(await res.text(), "ok");
+    assert.equal(res.status, 200);
+  } finally {
+    await mf.dispose();
+    await botApi.close();
+  }
+});
