@@ -1,6 +1,7 @@
 // Measures the throughput cap that serialising updates puts on one Durable Object: the Bot
 // API stand-in answers after 50 ms, and N updates are sent at once.
 //   node bench/do-cap.mjs            (needs build-test/: `node scripts/build.mjs --test`)
+//   node bench/do-cap.mjs d1         only the rows of one backend (durable_object, d1, kv)
 import { startBotApi } from "../tests/worker/support/bot-api.mjs";
 import { startWorker, commandUpdate, post } from "../tests/worker/support/worker.mjs";
 
@@ -37,14 +38,22 @@ async function run(persistence, routing, chats, text = "/count") {
   }
 }
 
+const only = process.argv[2];
+const runs = [
+  ["durable_object", "bot", 1],
+  ["durable_object", "bot", 8],
+  ["durable_object", "chat", 1],
+  ["durable_object", "chat", 8],
+  ["durable_object", "bot", N, "/start"],
+  ["durable_object", "chat", N, "/start"],
+  // D1: no serialisation, compare-and-set; /count shares bot_data, /start shares nothing.
+  ["d1", "bot", 1],
+  ["d1", "bot", 8],
+  ["d1", "bot", N, "/start"],
+  ["kv", "bot", 8],
+];
 const rows = [];
-rows.push(await run("durable_object", "bot", 1));
-rows.push(await run("durable_object", "bot", 8));
-rows.push(await run("durable_object", "chat", 1));
-rows.push(await run("durable_object", "chat", 8));
-rows.push(await run("durable_object", "bot", N, "/start"));
-rows.push(await run("durable_object", "chat", N, "/start"));
-rows.push(await run("kv", "bot", 8));
+for (const args of runs.filter(([persistence]) => !only || persistence === only)) rows.push(await run(...args));
 console.log(`Bot API latency ${DELAY_MS} ms; ${N} /count updates sent at once`);
 console.table(rows);
 console.log(JSON.stringify(rows));
