@@ -8,6 +8,7 @@ use worker::{console_error, console_log, Env, Method, Request, Response};
 
 use super::admin;
 use super::app::{run_update, BuildApplication};
+use super::dead_letters::{self, FailedUpdates};
 use super::http::read_update;
 use super::kv::KvPersistence;
 use super::object::ObjectRole;
@@ -48,13 +49,13 @@ where
         Ok(settings) => settings,
         Err(e) => {
             console_error!("{e}");
-            return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
+            return WebhookOutcome::failed(Failure::NotConfigured).into_response();
         }
     };
     let path = req.path();
     match path.as_str() {
         "/webhook" => webhook(&mut req, &env, &settings, &build).await,
-        "/admin/export" | "/admin/import" | "/admin/info" => {
+        "/admin/export" | "/admin/import" | "/admin/info" | "/admin/dead-letters" => {
             admin::worker_route(&mut req, &env, &settings, &path).await
         }
         #[cfg(feature = "dev-bot-api")]
@@ -86,7 +87,7 @@ where
                 "WEBHOOK_SECRET is not set: refusing webhooks (ALLOW_INSECURE_WEBHOOK=1 accepts \
                  them without a secret, for local development only)"
             );
-            return WebhookOutcome::Failed(Failure::SecretNotConfigured).into_response();
+            return WebhookOutcome::failed(Failure::SecretNotConfigured).into_response();
         }
     };
     let (update, body) = match read_update(req, secret).await {
@@ -105,7 +106,7 @@ where
         return forward(env, &role.object_name(), &path, Method::Post, Some(body)).await;
     }
     let Some(store) = worker_store(settings, env) else {
-        return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
+        return WebhookOutcome::failed(Failure::NotConfigured).into_response();
     };
     let update_id = update.update_id;
     if let WorkerStore::Kv(kv) = &store {
@@ -122,6 +123,38 @@ where
             }
         }
     }
+    // A failed delivery counts against the update's bound; past it, or when it cannot pass,
+    // the update is dead-lettered and acknowledged.
+    if let WebhookOutcome::Failed {
+        recurrence, error, ..
+    } = &outcome
+    {
+        let counts = store.failed_updates();
+        let now = js_sys::Date::now() as i64;
+        let letter = dead_letters::judge(
+            &counts,
+            update_id,
+            *recurrence,
+            error.clone(),
+            body.as_ref(),
+            settings,
+            now,
+        )
+        .await;
+        if let Some(letter) = letter {
+            let kept = async {
+                counts.keep(&letter).await?;
+                if let WorkerStore::Kv(kv) = &store {
+                    kv.commit_marker().await?;
+                }
+                counts.forget_attempts(update_id).await
+            };
+            match kept.await {
+                Ok(()) => outcome = WebhookOutcome::DeadLettered(update_id),
+                Err(e) => console_error!("update {update_id}: keeping its dead letter failed: {e}"),
+            }
+        }
+    }
     outcome.into_response()
 }
 
@@ -134,6 +167,17 @@ pub(crate) enum WorkerStore {
 }
 
 impl WorkerStore {
+    /// Where this store counts failed deliveries and keeps dead letters.
+    pub(crate) fn failed_updates(&self) -> FailedUpdates<'_> {
+        match self {
+            WorkerStore::Kv(kv) => {
+                let (kv, prefix) = kv.parts();
+                FailedUpdates::Kv { kv, prefix }
+            }
+            WorkerStore::Memory(_) => FailedUpdates::Memory,
+        }
+    }
+
     /// The store as the Application uses it (with armed faults in test builds).
     pub(crate) fn persistence(&self) -> Rc<dyn Persistence> {
         let backend: Rc<dyn Persistence> = match self {

@@ -102,6 +102,12 @@ impl KvPersistence {
         }
     }
 
+    /// The namespace and the key prefix, for the records kept beside the data (attempt
+    /// counts, dead letters).
+    pub(crate) fn parts(&self) -> (&KvStore, &str) {
+        (&self.kv, &self.prefix)
+    }
+
     /// Starts handling `update_id` at most once where KV allows it: the next read also looks
     /// for its processed record `upd:<id>` (in the same bulk get) and fails with
     /// [`Error::AlreadyProcessed`] if it is there; the next write puts the record, expiring

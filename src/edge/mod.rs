@@ -26,6 +26,7 @@
 mod admin;
 mod app;
 pub mod chat_routing;
+mod dead_letters;
 mod deadlines;
 #[cfg(feature = "dev-bot-api")]
 pub mod dev_bot_api;
@@ -74,7 +75,7 @@ pub(crate) async fn forward(
         Ok(stub) => stub,
         Err(e) => {
             console_error!("PERSISTENCE=durable_object: {e}");
-            return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
+            return WebhookOutcome::failed(Failure::NotConfigured).into_response();
         }
     };
     let request = http::json_request(&format!("https://edgegram.object{path}"), method, body)?;
@@ -82,7 +83,7 @@ pub(crate) async fn forward(
         Ok(response) => Ok(response),
         Err(e) => {
             console_error!("object {name} failed: {e}");
-            WebhookOutcome::Failed(Failure::Storage).into_response()
+            WebhookOutcome::failed(Failure::Storage).into_response()
         }
     }
 }
