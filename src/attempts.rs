@@ -2,11 +2,12 @@
 //! update is done with — acknowledged, and kept in the dead-letter list for a person to read.
 //!
 //! Telegram redelivers an update that is not answered 2xx for up to 24 hours. That is right
-//! for a failure that can pass (a storage hiccup, a lost compare-and-set, a Bot API call that
-//! timed out) and wrong for one that cannot (a value over the storage limit, an entry that does
+//! for a failure that can pass (a storage hiccup, a Bot API call that timed out) and wrong for
+//! one that cannot (a value over the storage limit, an entry that does
 //! not decode, a handler that fails the same way every time): those would hold the update's
 //! chat for a day and fill the log. So a deterministic failure is dead-lettered at once, and a
-//! transient one after [`DEFAULT_MAX_ATTEMPTS`] deliveries (counted with the update's id).
+//! transient one after [`DEFAULT_MAX_ATTEMPTS`] deliveries (counted with the update's id). A
+//! lost compare-and-set is neither: contention, never counted, never dead-lettered.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,11 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recurrence {
-    /// It may pass: storage, a concurrent change, the network, the configuration.
+    /// It lost a compare-and-set to another update: not a failure of its own, and every
+    /// round of contention lets one update through. Delivered again without being counted,
+    /// so contention never dead-letters an update.
+    Contention,
+    /// It may pass: storage, the network, the configuration.
     Transient,
     /// It will fail the same way every time: the update's data or the bot's code.
     Deterministic,
@@ -29,9 +34,8 @@ impl Recurrence {
     /// How `error`, which failed an update, behaves on a later delivery.
     pub fn of(error: &Error) -> Self {
         match error {
-            Error::Storage { .. } | Error::Conflict { .. } | Error::Random(_) => {
-                Recurrence::Transient
-            }
+            Error::Conflict { .. } => Recurrence::Contention,
+            Error::Storage { .. } | Error::Random(_) => Recurrence::Transient,
             Error::BotApi { kind, .. } if kind.is_transient() => Recurrence::Transient,
             // A configuration is fixed by a person, who may take a while: deliveries go on
             // up to the bound.
@@ -58,6 +62,7 @@ pub enum Verdict {
 /// most `max_attempts` deliveries (at least 1).
 pub fn verdict(recurrence: Recurrence, attempt: u32, max_attempts: u32) -> Verdict {
     match recurrence {
+        Recurrence::Contention => Verdict::DeliverAgain,
         Recurrence::Deterministic => Verdict::DeadLetter,
         Recurrence::Transient if attempt >= max_attempts.max(1) => Verdict::DeadLetter,
         Recurrence::Transient => Verdict::DeliverAgain,
@@ -104,10 +109,6 @@ mod tests {
                 key: "eg1:bot".into(),
                 message: "timeout".into(),
             },
-            Error::Conflict {
-                backend: "durable_object",
-                key: "eg1:bot".into(),
-            },
             bot_api(BotApiErrorKind::Network),
             bot_api(BotApiErrorKind::RetryAfter(3)),
             bot_api(BotApiErrorKind::Server),
@@ -131,6 +132,21 @@ mod tests {
         ];
         for error in &deterministic {
             assert_eq!(Recurrence::of(error), Recurrence::Deterministic, "{error}");
+        }
+        let conflict = Error::Conflict {
+            backend: "durable_object",
+            key: "eg1:bot".into(),
+        };
+        assert_eq!(Recurrence::of(&conflict), Recurrence::Contention);
+    }
+
+    #[test]
+    fn contention_is_never_dead_lettered() {
+        for attempt in [1, 5, 1000] {
+            assert_eq!(
+                verdict(Recurrence::Contention, attempt, 5),
+                Verdict::DeliverAgain
+            );
         }
     }
 

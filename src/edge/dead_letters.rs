@@ -282,6 +282,9 @@ pub(crate) async fn judge(
     settings: &Settings,
     now_ms: i64,
 ) -> Option<DeadLetter> {
+    if recurrence == Recurrence::Contention {
+        return None; // not this update's failure: delivered again, not counted
+    }
     let attempts = match counts
         .count_attempt(update_id, now_ms, settings.processed_window_ms)
         .await
