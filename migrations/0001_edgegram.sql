@@ -87,3 +87,18 @@ CREATE TABLE edgegram_conflicts (
   key TEXT,
   CONSTRAINT edgegram_conflict CHECK (key IS NULL)
 );
+
+-- Failed deliveries of updates not yet handled (MAX_UPDATE_ATTEMPTS): how many, and when the
+-- first failed (ms). A count older than PROCESSED_UPDATE_TTL_SECONDS starts again.
+CREATE TABLE failed_attempts (
+  update_id INTEGER PRIMARY KEY,
+  attempts INTEGER NOT NULL,
+  first_failed_at INTEGER NOT NULL
+);
+
+-- Updates acknowledged without being handled (GET /admin/dead-letters): the letter as JSON.
+-- The 500 with the highest ids are kept.
+CREATE TABLE dead_letters (
+  update_id INTEGER PRIMARY KEY,
+  letter TEXT NOT NULL
+);

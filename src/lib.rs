@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod application;
+pub mod attempts;
 pub mod bot;
 pub mod callback_data;
 pub mod context;

@@ -1,5 +1,6 @@
-//! The admin routes: `GET /admin/export`, `POST /admin/import` (DictPersistence's JSON shapes)
-//! and `GET /admin/info`; with the `dev-bot-api` feature the playground's `/admin/dev/` routes.
+//! The admin routes: `GET /admin/export`, `POST /admin/import` (DictPersistence's JSON shapes),
+//! `GET /admin/dead-letters` (updates acknowledged without being handled, with why) and
+//! `GET /admin/info`; with the `dev-bot-api` feature the playground's `/admin/dev/` routes.
 //! Every one answers 404 while `ADMIN_TOKEN` is unset (the routes do not exist) and 401 for a
 //! wrong token (compared in constant time).
 
@@ -51,7 +52,24 @@ pub(crate) async fn worker_route(
         ("/admin/export", _) => text(405, "export is GET"),
         ("/admin/import", Method::Post) => import(req, env, settings).await,
         ("/admin/import", _) => text(405, "import is POST"),
+        ("/admin/dead-letters", Method::Get) => dead_letters(env, settings).await,
+        ("/admin/dead-letters", _) => text(405, "dead-letters is GET"),
         _ => info(settings),
+    }
+}
+
+/// The dead-letter list: updates acknowledged without being handled, with why.
+async fn dead_letters(env: &Env, settings: &Settings) -> worker::Result<Response> {
+    if let Some(routing) = settings.routing() {
+        let role = ObjectRole::whole_bot(routing);
+        return forward(env, &role.object_name(), "/dead-letters", Method::Get, None).await;
+    }
+    let Some(store) = worker_store(settings, env) else {
+        return text(500, "persistence not configured (see the log)");
+    };
+    match store.failed_updates().list().await {
+        Ok(list) => Response::from_json(&json!({ "dead_letters": list })),
+        Err(e) => text(500, e.to_string()),
     }
 }
 

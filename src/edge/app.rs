@@ -88,7 +88,7 @@ where
 {
     let update_id = update.update_id;
     let Some(bot) = bot_api(settings, env) else {
-        return WebhookOutcome::Failed(Failure::NotConfigured);
+        return WebhookOutcome::failed(Failure::NotConfigured);
     };
     let parts = Parts {
         bot,
@@ -100,7 +100,7 @@ where
         Ok(app) => app,
         Err(e) => {
             console_error!("the application could not be built: {e}");
-            return WebhookOutcome::Failed(Failure::NotConfigured);
+            return WebhookOutcome::failed(Failure::NotConfigured);
         }
     };
     let result = app.process_update(update).await;

@@ -10,7 +10,7 @@
 //! that reading it reports a decode error naming its key and never changes it.
 //!
 //! Per update: one round trip to read (one `batch` of selects, with the processed-update check
-//! of [`D1Persistence::begin_update`]), one `batch` to write (a D1 batch is a transaction).
+//! of `begin_update`), one `batch` to write (a D1 batch is a transaction).
 //! D1 does not serialise updates as a Durable Object does, so the write is a compare-and-set:
 //! for every entry the update read, the batch first checks that its `rev` is still the one it
 //! read (a guard insert that violates a CHECK constraint otherwise, which aborts the batch),
@@ -60,7 +60,7 @@ fn table(kind: KeyKind) -> Table {
 }
 
 /// Every table edgegram keeps (for [`D1Persistence::clear`]).
-const ALL_TABLES: [&str; 9] = [
+const ALL_TABLES: [&str; 11] = [
     "bot_data",
     "chat_data",
     "user_data",
@@ -70,6 +70,8 @@ const ALL_TABLES: [&str; 9] = [
     "keyboard_index",
     "processed_updates",
     "edgegram_conflicts",
+    "failed_attempts",
+    "dead_letters",
 ];
 
 /// The key column values of `key`, as text (SQLite's INTEGER affinity stores an id given as
@@ -157,28 +159,10 @@ impl D1Persistence {
         }
     }
 
-    /// Starts handling `update_id` once: the next read also looks for its row in
-    /// `processed_updates` (in the same batch) and fails with [`Error::AlreadyProcessed`] if
-    /// one younger than `window_ms` is there; the next write inserts the row in the same
-    /// transaction as the update's changes, so a copy that ran concurrently and committed
-    /// first makes this one's write fail as a duplicate, with nothing of it applied.
-    pub fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) {
-        self.record.set(Some(Record {
-            update_id,
-            at_ms: now_ms,
-            window_ms,
-        }));
-        self.check.set(true);
-        self.record_written.set(false);
-    }
-
-    /// Writes the processed-update row alone if no write carried it (a handled update that
-    /// changed nothing).
-    pub async fn commit_marker(&self) -> Result<()> {
-        if self.record_written.get() {
-            return Ok(());
-        }
-        self.write(&[]).await
+    /// The database, for the attempt counts and dead letters kept beside the data
+    /// (`failed_attempts`, `dead_letters`).
+    pub(crate) fn database(&self) -> &D1Database {
+        &self.db
     }
 
     /// Deletes every row of edgegram's tables (test routes: a fresh store per case).
@@ -369,6 +353,33 @@ impl Persistence for D1Persistence {
 
     fn max_entry_bytes(&self) -> Option<usize> {
         Some(MAX_VALUE_BYTES)
+    }
+
+    /// Starts handling `update_id` once: the next read also looks for its row in
+    /// `processed_updates` (in the same batch) and fails with [`Error::AlreadyProcessed`] if
+    /// one younger than `window_ms` is there; the next write inserts the row in the same
+    /// transaction as the update's changes, so a copy that ran concurrently and committed
+    /// first makes this one's write fail as a duplicate, with nothing of it applied.
+    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
+        self.record.set(Some(Record {
+            update_id,
+            at_ms: now_ms,
+            window_ms,
+        }));
+        self.check.set(true);
+        self.record_written.set(false);
+        true
+    }
+
+    /// Writes the processed-update row alone if no write carried it (a handled update that
+    /// changed nothing).
+    fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.record_written.get() {
+                return Ok(());
+            }
+            self.write(&[]).await
+        })
     }
 
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {

@@ -91,31 +91,6 @@ impl DurableObjectPersistence {
         Ok(map_entries(&listed))
     }
 
-    /// Starts handling `update_id` effectively once: the next read also looks for its
-    /// processed record (in the same storage call, so duplicates cost no extra round trip)
-    /// and fails with [`Error::AlreadyProcessed`] if a record younger than `window_ms` is
-    /// there — before any handler runs, since the Application reads before handlers. The next
-    /// write records it, in the same atomic write as the update's data
-    /// ([`Self::commit_marker`] when nothing else is written).
-    pub fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) {
-        self.record.set(Some(Record {
-            update_id,
-            at_ms: now_ms,
-            window_ms,
-        }));
-        self.marker_written.set(false);
-        self.check.set(true);
-    }
-
-    /// Commits the processed record alone if no write carried it (an update that changed
-    /// nothing, or whose handler failed and was acknowledged).
-    pub async fn commit_marker(&self) -> Result<()> {
-        if self.marker_written.get() {
-            return Ok(());
-        }
-        self.write(&[]).await
-    }
-
     /// The update being recorded, if [`Self::begin_update`] started one.
     pub(crate) fn current_record(&self) -> Option<Record> {
         self.record.get()
@@ -465,6 +440,34 @@ pub(crate) fn map_entries(map: &Map) -> Vec<(String, String)> {
 impl Persistence for DurableObjectPersistence {
     fn backend(&self) -> &'static str {
         "durable_object"
+    }
+
+    /// Starts handling `update_id` effectively once: the next read also looks for its
+    /// processed record (in the same storage call, so duplicates cost no extra round trip)
+    /// and fails with [`Error::AlreadyProcessed`] if a record younger than `window_ms` is
+    /// there — before any handler runs, since the Application reads before handlers. The next
+    /// write records it, in the same atomic write as the update's data
+    /// ([`Self::commit_marker`] when nothing else is written).
+    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
+        self.record.set(Some(Record {
+            update_id,
+            at_ms: now_ms,
+            window_ms,
+        }));
+        self.marker_written.set(false);
+        self.check.set(true);
+        true
+    }
+
+    /// Commits the processed record alone if no write carried it (an update that changed
+    /// nothing, or whose handler failed and was acknowledged).
+    fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.marker_written.get() {
+                return Ok(());
+            }
+            self.write(&[]).await
+        })
     }
 
     fn max_entry_bytes(&self) -> Option<usize> {

@@ -9,6 +9,7 @@ use worker::{console_error, console_log, Env, Method, Request, Response};
 use super::admin;
 use super::app::{run_update, BuildApplication};
 use super::d1::D1Persistence;
+use super::dead_letters::{self, FailedUpdates};
 use super::http::read_update;
 use super::kv::KvPersistence;
 use super::object::ObjectRole;
@@ -49,13 +50,13 @@ where
         Ok(settings) => settings,
         Err(e) => {
             console_error!("{e}");
-            return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
+            return WebhookOutcome::failed(Failure::NotConfigured).into_response();
         }
     };
     let path = req.path();
     match path.as_str() {
         "/webhook" => webhook(&mut req, &env, &settings, &build).await,
-        "/admin/export" | "/admin/import" | "/admin/info" => {
+        "/admin/export" | "/admin/import" | "/admin/info" | "/admin/dead-letters" => {
             admin::worker_route(&mut req, &env, &settings, &path).await
         }
         #[cfg(feature = "dev-bot-api")]
@@ -87,7 +88,7 @@ where
                 "WEBHOOK_SECRET is not set: refusing webhooks (ALLOW_INSECURE_WEBHOOK=1 accepts \
                  them without a secret, for local development only)"
             );
-            return WebhookOutcome::Failed(Failure::SecretNotConfigured).into_response();
+            return WebhookOutcome::failed(Failure::SecretNotConfigured).into_response();
         }
     };
     let (update, body) = match read_update(req, secret).await {
@@ -106,27 +107,48 @@ where
         return forward(env, &role.object_name(), &path, Method::Post, Some(body)).await;
     }
     let Some(store) = worker_store(settings, env) else {
-        return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
+        return WebhookOutcome::failed(Failure::NotConfigured).into_response();
     };
     let update_id = update.update_id;
     let now = js_sys::Date::now() as i64;
-    match &store {
-        WorkerStore::Kv(kv) => kv.begin_update(update_id, now, settings.processed_window_ms),
-        WorkerStore::D1(d1) => d1.begin_update(update_id, now, settings.processed_window_ms),
-        WorkerStore::Memory(_) => {}
-    }
+    store.begin_update(update_id, now, settings.processed_window_ms);
     let mut outcome = run_update(settings, env, store.persistence(), update, build).await;
     if let WebhookOutcome::Processed(processed) = &outcome {
         // An update no handler matched changed nothing: it costs no record.
         if processed.handled {
-            let marked = match &store {
-                WorkerStore::Kv(kv) => kv.commit_marker().await,
-                WorkerStore::D1(d1) => d1.commit_marker().await,
-                WorkerStore::Memory(_) => Ok(()),
-            };
-            if let Err(e) = marked {
+            if let Err(e) = store.commit_marker().await {
                 console_error!("update {update_id}: recording it as processed failed: {e}");
                 outcome = WebhookOutcome::of(Err(e));
+            }
+        }
+    }
+    // A failed delivery counts against the update's bound; past it, or when it cannot pass,
+    // the update is dead-lettered and acknowledged.
+    if let WebhookOutcome::Failed {
+        recurrence, error, ..
+    } = &outcome
+    {
+        let counts = store.failed_updates();
+        let now = js_sys::Date::now() as i64;
+        let letter = dead_letters::judge(
+            &counts,
+            update_id,
+            *recurrence,
+            error.clone(),
+            body.as_ref(),
+            settings,
+            now,
+        )
+        .await;
+        if let Some(letter) = letter {
+            let kept = async {
+                counts.keep(&letter).await?;
+                store.commit_marker().await?;
+                counts.forget_attempts(update_id).await
+            };
+            match kept.await {
+                Ok(()) => outcome = WebhookOutcome::DeadLettered(update_id),
+                Err(e) => console_error!("update {update_id}: keeping its dead letter failed: {e}"),
             }
         }
     }
@@ -144,6 +166,40 @@ pub(crate) enum WorkerStore {
 }
 
 impl WorkerStore {
+    /// Where this store counts failed deliveries and keeps dead letters.
+    pub(crate) fn failed_updates(&self) -> FailedUpdates<'_> {
+        match self {
+            WorkerStore::Kv(kv) => {
+                let (kv, prefix) = kv.parts();
+                FailedUpdates::Kv { kv, prefix }
+            }
+            WorkerStore::D1(d1) => FailedUpdates::D1(d1.database()),
+            WorkerStore::Memory(_) => FailedUpdates::Memory,
+        }
+    }
+
+    /// Starts recording `update_id` as processed where the store keeps records (KV, D1).
+    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) {
+        match self {
+            WorkerStore::Kv(kv) => {
+                kv.begin_update(update_id, now_ms, window_ms);
+            }
+            WorkerStore::D1(d1) => {
+                d1.begin_update(update_id, now_ms, window_ms);
+            }
+            WorkerStore::Memory(_) => {}
+        }
+    }
+
+    /// Records the update alone if no write carried its record (KV, D1).
+    async fn commit_marker(&self) -> crate::Result<()> {
+        match self {
+            WorkerStore::Kv(kv) => kv.commit_marker().await,
+            WorkerStore::D1(d1) => d1.commit_marker().await,
+            WorkerStore::Memory(_) => Ok(()),
+        }
+    }
+
     /// The store as the Application uses it (with armed faults in test builds).
     pub(crate) fn persistence(&self) -> Rc<dyn Persistence> {
         let backend: Rc<dyn Persistence> = match self {

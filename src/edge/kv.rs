@@ -102,30 +102,10 @@ impl KvPersistence {
         }
     }
 
-    /// Starts handling `update_id` at most once where KV allows it: the next read also looks
-    /// for its processed record `upd:<id>` (in the same bulk get) and fails with
-    /// [`Error::AlreadyProcessed`] if it is there; the next write puts the record, expiring
-    /// after `window_ms` (at least KV's 60 s). Best effort: KV has no transactions and is
-    /// eventually consistent, so a redelivery handled in the same place after the first copy
-    /// finished is recognised (Telegram's usual retry), but two copies running at the same
-    /// time, or in two locations within KV's propagation delay, can both be applied.
-    pub fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) {
-        self.record.set(Some(Record {
-            update_id,
-            at_ms: now_ms,
-            window_ms,
-        }));
-        self.check.set(true);
-        self.record_written.set(false);
-    }
-
-    /// Puts the processed record alone if no write carried it (a handled update that changed
-    /// nothing).
-    pub async fn commit_marker(&self) -> Result<()> {
-        if self.record_written.get() {
-            return Ok(());
-        }
-        self.write(&[]).await
+    /// The namespace and the key prefix, for the records kept beside the data (attempt
+    /// counts, dead letters).
+    pub(crate) fn parts(&self) -> (&KvStore, &str) {
+        (&self.kv, &self.prefix)
     }
 
     async fn put_record(&self, record: Record) -> Result<()> {
@@ -205,6 +185,35 @@ fn too_large(key: &str, what: &'static str, size: usize, limit: usize) -> Error 
 impl Persistence for KvPersistence {
     fn backend(&self) -> &'static str {
         "kv"
+    }
+
+    /// Starts handling `update_id` at most once where KV allows it: the next read also looks
+    /// for its processed record `upd:<id>` (in the same bulk get) and fails with
+    /// [`Error::AlreadyProcessed`] if it is there; the next write puts the record, expiring
+    /// after `window_ms` (at least KV's 60 s). Best effort: KV has no transactions and is
+    /// eventually consistent, so a redelivery handled in the same place after the first copy
+    /// finished is recognised (Telegram's usual retry), but two copies running at the same
+    /// time, or in two locations within KV's propagation delay, can both be applied.
+    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
+        self.record.set(Some(Record {
+            update_id,
+            at_ms: now_ms,
+            window_ms,
+        }));
+        self.check.set(true);
+        self.record_written.set(false);
+        true
+    }
+
+    /// Puts the processed record alone if no write carried it (a handled update that changed
+    /// nothing).
+    fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.record_written.get() {
+                return Ok(());
+            }
+            self.write(&[]).await
+        })
     }
 
     fn max_entry_bytes(&self) -> Option<usize> {

@@ -27,6 +27,7 @@ mod admin;
 mod app;
 pub mod chat_routing;
 pub mod d1;
+mod dead_letters;
 mod deadlines;
 #[cfg(feature = "dev-bot-api")]
 pub mod dev_bot_api;
@@ -77,7 +78,7 @@ pub(crate) async fn forward(
         Ok(stub) => stub,
         Err(e) => {
             console_error!("PERSISTENCE=durable_object: {e}");
-            return WebhookOutcome::Failed(Failure::NotConfigured).into_response();
+            return WebhookOutcome::failed(Failure::NotConfigured).into_response();
         }
     };
     let request = http::json_request(&format!("https://edgegram.object{path}"), method, body)?;
@@ -85,7 +86,7 @@ pub(crate) async fn forward(
         Ok(response) => Ok(response),
         Err(e) => {
             console_error!("object {name} failed: {e}");
-            WebhookOutcome::Failed(Failure::Storage).into_response()
+            WebhookOutcome::failed(Failure::Storage).into_response()
         }
     }
 }

@@ -6,6 +6,8 @@
 //!   per update id (a redelivery is answered `duplicate`);
 //! - `POST /home`: `DO_ROUTING=chat`: another object reading or writing the entries this one
 //!   keeps ([`super::chat_routing::HomeRequest`]);
+//! - `POST /dead-letter` (a chat object's dead letter, kept by the home object), `GET
+//!   /dead-letters` (the list, `GET /admin/dead-letters`);
 //! - `GET /export`, `POST /import` (`?home=1`: the whole bot, gathered from the chat objects);
 //! - with features: `/devlog/` (the dev recorder), `/__test/` (tests).
 //!
@@ -22,12 +24,14 @@ use worker::{console_error, Env, Method, Request, Response, State};
 use super::admin::{export_from, import_into};
 use super::app::{run_update, BuildApplication, Parts};
 use super::chat_routing::{merge_export, split_by_chat, ChatRoutedPersistence, HomeRequest};
+use super::dead_letters::{self, FailedUpdates};
 use super::deadlines;
 use super::durable::DurableObjectPersistence;
 use super::http::query_param;
 use super::outcome::WebhookOutcome;
 use super::settings::{Routing, Settings};
 use super::{forward, text};
+use crate::attempts::DeadLetter;
 use crate::callback_data::sweep;
 use crate::context::DataType;
 use crate::conversation;
@@ -157,6 +161,7 @@ impl ObjectHost {
         match path.as_str() {
             "/update" => self.update(&mut req, role, &settings, &build).await,
             "/home" => self.home(&mut req).await,
+            "/dead-letter" | "/dead-letters" => self.dead_letters(&mut req).await,
             "/export" => {
                 let _turn = self.gate.enter().await;
                 if role == ObjectRole::Home {
@@ -231,6 +236,10 @@ impl ObjectHost {
         match store.prune_processed(now, window, PRUNE_PER_ALARM).await {
             Ok(expiry) => next.extend(expiry),
             Err(e) => console_error!("pruning processed update records failed: {e}"),
+        }
+        let storage = self.state.storage();
+        if let Err(e) = dead_letters::prune_attempts(&storage, DEFAULT_PREFIX, now, window).await {
+            console_error!("forgetting old attempt counts failed: {e}");
         }
         // The keyboards' sweep lists them all: at most once per SWEEP_INTERVAL_MS, not at
         // every alarm (updates bound each chat's keyboards as they go).
@@ -333,6 +342,35 @@ impl ObjectHost {
                 }
             }
         }
+        // A failed delivery counts against the update's bound; past it, or when it cannot
+        // pass, the update is dead-lettered and acknowledged.
+        if let WebhookOutcome::Failed {
+            recurrence, error, ..
+        } = &outcome
+        {
+            let storage = self.state.storage();
+            let counts = FailedUpdates::Object {
+                storage: &storage,
+                prefix: DEFAULT_PREFIX,
+            };
+            let letter = dead_letters::judge(
+                &counts,
+                update_id,
+                *recurrence,
+                error.clone(),
+                &body,
+                settings,
+                now,
+            )
+            .await;
+            if let Some(letter) = letter {
+                if let Some(settled) = self.dead_letter(role, &store, &counts, letter).await {
+                    outcome = settled;
+                }
+            }
+            // The alarm forgets the count once Telegram would have given up.
+            self.wake_at(Some(now + window)).await;
+        }
         if let WebhookOutcome::Processed(processed) = &outcome {
             if matches!(role, ObjectRole::Chat(_)) {
                 self.registered.set(true);
@@ -375,6 +413,68 @@ impl ObjectHost {
             )),
         };
         (store, persistence)
+    }
+
+    /// Keeps `letter` in the dead-letter list (the bot or home object's), then records its
+    /// update as processed here so that later copies are duplicates. `None` when either
+    /// failed: the update's failure is answered and Telegram delivers it again.
+    async fn dead_letter(
+        &self,
+        role: ObjectRole,
+        store: &DurableObjectPersistence,
+        counts: &FailedUpdates<'_>,
+        letter: DeadLetter,
+    ) -> Option<WebhookOutcome> {
+        let update_id = letter.update_id;
+        let kept = match role {
+            ObjectRole::Chat(_) => {
+                let body = serde_json::to_string(&letter).ok();
+                match forward(&self.env, BOT_OBJECT, "/dead-letter", Method::Post, body).await {
+                    Ok(response) if response.status_code() == 200 => Ok(()),
+                    Ok(response) => Err(format!(
+                        "the home object answered {}",
+                        response.status_code()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            _ => counts.keep(&letter).await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = kept {
+            console_error!("update {update_id}: keeping its dead letter failed: {e}");
+            return None;
+        }
+        if let Err(e) = store.commit_marker().await {
+            console_error!("update {update_id}: recording the dead-lettered update failed: {e}");
+            return None;
+        }
+        if let Err(e) = counts.forget_attempts(update_id).await {
+            console_error!("update {update_id}: forgetting its attempts failed: {e}");
+        }
+        Some(WebhookOutcome::DeadLettered(update_id))
+    }
+
+    /// `POST /dead-letter` (a chat object's dead letter, kept here) and `GET /dead-letters`.
+    async fn dead_letters(&self, req: &mut Request) -> worker::Result<Response> {
+        let storage = self.state.storage();
+        let letters = FailedUpdates::Object {
+            storage: &storage,
+            prefix: DEFAULT_PREFIX,
+        };
+        if req.method() == Method::Post {
+            let letter: DeadLetter = match req.json().await {
+                Ok(letter) => letter,
+                Err(e) => return text(400, format!("bad dead letter: {e}")),
+            };
+            return match letters.keep(&letter).await {
+                Ok(()) => text(200, "kept"),
+                Err(e) => text(500, e.to_string()),
+            };
+        }
+        match letters.list().await {
+            Ok(list) => Response::from_json(&json!({ "dead_letters": list })),
+            Err(e) => text(500, e.to_string()),
+        }
     }
 
     /// Makes sure the alarm fires at `at` or earlier. The alarm's time is kept in memory once

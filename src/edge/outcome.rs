@@ -7,6 +7,7 @@
 use worker::Response;
 
 use crate::application::Outcome;
+use crate::attempts::Recurrence;
 use crate::error::Error;
 use crate::webhook::Rejection;
 
@@ -32,7 +33,17 @@ pub enum WebhookOutcome {
     /// Not an update, or not from Telegram: 4xx.
     Rejected(Rejection),
     /// The update could not be handled durably: 500, so Telegram delivers it again.
-    Failed(Failure),
+    Failed {
+        /// What kind of failure (all the caller is told).
+        failure: Failure,
+        /// Whether it can pass on a later delivery ([`crate::attempts`]).
+        recurrence: Recurrence,
+        /// The error as the log names it (backend, operation, key), for the dead-letter list.
+        error: Option<String>,
+    },
+    /// The update failed in a way that will not pass, or too many times: 200 so that Telegram
+    /// stops, and kept in the dead-letter list (`GET /admin/dead-letters`).
+    DeadLettered(i64),
 }
 
 /// Why an update could not be handled; only the kind is told to the caller, never stored data.
@@ -87,12 +98,26 @@ impl Failure {
 }
 
 impl WebhookOutcome {
+    /// A failure of the worker's setup (configuration, a binding): it passes once a person
+    /// fixes it, so Telegram delivers the update again (up to the attempts' bound).
+    pub fn failed(failure: Failure) -> Self {
+        WebhookOutcome::Failed {
+            failure,
+            recurrence: Recurrence::Transient,
+            error: None,
+        }
+    }
+
     /// The outcome of an Application's `process_update` result.
     pub fn of(result: crate::Result<Outcome>) -> Self {
         match result {
             Ok(outcome) => WebhookOutcome::Processed(outcome),
             Err(Error::AlreadyProcessed(id)) => WebhookOutcome::Duplicate(id),
-            Err(error) => WebhookOutcome::Failed(Failure::of(&error)),
+            Err(error) => WebhookOutcome::Failed {
+                failure: Failure::of(&error),
+                recurrence: Recurrence::of(&error),
+                error: Some(error.to_string()),
+            },
         }
     }
 
@@ -101,9 +126,10 @@ impl WebhookOutcome {
         match self {
             WebhookOutcome::Processed(_)
             | WebhookOutcome::Duplicate(_)
-            | WebhookOutcome::Ignored { .. } => 200,
+            | WebhookOutcome::Ignored { .. }
+            | WebhookOutcome::DeadLettered(_) => 200,
             WebhookOutcome::Rejected(rejection) => rejection.status(),
-            WebhookOutcome::Failed(_) => 500,
+            WebhookOutcome::Failed { .. } => 500,
         }
     }
 
@@ -116,7 +142,8 @@ impl WebhookOutcome {
             WebhookOutcome::Duplicate(_) => ("duplicate".into(), Some("duplicate=1".into())),
             WebhookOutcome::Ignored { .. } => ("ignored".into(), None),
             WebhookOutcome::Rejected(rejection) => (rejection.message(), None),
-            WebhookOutcome::Failed(failure) => (failure.message().to_string(), None),
+            WebhookOutcome::Failed { failure, .. } => (failure.message().to_string(), None),
+            WebhookOutcome::DeadLettered(_) => ("dead letter".into(), Some("dead-letter=1".into())),
         };
         let mut response = Response::ok(body)?.with_status(status);
         if let Some(summary) = summary {

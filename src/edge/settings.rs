@@ -13,10 +13,12 @@
 //! | `BOT_USERNAME` | var | saves one `getMe` per isolate for `/cmd@username` |
 //! | `PROCESSED_UPDATE_TTL_SECONDS` | var | how long an update id is remembered as processed, default 86400 |
 //! | `BOT_API_TIMEOUT_SECONDS` | var | how long a Bot API call may take, default 10 |
+//! | `MAX_UPDATE_ATTEMPTS` | var | deliveries of an update that may fail transiently before it is dead-lettered, default 5 |
 //! | `DEV_RECORD_BOT_API` | var | `1`: record Bot API calls instead of sending them (feature `dev-bot-api`, local development only) |
 
 use worker::Env;
 
+use crate::attempts::DEFAULT_MAX_ATTEMPTS;
 use crate::persistence::DEFAULT_PREFIX;
 
 /// Where the bot's data lives (`PERSISTENCE`).
@@ -116,6 +118,9 @@ pub struct Settings {
     /// How long a Bot API call may take before it fails as a network error
     /// (`BOT_API_TIMEOUT_SECONDS`, default 10).
     pub bot_api_timeout_ms: u64,
+    /// Deliveries of one update that may fail transiently before it is acknowledged and
+    /// dead-lettered (`MAX_UPDATE_ATTEMPTS`, default [`DEFAULT_MAX_ATTEMPTS`]).
+    pub max_attempts: u32,
 }
 
 /// A setting that cannot be used, named with what would be accepted.
@@ -138,6 +143,7 @@ impl std::fmt::Debug for Settings {
             .field("bot_username", &self.bot_username)
             .field("processed_window_ms", &self.processed_window_ms)
             .field("bot_api_timeout_ms", &self.bot_api_timeout_ms)
+            .field("max_attempts", &self.max_attempts)
             .finish()
     }
 }
@@ -203,7 +209,19 @@ impl Settings {
                 ))),
             }
         };
+        let max_attempts = match get("MAX_UPDATE_ATTEMPTS") {
+            None => DEFAULT_MAX_ATTEMPTS,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(SettingError(format!(
+                        "MAX_UPDATE_ATTEMPTS {text:?} is not a whole number of at least 1"
+                    )))
+                }
+            },
+        };
         Ok(Self {
+            max_attempts,
             processed_window_ms: millis("PROCESSED_UPDATE_TTL_SECONDS", 24 * 60 * 60)? as i64,
             bot_api_timeout_ms: millis("BOT_API_TIMEOUT_SECONDS", 10)?,
             backend,

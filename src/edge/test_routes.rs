@@ -20,6 +20,8 @@
 //! - `GET /__test/deadlines?object=<name>` → `{"index": n, "walked": n, "ended": n}`: the
 //!   entries of the object's conversation deadline index, and what its last alarm walked and
 //!   ended;
+//! - `POST /__test/corrupt?key=<encoded key>[&object=<name>]` → puts a value no codec reads
+//!   under that key (in KV with `PERSISTENCE=kv`, else in the named object, default `bot`);
 //! - `POST /__test/drop-unread?role=chat|home&chat=<id>&users=<ids>&chats=<ids>&update_id=<id>`
 //!   → with `DO_ROUTING=chat`, in that chat's object (or the home object), an update that
 //!   deletes the user_data and chat_data of those ids without reading them, as
@@ -84,6 +86,19 @@ pub(crate) async fn worker_route(
         "/__test/records" | "/__test/deadlines" => {
             let name = query("object").unwrap_or_else(|| "bot".into());
             forward(env, &name, path, Method::Get, None).await
+        }
+        "/__test/corrupt" => {
+            let key = query("key").unwrap_or_default();
+            if settings.routing().is_some() {
+                let name = query("object").unwrap_or_else(|| "bot".into());
+                let path = format!("/__test/corrupt?{}", url.query().unwrap_or(""));
+                return forward(env, &name, &path, Method::Post, None).await;
+            }
+            env.kv(KV_BINDING)?
+                .put(&key, "\u{1}not a stored value")?
+                .execute()
+                .await?;
+            text(200, format!("corrupted {key}"))
         }
         "/__test/drop-unread" => {
             let role = match query("role").as_deref() {
@@ -154,6 +169,14 @@ pub(crate) async fn object_route(
             return text(200, "armed");
         }
         "/__test/records" => return records(store).await,
+        "/__test/corrupt" => {
+            let key = query_param(req, "key").unwrap_or_default();
+            store
+                .storage
+                .put_raw(&key, "\u{1}not a stored value")
+                .await?;
+            return text(200, format!("corrupted {key}"));
+        }
         "/__test/deadlines" => {
             let (walked, ended) = LAST_WALK.with(Cell::get);
             return match store

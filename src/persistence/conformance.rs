@@ -51,6 +51,9 @@ cases!(
     import_replaces_everything,
     invalid_import_writes_nothing,
     a_write_with_an_entry_over_the_limit_applies_nothing,
+    a_processed_update_is_recognised_within_its_window,
+    a_record_older_than_its_window_turns_nothing_away,
+    reads_of_128_keys_and_more_with_the_check_pending_are_complete,
 );
 
 /// Runs one case by name against `store`. `None` for an unknown name.
@@ -515,6 +518,62 @@ async fn a_write_with_an_entry_over_the_limit_applies_nothing(
                 "the {chars}-character value came back changed"
             );
         }
+    }
+    Ok(())
+}
+
+const T0: i64 = 1_700_000_000_000;
+const WINDOW: i64 = 60_000;
+
+/// Issue 12, item 13 (KV) and the Durable Objects' effectively-once: an update recorded with
+/// its write is a duplicate when delivered again. A store that keeps no records applies it
+/// again, and must say so.
+async fn a_processed_update_is_recognised_within_its_window(store: &dyn Persistence) -> CaseResult {
+    let keeps = store.begin_update(7, T0, WINDOW);
+    store.read(&[Key::BotData]).await.map_err(err)?;
+    put(
+        store,
+        &[Change::Put(Key::BotData, value(json!({"count": 1})))],
+    )
+    .await?;
+    let again = store.begin_update(7, T0 + 1_000, WINDOW);
+    ensure!(again == keeps, "begin_update answered {keeps} then {again}");
+    match (keeps, store.read(&[Key::BotData]).await) {
+        (true, Err(Error::AlreadyProcessed(7))) | (false, Ok(_)) => Ok(()),
+        (keeps, other) => Err(format!(
+            "keeps records: {keeps}; the second delivery's read gave {other:?}"
+        )),
+    }
+}
+
+/// Issue 12, item 5: a record counts within its window only (Telegram reuses update ids after
+/// a week without updates); also a record committed alone, by an update that wrote nothing.
+async fn a_record_older_than_its_window_turns_nothing_away(store: &dyn Persistence) -> CaseResult {
+    if !store.begin_update(8, T0, WINDOW) {
+        return Ok(()); // keeps no records: the case above checked that it says so
+    }
+    store.read(&[Key::BotData]).await.map_err(err)?;
+    store.commit_marker().await.map_err(err)?;
+    store.begin_update(8, T0 + WINDOW / 2, WINDOW);
+    match store.read(&[Key::BotData]).await {
+        Err(Error::AlreadyProcessed(8)) => {}
+        other => return Err(format!("within the window: {other:?}")),
+    }
+    store.begin_update(8, T0 + WINDOW + 1, WINDOW);
+    store.read(&[Key::BotData]).await.map_err(err)?;
+    Ok(())
+}
+
+/// Issue 12, item 6: the record's key rides on the update's read without pushing a batch over
+/// the store's limit (128 keys per Durable Object `get`).
+async fn reads_of_128_keys_and_more_with_the_check_pending_are_complete(
+    store: &dyn Persistence,
+) -> CaseResult {
+    for (n, update_id) in [(127, 9), (128, 10), (129, 11), (300, 12)] {
+        store.begin_update(update_id, T0, WINDOW);
+        let keys: Vec<Key> = (0..n).map(Key::UserData).collect();
+        let got = store.read(&keys).await.map_err(err)?;
+        ensure!(got.len() == keys.len(), "{n} keys: {} values", got.len());
     }
     Ok(())
 }

@@ -225,6 +225,22 @@ pub trait Persistence {
     /// Lists the stored keys of one kind, for export and import. Not called per update.
     fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>>;
 
+    /// Starts handling `update_id` effectively once, where the store keeps processed-update
+    /// records ([`processed`]): the next [`read`](Persistence::read) also looks for the
+    /// update's record and fails with [`Error::AlreadyProcessed`] if one younger than
+    /// `window_ms` is there; the next [`write`](Persistence::write) records the update with
+    /// its changes (or [`commit_marker`](Persistence::commit_marker) alone). Answers whether
+    /// the store keeps records; the default keeps none, and a redelivery is applied again.
+    fn begin_update(&self, _update_id: i64, _now_ms: i64, _window_ms: i64) -> bool {
+        false
+    }
+
+    /// Records the update [`begin_update`](Persistence::begin_update) started, if no write
+    /// carried its record (an update that changed nothing).
+    fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The largest entry the store takes, in bytes as the store counts them, if it has a
     /// limit; a write with any entry over it must fail whole ([`Error::TooLarge`]) with nothing
     /// of it applied. `None`: no limit of its own (memory, file).

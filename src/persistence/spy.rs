@@ -79,6 +79,14 @@ impl Persistence for SpyPersistence {
         self.inner.backend()
     }
 
+    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
+        self.inner.begin_update(update_id, now_ms, window_ms)
+    }
+
+    fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
+        self.inner.commit_marker()
+    }
+
     fn max_entry_bytes(&self) -> Option<usize> {
         self.inner.max_entry_bytes()
     }
