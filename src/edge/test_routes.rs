@@ -21,7 +21,8 @@
 //!   entries of the object's conversation deadline index, and what its last alarm walked and
 //!   ended;
 //! - `POST /__test/corrupt?key=<encoded key>[&object=<name>]` → puts a value no codec reads
-//!   under that key (in KV with `PERSISTENCE=kv`, else in the named object, default `bot`);
+//!   under that key (in KV with `PERSISTENCE=kv`, its row with `PERSISTENCE=d1`, else in the
+//!   named object, default `bot`);
 //! - `POST /__test/drop-unread?role=chat|home&chat=<id>&users=<ids>&chats=<ids>&update_id=<id>`
 //!   → with `DO_ROUTING=chat`, in that chat's object (or the home object), an update that
 //!   deletes the user_data and chat_data of those ids without reading them, as
@@ -93,6 +94,17 @@ pub(crate) async fn worker_route(
                 let name = query("object").unwrap_or_else(|| "bot".into());
                 let path = format!("/__test/corrupt?{}", url.query().unwrap_or(""));
                 return forward(env, &name, &path, Method::Post, None).await;
+            }
+            if settings.backend == super::settings::Backend::D1 {
+                let Some(parsed) = Key::parse(&key, DEFAULT_PREFIX) else {
+                    return text(400, format!("{key} is not an edgegram key"));
+                };
+                let store = super::d1::D1Persistence::new(env.d1(super::D1_BINDING)?);
+                let corrupt = Change::Put(parsed, "\u{1}not a stored value".into());
+                return match store.write(&[corrupt]).await {
+                    Ok(()) => text(200, format!("corrupted {key}")),
+                    Err(e) => text(500, e.to_string()),
+                };
             }
             env.kv(KV_BINDING)?
                 .put(&key, "\u{1}not a stored value")?

@@ -20,6 +20,7 @@ const setups = [
   { name: "Durable Objects, DO_ROUTING=bot", persistence: "durable_object", routing: "bot" },
   { name: "Durable Objects, DO_ROUTING=chat", persistence: "durable_object", routing: "chat" },
   { name: "KV", persistence: "kv", routing: "bot" },
+  { name: "D1", persistence: "d1", routing: "bot" },
 ];
 
 for (const setup of setups) {
