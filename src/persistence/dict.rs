@@ -115,9 +115,22 @@ pub fn shown(text: &str) -> String {
     format!("{:?}… ({} bytes)", &text[..cut], text.len())
 }
 
+/// A JSON value for an error message: its JSON text, cut short like [`shown`] when long.
+pub fn shown_json(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() <= 2 * SHOWN_BYTES {
+        return text;
+    }
+    let mut cut = SHOWN_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..cut], text.len())
+}
+
 /// A member name of a document as it appears in an error's path: as it is, or cut short
 /// ([`shown`]) when long.
-fn segment(name: &str) -> String {
+pub fn segment(name: &str) -> String {
     if name.len() <= 2 * SHOWN_BYTES {
         name.to_string()
     } else {
