@@ -7,7 +7,7 @@
 //! (`callback_data` may be `null`). A PTB bot's `DictPersistence(...).bot_data_json` etc. import
 //! as they are; [`to_entries`] validates a whole document before anything is written.
 
-use serde::de::{Deserializer as _, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
@@ -170,7 +170,8 @@ pub enum ImportMode {
     Merge,
 }
 
-/// How to import a document: [`ImportMode`], and the most entries it may hold.
+/// How to import a document: [`ImportMode`], and bounds on what it may hold (none by
+/// default; the edge's `/admin/import` sets them to fit a Worker's 128 MB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImportOptions {
     /// Replace or merge.
@@ -180,6 +181,12 @@ pub struct ImportOptions {
     /// [`Error::TooManyEntries`] as soon as the walk passes the limit: every entry is held
     /// encoded until the import's one write.
     pub max_entries: usize,
+    /// An entry whose value would take more memory than this, in bytes, as a JSON tree
+    /// (estimated from its text before it is parsed, see [`tree_bytes`]) is refused with an
+    /// [`Error::Invalid`] naming it: the import parses one entry at a time, but every update
+    /// that reads the entry decodes it whole too. A megabyte of tiny objects (`{"a":0}`) takes
+    /// about 60 MB.
+    pub max_entry_memory: usize,
 }
 
 impl Default for ImportOptions {
@@ -187,6 +194,7 @@ impl Default for ImportOptions {
         Self {
             mode: ImportMode::Replace,
             max_entries: usize::MAX,
+            max_entry_memory: usize::MAX,
         }
     }
 }
@@ -198,7 +206,7 @@ impl Default for ImportOptions {
 /// without holding it as one JSON tree.
 pub fn to_entries(doc: &Value) -> Result<Vec<(Key, Value)>> {
     let mut entries = Vec::new();
-    for_each_entry(&doc.to_string(), usize::MAX, |key, value| {
+    for_each_entry(&doc.to_string(), &ImportOptions::default(), |key, value| {
         entries.push((key, value));
         Ok(())
     })?;
@@ -211,19 +219,20 @@ pub fn to_entries(doc: &Value) -> Result<Vec<(Key, Value)>> {
 /// time: a document of many small entries costs its text and what `f` keeps, not a tree of
 /// it (about ten times the text).
 ///
-/// The first problem found is an [`Error::Invalid`] naming its path; a document with more than
-/// `max_entries` entries (see [`ImportOptions::max_entries`]) is [`Error::TooManyEntries`].
+/// The first problem found is an [`Error::Invalid`] naming its path; a document over the
+/// bounds of `options` is refused as [`ImportOptions`] says (its mode does not matter here).
 /// Sections, and entries of one key, may appear once (`[1,2]` and `[1, 2]` name one
 /// conversation entry). Answers how many entries `f` got.
 pub fn for_each_entry(
     doc: &str,
-    max_entries: usize,
+    options: &ImportOptions,
     mut f: impl FnMut(Key, Value) -> Result<()>,
 ) -> Result<usize> {
     let doc: &RawValue = serde_json::from_str(doc)
         .map_err(|e| invalid("$", &format!("body is not valid JSON: {e}")))?;
     let mut walk = Walk {
-        max_entries,
+        max_entries: options.max_entries,
+        max_entry_memory: options.max_entry_memory,
         members: 0,
         emitted: 0,
         seen: std::collections::HashSet::new(),
@@ -240,7 +249,7 @@ pub fn for_each_entry(
         match section.as_str() {
             "bot_data" => match kind(value) {
                 b'n' => {}
-                b'{' => walk.entry(Key::BotData, parse(value, "bot_data")?)?,
+                b'{' => walk.entry(Key::BotData, walk.parse(value, "bot_data")?)?,
                 _ => return Err(invalid("bot_data", "expected an object")),
             },
             "chat_data" | "user_data" => {
@@ -256,7 +265,7 @@ pub fn for_each_entry(
                     } else {
                         Key::UserData(id)
                     };
-                    walk.entry(key, parse(data, &path)?)
+                    walk.entry(key, walk.parse(data, &path)?)
                 })?;
             }
             "conversations" => {
@@ -271,7 +280,7 @@ pub fn for_each_entry(
                             return walk.skip();
                         }
                         let name = name.clone();
-                        walk.entry(Key::Conversation { name, key }, parse(state, &path)?)
+                        walk.entry(Key::Conversation { name, key }, walk.parse(state, &path)?)
                     })
                 })?;
             }
@@ -293,6 +302,7 @@ pub fn for_each_entry(
 /// appear twice: which value won would depend on the backend).
 struct Walk<'f, F> {
     max_entries: usize,
+    max_entry_memory: usize,
     members: usize,
     emitted: usize,
     seen: std::collections::HashSet<Key>,
@@ -321,6 +331,29 @@ impl<F: FnMut(Key, Value) -> Result<()>> Walk<'_, F> {
         (self.f)(key, value)
     }
 
+    /// One raw value as a JSON tree, unless the tree would take more than
+    /// `max_entry_memory`. It parsed as part of the document, so it cannot fail but for
+    /// serde_json's recursion limit or a number out of range, which are then named.
+    fn parse(&self, value: &RawValue, path: &str) -> Result<Value> {
+        if self.max_entry_memory != usize::MAX {
+            let bytes = tree_bytes(value).map_err(|e| invalid(path, &e.to_string()))?;
+            if bytes > self.max_entry_memory {
+                let mb = |n: usize| n as f64 / 1e6;
+                return Err(invalid(
+                    path,
+                    &format!(
+                        "its value would take about {:.1} MB of memory as JSON, more than one \
+                         entry may take ({:.1} MB): every update that reads it loads it whole, \
+                         and a Worker has 128 MB",
+                        mb(bytes),
+                        mb(self.max_entry_memory)
+                    ),
+                ));
+            }
+        }
+        serde_json::from_str(value.get()).map_err(|e| invalid(path, &e.to_string()))
+    }
+
     fn callback_data(&mut self, value: &RawValue) -> Result<()> {
         match kind(value) {
             b'n' => return Ok(()),
@@ -343,7 +376,7 @@ impl<F: FnMut(Key, Value) -> Result<()>> Walk<'_, F> {
         for_each_element(keyboards, "callback_data.0", |keyboard| {
             let path = format!("callback_data.0.{i}");
             i += 1;
-            let (id, stored) = keyboard_entry(parse(keyboard, &path)?, &path)?;
+            let (id, stored) = keyboard_entry(self.parse(keyboard, &path)?, &path)?;
             self.entry(Key::CallbackKeyboard(id), stored)
         })?;
         for_each_member(
@@ -361,7 +394,7 @@ impl<F: FnMut(Key, Value) -> Result<()>> Walk<'_, F> {
                     ));
                 }
                 let path = format!("callback_data.1.{}", segment(&query));
-                let keyboard = parse(keyboard, &path)?;
+                let keyboard = self.parse(keyboard, &path)?;
                 match keyboard.as_str() {
                     Some(id) if crate::callback_data::is_id(id) => {}
                     Some(id) => return Err(invalid(&path, &bad_id("keyboard", id))),
@@ -431,10 +464,82 @@ fn kind(value: &RawValue) -> u8 {
     value.get().as_bytes().first().copied().unwrap_or(b' ')
 }
 
-/// One raw value as a JSON tree. It parsed as part of the document, so this cannot fail but
-/// for serde_json's recursion limit, which is then named.
-fn parse(value: &RawValue, path: &str) -> Result<Value> {
-    serde_json::from_str(value.get()).map_err(|e| invalid(path, &e.to_string()))
+/// About how many bytes `value` takes as a serde_json tree (sizes of wasm32, where workers
+/// run), estimated from its text without building it: 24 per value, each string's and key's
+/// bytes (rounded up to 8), and an object's B-tree nodes, about 408 bytes per 6 members (nodes
+/// hold 6 to 11). `{"a":0}` is 464 bytes, as measured under workerd.
+pub fn tree_bytes(value: &RawValue) -> std::result::Result<usize, serde_json::Error> {
+    const VALUE: usize = 24;
+    const NODE: usize = 408;
+    const NODE_MEMBERS: usize = 6;
+    fn heap(len: usize) -> usize {
+        len.div_ceil(8) * 8
+    }
+    struct Cost;
+    impl<'de> DeserializeSeed<'de> for Cost {
+        type Value = usize;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<usize, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Cost {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_unit<E>(self) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_str<E>(self, text: &str) -> std::result::Result<usize, E> {
+            Ok(VALUE + heap(text.len()))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<usize, A::Error> {
+            let mut total = VALUE;
+            while let Some(cost) = seq.next_element_seed(Cost)? {
+                total = total.saturating_add(cost);
+            }
+            Ok(total)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<usize, A::Error> {
+            let (mut total, mut members) = (VALUE, 0usize);
+            while let Some(key) = map.next_key_seed(KeyBytes)? {
+                let value = map.next_value_seed(Cost)?;
+                total = total.saturating_add(heap(key)).saturating_add(value);
+                members += 1;
+            }
+            Ok(total.saturating_add(NODE * members.div_ceil(NODE_MEMBERS)))
+        }
+    }
+    struct KeyBytes;
+    impl<'de> DeserializeSeed<'de> for KeyBytes {
+        type Value = usize;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<usize, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for KeyBytes {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_str<E>(self, text: &str) -> std::result::Result<usize, E> {
+            Ok(text.len())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(value.get());
+    Cost.deserialize(&mut de)
 }
 
 /// Hands each member of a JSON object given raw to `f`, in document order (nothing for
@@ -637,7 +742,7 @@ pub async fn import_text(
     mut check: impl FnMut(&Key, &Value) -> Result<()>,
 ) -> Result<usize> {
     let mut changes = Vec::new();
-    for_each_entry(doc, options.max_entries, |key, value| {
+    for_each_entry(doc, &options, |key, value| {
         check(&key, &value)?;
         let encoded = codec::encode(version, &value.to_string());
         changes.push(Change::Put(key, encoded));
@@ -798,7 +903,7 @@ mod tests {
 
     /// The message of the `Error::Invalid` that `doc` (as text) is refused with.
     fn refusal(doc: &str) -> String {
-        match for_each_entry(doc, usize::MAX, |_, _| Ok(())) {
+        match for_each_entry(doc, &ImportOptions::default(), |_, _| Ok(())) {
             Err(Error::Invalid(message)) => message,
             other => panic!("{doc}: {other:?}"),
         }
@@ -811,10 +916,13 @@ mod tests {
     #[test]
     fn keyboard_and_button_ids_of_another_shape_than_ptbs_are_refused() {
         let ok = keyboards(json!([KEYBOARD, 1_700_000_000.5, {BUTTON: [1, []]}]));
-        assert_eq!(for_each_entry(&ok, usize::MAX, |_, _| Ok(())), Ok(1));
+        assert_eq!(
+            for_each_entry(&ok, &ImportOptions::default(), |_, _| Ok(())),
+            Ok(1)
+        );
         let upper = keyboards(json!([KEYBOARD.to_uppercase(), 1, {BUTTON: 1}]));
         assert_eq!(
-            for_each_entry(&upper, usize::MAX, |_, _| Ok(())),
+            for_each_entry(&upper, &ImportOptions::default(), |_, _| Ok(())),
             Ok(1),
             "a press resolves upper-case hex too"
         );
@@ -865,7 +973,10 @@ mod tests {
         let buttons: Map<String, Value> =
             (0..100).map(|i| (format!("{i:032x}"), json!(i))).collect();
         let at_most = keyboards(json!([KEYBOARD, 1, buttons]));
-        assert_eq!(for_each_entry(&at_most, usize::MAX, |_, _| Ok(())), Ok(1));
+        assert_eq!(
+            for_each_entry(&at_most, &ImportOptions::default(), |_, _| Ok(())),
+            Ok(1)
+        );
 
         let message = refusal(&keyboards(json!([KEYBOARD, -1, {}])));
         assert!(
@@ -930,7 +1041,10 @@ mod tests {
             let message = refusal(doc);
             assert!(message.starts_with(start), "{doc}: {message}");
         }
-        assert_eq!(for_each_entry("  { }  ", usize::MAX, |_, _| Ok(())), Ok(0));
+        assert_eq!(
+            for_each_entry("  { }  ", &ImportOptions::default(), |_, _| Ok(())),
+            Ok(0)
+        );
     }
 
     #[test]
@@ -938,8 +1052,8 @@ mod tests {
         let store = MemoryPersistence::from_json(&json!({"bot_data": {"kept": true}})).unwrap();
         let doc = json!({"chat_data": {"1": {}, "2": {}}, "conversations": {"c": {"[1, 2]": null, "[3, 4]": 1}}});
         let options = ImportOptions {
-            mode: ImportMode::Replace,
             max_entries: 3,
+            ..ImportOptions::default()
         };
         let result = block_on(import_text(&store, &doc.to_string(), 1, options, |_, _| {
             Ok(())
@@ -1014,5 +1128,45 @@ mod tests {
             "the walk stopped there"
         );
         assert_eq!(store.to_json().unwrap()["bot_data"], json!({"kept": true}));
+    }
+
+    #[test]
+    fn an_entry_whose_tree_would_not_fit_is_refused_before_it_is_parsed() {
+        let raw = |text: &str| -> Box<RawValue> { RawValue::from_string(text.into()).unwrap() };
+        // The estimate: 24 bytes a value, strings and keys by their bytes, B-tree nodes.
+        assert_eq!(tree_bytes(&raw("null")).unwrap(), 24);
+        assert_eq!(tree_bytes(&raw(r#""abc""#)).unwrap(), 32);
+        assert_eq!(tree_bytes(&raw(r#"{"a":0}"#)).unwrap(), 464);
+        assert_eq!(tree_bytes(&raw("[0, 0, 0]")).unwrap(), 96);
+        // A megabyte of tiny objects is a tree of about 60 MB; as many bytes of text are one.
+        let tiny = format!("[{}]", vec![r#"{"a":0}"#; 131_072].join(","));
+        assert!(tree_bytes(&raw(&tiny)).unwrap() > 60_000_000);
+        let text = format!("\"{}\"", "x".repeat(1 << 20));
+        assert!(tree_bytes(&raw(&text)).unwrap() < (1 << 20) + 100);
+
+        let options = ImportOptions {
+            max_entry_memory: 16 << 20,
+            ..ImportOptions::default()
+        };
+        let doc =
+            format!(r#"{{"chat_data": {{"1": {{"text": {text}}}, "2": {{"list": {tiny}}}}}}}"#);
+        let mut seen = Vec::new();
+        let result = for_each_entry(&doc, &options, |key, _| {
+            seen.push(key);
+            Ok(())
+        });
+        let Err(Error::Invalid(message)) = result else {
+            panic!("{result:?}")
+        };
+        assert!(
+            message.starts_with("chat_data.2: its value would take about 60.8 MB of memory as JSON, more than one entry may take (16.8 MB)"),
+            "{message}"
+        );
+        assert_eq!(seen, [Key::ChatData(1)], "the megabyte of text was fine");
+        // Without the bound (native use), it is parsed.
+        assert_eq!(
+            for_each_entry(&doc, &ImportOptions::default(), |_, _| Ok(())),
+            Ok(2)
+        );
     }
 }
