@@ -105,12 +105,15 @@ pub enum Incoming {
 /// `body` as text; JSON is UTF-8, and a body that is not is refused (never read with U+FFFD in
 /// place of its bad bytes), naming where.
 pub fn utf8(body: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(body).map_err(|e| {
-        format!(
-            "body is not valid UTF-8 (invalid byte at offset {})",
-            e.valid_up_to()
-        )
-    })
+    std::str::from_utf8(body).map_err(not_utf8)
+}
+
+/// What [`utf8`] says of a body that is not UTF-8.
+pub fn not_utf8(error: std::str::Utf8Error) -> String {
+    format!(
+        "body is not valid UTF-8 (invalid byte at offset {})",
+        error.valid_up_to()
+    )
 }
 
 /// Parses a webhook body: a JSON object with an integer `update_id`. Unknown update types
