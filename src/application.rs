@@ -36,6 +36,7 @@ use crate::callback_data::{self, CallbackDataSettings};
 use crate::context::{Context, Data, DataType};
 use crate::error::{Error, HandlerError, Result};
 use crate::handlers::Handler;
+use crate::persistence::dict::{self, ImportOptions};
 use crate::persistence::{Change, Key, Persistence, PersistenceInput};
 use crate::sources::{system_clock, system_random, Clock, RandomSource};
 use crate::types::Update;
@@ -252,6 +253,98 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         self.persistence.flush().await?;
         outcome.changes = changes;
         Ok(outcome)
+    }
+
+    /// Imports a DictPersistence-shaped document (JSON text, as PTB's `DictPersistence`
+    /// writes it and `/admin/import` receives it) into this Application's persistence, as
+    /// `options` say (replace everything, or merge), storing schema version 1 (data written
+    /// before this bot's migrations, which then run on load).
+    ///
+    /// Before anything is written every entry is validated
+    /// ([`dict::for_each_entry`](crate::persistence::dict::for_each_entry)) and checked
+    /// against this bot ([`Application::check_entry`]): an entry it could not use is refused
+    /// with an [`Error::Invalid`] naming its path, and the import writes nothing. Answers how
+    /// many entries were written.
+    pub async fn import(&self, doc: &str, options: ImportOptions) -> Result<usize> {
+        let check = |key: &Key, value: &serde_json::Value| self.check_entry(key, value);
+        dict::import_text(self.persistence.as_ref(), doc, 1, options, check).await
+    }
+
+    /// Whether this bot can use an imported entry (`value` as stored, at schema version 1):
+    /// - bot_data, chat_data and user_data of a kind it stores
+    ///   ([`ApplicationBuilder::store_data`]), that its migrations take to this schema version
+    ///   and that fit its data types (else every update of that chat or user would fail);
+    /// - conversation states that a handler owns and can carry on from
+    ///   ([`Handler::check_stored`]: a [`ConversationHandler`](crate::ConversationHandler)
+    ///   refuses a state it has no handlers for, or a key of another shape); a conversation
+    ///   name no persistent conversation of this bot has is refused, its entries would never
+    ///   be read;
+    /// - callback data only with arbitrary callback data on.
+    ///
+    /// An entry it cannot use is an [`Error::Invalid`] naming its path in the document.
+    pub fn check_entry(&self, key: &Key, value: &serde_json::Value) -> Result<()> {
+        let path = || dict::entry_path(key);
+        match key {
+            Key::BotData => self.check_data::<B>(key, value, self.store.bot_data, "bot_data"),
+            Key::ChatData(_) => self.check_data::<C>(key, value, self.store.chat_data, "chat_data"),
+            Key::UserData(_) => self.check_data::<U>(key, value, self.store.user_data, "user_data"),
+            Key::Conversation { name, .. } => {
+                let owner = self.groups.values().flatten();
+                match owner.into_iter().find_map(|h| h.check_stored(key, value)) {
+                    Some(checked) => checked,
+                    None => Err(Error::Invalid(format!(
+                        "conversations.{}: no persistent conversation of this bot is named {}, \
+                         so its states would never be read",
+                        dict::segment(name),
+                        dict::shown(name)
+                    ))),
+                }
+            }
+            Key::CallbackKeyboard(_) | Key::CallbackQuery(_) => match self.callback_data {
+                Some(_) => Ok(()),
+                None => Err(Error::Invalid(format!(
+                    "{}: this bot does not use arbitrary callback data \
+                     (ApplicationBuilder::arbitrary_callback_data), so no press would reach it",
+                    path()
+                ))),
+            },
+            // edgegram's own bookkeeping: never in a document.
+            Key::KeyboardIndex(_) => Ok(()),
+        }
+    }
+
+    fn check_data<T: DataType>(
+        &self,
+        key: &Key,
+        value: &serde_json::Value,
+        stored: bool,
+        kind: &str,
+    ) -> Result<()> {
+        let path = dict::entry_path(key);
+        if !stored {
+            return Err(Error::Invalid(format!(
+                "{path}: this bot does not store {kind} (ApplicationBuilder::store_data)"
+            )));
+        }
+        let mut migrated = None;
+        for version in 1..self.schema_version {
+            if let Some(migrate) = self.migrations.get(&version) {
+                let data = migrated.take().unwrap_or_else(|| value.clone());
+                let data = migrate(key, data).map_err(|e| {
+                    Error::Invalid(format!(
+                        "{path}: the migration from schema version {version} to {} failed: {e}",
+                        version + 1
+                    ))
+                })?;
+                migrated = Some(data);
+            }
+        }
+        match T::deserialize(migrated.as_ref().unwrap_or(value)) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::Invalid(format!(
+                "{path}: does not fit this bot's {kind} type: {e}"
+            ))),
+        }
     }
 
     /// Learns the bot's username from `getMe` when the update is a command addressed with

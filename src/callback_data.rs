@@ -178,14 +178,25 @@ pub(crate) struct Keyboards {
     sent: RefCell<Vec<(String, Value)>>,
 }
 
+/// The most buttons a stored keyboard may have: Telegram shows at most 100 on one message, so
+/// a keyboard with more was never sent (an import refuses it).
+pub const MAX_BUTTONS: usize = 100;
+
+/// Whether `id` has the shape of a keyboard id or a button id: [`ID_LEN`] ASCII hex digits,
+/// as edgegram and PTB (`uuid4().hex`) make them. A press resolves only ids of this shape, so
+/// an import takes only these.
+pub fn is_id(id: &str) -> bool {
+    id.len() == ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Splits callback data into keyboard id and button id, if it has their shape. Never panics
 /// on outside data: lengths are checked and only ASCII hex digits pass.
 fn split_ids(data: &str) -> Option<(&str, &str)> {
-    let is_hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
-    if data.len() != 2 * ID_LEN || !is_hex(data) {
+    if data.len() != 2 * ID_LEN || !data.is_char_boundary(ID_LEN) {
         return None;
     }
-    Some(data.split_at(ID_LEN))
+    let (keyboard, button) = data.split_at(ID_LEN);
+    (is_id(keyboard) && is_id(button)).then_some((keyboard, button))
 }
 
 /// The keyboard entry a press needs, for the update's one read.

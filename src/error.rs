@@ -82,6 +82,13 @@ pub enum Error {
     Config(String),
     /// An input document (import, webhook body) is invalid; the message names the bad path.
     Invalid(String),
+    /// An import document holds more entries than one import may (each is kept, encoded, until
+    /// the import's one write): import it in parts
+    /// ([`ImportMode::Merge`](crate::persistence::dict::ImportMode::Merge)).
+    TooManyEntries {
+        /// The most entries one import may hold.
+        limit: usize,
+    },
     /// A handler failed and the application is set to have the update delivered again
     /// ([`OnHandlerError::Retry`](crate::OnHandlerError::Retry)). The handler's error is the
     /// [`source`](std::error::Error::source), to inspect or downcast; its message is also in
@@ -246,6 +253,11 @@ impl fmt::Display for Error {
             ),
             Error::Config(message) => write!(f, "configuration error: {message}"),
             Error::Invalid(message) => write!(f, "invalid input: {message}"),
+            Error::TooManyEntries { limit } => write!(
+                f,
+                "the import holds more than {limit} entries, the limit of one import: import \
+                 it in parts (a replace with the first, a merge with each other)"
+            ),
             Error::Handler { update_id, error } => {
                 write!(f, "handler failed on update {update_id}: {error}")
             }
@@ -311,6 +323,9 @@ impl PartialEq for Error {
             Error::NestedAccess(what) => matches!(other, Error::NestedAccess(w) if what == w),
             Error::Config(message) => matches!(other, Error::Config(m) if message == m),
             Error::Invalid(message) => matches!(other, Error::Invalid(m) if message == m),
+            Error::TooManyEntries { limit } => {
+                matches!(other, Error::TooManyEntries { limit: l } if limit == l)
+            }
             Error::Handler { update_id, error } => {
                 matches!(other, Error::Handler { update_id: u, error: e }
                     if update_id == u && error.to_string() == e.to_string())

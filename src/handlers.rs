@@ -45,6 +45,17 @@ pub trait Handler<B, C, U> {
         matched: Match,
     ) -> LocalBoxFuture<'a, HandlerResult>;
 
+    /// For an import ([`Application::import`](crate::Application::import)): checks a stored
+    /// entry this handler owns before anything is written. `None` when `key` is not this
+    /// handler's (the default: most handlers keep nothing of their own in storage);
+    /// `Some(Err(..))` an [`Error::Invalid`] naming the entry's path in the document
+    /// ([`dict::entry_path`](crate::persistence::dict::entry_path)) and why this handler could
+    /// not use it. A [`ConversationHandler`](crate::ConversationHandler) owns the entries of
+    /// its name and refuses states it does not have.
+    fn check_stored(&self, _key: &Key, _value: &Value) -> Option<Result<()>> {
+        None
+    }
+
     /// The only kinds of update this handler can match, or `None` when any kind may match.
     /// Handlers that contain others use it to refuse configurations that can never match, e.g.
     /// a [`ConversationHandler`](crate::ConversationHandler) with `per_message(true)` (which

@@ -50,6 +50,7 @@ pub use error::{BotApiErrorKind, Error, HandlerError, HandlerResult, Result};
 pub use handlers::{
     filters, CallbackQueryHandler, CommandHandler, Filter, Handler, MessageHandler, TypeHandler,
 };
+pub use persistence::dict::{ImportMode, ImportOptions};
 pub use persistence::memory::MemoryPersistence;
 pub use persistence::{Change, Key, KeyKind, Persistence, PersistenceExt, PersistenceInput};
 /// The Bot API double, also at the crate root where it used to live (feature `testing`).

@@ -22,8 +22,12 @@ pub enum Rejection {
     MethodNotAllowed,
     /// 415: a content type that is not JSON.
     UnsupportedMediaType(String),
-    /// 413: body over [`MAX_BODY_BYTES`].
-    TooLarge,
+    /// 413: body over `limit` bytes ([`MAX_BODY_BYTES`] for a webhook; other routes that read
+    /// a body have their own, and their answer names it).
+    TooLarge {
+        /// The limit the body is over, in bytes.
+        limit: usize,
+    },
     /// 400: the body is not a JSON object with an integer `update_id`; says what is wrong.
     BadRequest(String),
 }
@@ -35,7 +39,7 @@ impl Rejection {
             Rejection::Unauthorized => 401,
             Rejection::MethodNotAllowed => 405,
             Rejection::UnsupportedMediaType(_) => 415,
-            Rejection::TooLarge => 413,
+            Rejection::TooLarge { .. } => 413,
             Rejection::BadRequest(_) => 400,
         }
     }
@@ -48,7 +52,7 @@ impl Rejection {
             Rejection::UnsupportedMediaType(kind) => {
                 format!("content type {kind:?} is not application/json")
             }
-            Rejection::TooLarge => format!("body is over {MAX_BODY_BYTES} bytes"),
+            Rejection::TooLarge { limit } => format!("body is over {limit} bytes"),
             Rejection::BadRequest(message) => message.clone(),
         }
     }
@@ -98,15 +102,32 @@ pub enum Incoming {
     },
 }
 
+/// `body` as text; JSON is UTF-8, and a body that is not is refused (never read with U+FFFD in
+/// place of its bad bytes), naming where.
+pub fn utf8(body: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(body).map_err(not_utf8)
+}
+
+/// What [`utf8`] says of a body that is not UTF-8.
+pub fn not_utf8(error: std::str::Utf8Error) -> String {
+    format!(
+        "body is not valid UTF-8 (invalid byte at offset {})",
+        error.valid_up_to()
+    )
+}
+
 /// Parses a webhook body: a JSON object with an integer `update_id`. Unknown update types
 /// and unknown fields are fine.
 pub fn parse_body(body: &[u8]) -> Result<Incoming, Rejection> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(Rejection::TooLarge);
+        return Err(Rejection::TooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     let bad = |m: String| Rejection::BadRequest(m);
+    let body = utf8(body).map_err(bad)?;
     let value: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
+        serde_json::from_str(body).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
     let object = value
         .as_object()
         .ok_or_else(|| bad("body is not a JSON object".into()))?;
@@ -163,7 +184,26 @@ mod tests {
             }
         }
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(parse_body(&big).unwrap_err(), Rejection::TooLarge);
+        let too_large = parse_body(&big).unwrap_err();
+        assert_eq!(
+            too_large,
+            Rejection::TooLarge {
+                limit: MAX_BODY_BYTES
+            }
+        );
+        assert_eq!(too_large.message(), "body is over 1048576 bytes");
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_naming_where() {
+        // Inside a string, where a lossy reading would put U+FFFD and go on.
+        let body = b"{\"update_id\": 1, \"message\": {\"text\": \"A\xff\xfe\"}}";
+        match parse_body(body) {
+            Err(Rejection::BadRequest(m)) => {
+                assert_eq!(m, "body is not valid UTF-8 (invalid byte at offset 39)")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -873,3 +873,76 @@ fn a_permanent_bot_api_failure_reaches_the_error_handlers_and_the_changes_are_ke
         "PTB keeps the data changes"
     );
 }
+
+/// Typed user data of a bot under test: a number of visits.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Visits {
+    visits: u32,
+}
+
+#[test]
+fn an_import_refuses_data_the_bot_cannot_read() {
+    // An entry that does not fit the bot's data type would fail every update of its user
+    // (500 until Telegram gives up): refused at import, naming where.
+    let h: Harness<edgegram::Data, edgegram::Data, Visits> = Harness::new(|builder| {
+        builder
+            .schema_version(2)
+            // Version 1 called it "count".
+            .migration(1, |_, mut data| {
+                if let Some(count) = data.as_object_mut().and_then(|d| d.remove("count")) {
+                    data["visits"] = count;
+                }
+                Ok(data)
+            })
+            .build()
+    });
+    let app = h.application().unwrap();
+    let import = |doc: Value| block_on(app.import(&doc.to_string(), Default::default()));
+    assert_eq!(import(json!({"user_data": {"7": {"count": 3}}})), Ok(1));
+    let before = h.to_json();
+    let refused = import(json!({"user_data": {"7": {"count": 3}, "8": {"count": "three"}}}));
+    let Err(Error::Invalid(message)) = refused else {
+        panic!("{refused:?}")
+    };
+    assert!(
+        message.starts_with(
+            "user_data.8: does not fit this bot's user_data type: invalid type: string \"three\""
+        ),
+        "{message}"
+    );
+    assert_eq!(h.to_json(), before, "nothing written");
+
+    // Kinds the bot does not store, and callback data without arbitrary callback data.
+    let h = harness();
+    let app = h
+        .builder()
+        .store_data(PersistenceInput {
+            chat_data: false,
+            ..PersistenceInput::ALL
+        })
+        .build()
+        .unwrap();
+    let import = |doc: Value| block_on(app.import(&doc.to_string(), Default::default()));
+    assert_eq!(
+        import(json!({"chat_data": {"5": {}}})),
+        Err(Error::Invalid(
+            "chat_data.5: this bot does not store chat_data (ApplicationBuilder::store_data)"
+                .into()
+        ))
+    );
+    let keyboard = "0f".repeat(16);
+    let refused = import(json!({"callback_data": [[[keyboard, 1, {}]], {}]}));
+    let Err(Error::Invalid(message)) = refused else {
+        panic!("{refused:?}")
+    };
+    assert!(
+        message.starts_with(&format!(
+            "callback_data.0.{keyboard}: this bot does not use arbitrary callback data"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        import(json!({"bot_data": {"x": 1}, "user_data": {"1": {}}})),
+        Ok(2)
+    );
+}

@@ -905,3 +905,129 @@ fn a_callback_returning_an_unstorable_state_fails_the_update() {
     );
     assert!(outcome.changes.is_empty());
 }
+
+/// The message of the `Error::Invalid` an import of `doc` into `app` is refused with; the
+/// store must be as it was.
+fn import_refusal(h: &Harness, app: &edgegram::Application, doc: Value) -> String {
+    let before = h.to_json();
+    let result = block_on(app.import(&doc.to_string(), edgegram::ImportOptions::default()));
+    assert_eq!(h.to_json(), before, "a refused import changes nothing");
+    match result {
+        Err(Error::Invalid(message)) => message,
+        other => panic!("{doc}: {other:?}"),
+    }
+}
+
+#[test]
+fn an_import_refuses_states_and_names_the_bots_conversations_do_not_have() {
+    // Issue 12, item 23: a stored state the conversation has no handlers for leaves the user
+    // stuck (only fallbacks reach them, entry points do not: the conversation is active).
+    let h = bot_of(|| profile().build());
+    let app = h.application().unwrap();
+    let good =
+        json!({"user_data": {"7": {"a": 1}}, "conversations": {"profile": {"[5, 7]": "CHOOSING"}}});
+    assert_eq!(
+        block_on(app.import(&good.to_string(), Default::default())),
+        Ok(2)
+    );
+
+    let with =
+        |states: Value| json!({"user_data": {"8": {}}, "conversations": {"profile": states}});
+    let message = import_refusal(&h, &app, with(json!({"[5, 8]": "BOGUS"})));
+    assert_eq!(
+        message,
+        "conversations.profile.[5, 8]: state \"BOGUS\" is not a state of conversation \"profile\" \
+         (its states: \"CHOOSING\", \"TYPING_CHOICE\", \"TYPING_REPLY\")"
+    );
+    // PTB's numbered states, imported without naming them, fit no state of an enum.
+    let message = import_refusal(&h, &app, with(json!({"[5, 8]": 0})));
+    assert!(
+        message.starts_with("conversations.profile.[5, 8]: state 0 is not a state"),
+        "{message}"
+    );
+    // With a deadline the state is checked all the same.
+    let wrapped = json!({"[5, 8]": {"state": "NOPE", "expires_at_ms": 1}});
+    let message = import_refusal(&h, &app, with(wrapped));
+    assert!(
+        message.starts_with("conversations.profile.[5, 8]: state \"NOPE\""),
+        "{message}"
+    );
+    // A key of another shape than per_chat + per_user make is never reached either.
+    for key in ["[5]", "[5, 8, 9]", "[5, \"8\"]"] {
+        let message = import_refusal(&h, &app, with(json!({key: "CHOOSING"})));
+        assert!(
+            message.ends_with(
+                "does not fit conversation \"profile\", which is keyed by [chat_id, user_id]"
+            ),
+            "{message}"
+        );
+    }
+    let message = import_refusal(
+        &h,
+        &app,
+        json!({"conversations": {"profil": {"[5, 8]": "CHOOSING"}}}),
+    );
+    assert_eq!(
+        message,
+        "conversations.profil: no persistent conversation of this bot is named \"profil\", so its \
+         states would never be read"
+    );
+
+    // What the conversation has goes through, and the user carries on from it.
+    let fine = with(json!({"[5, 8]": "TYPING_CHOICE", "[5, 9]": null, "[5, 10]": -1}));
+    assert_eq!(
+        block_on(app.import(&fine.to_string(), Default::default())),
+        Ok(3)
+    );
+    h.process(h.updates().message(CHAT, 8, "Food"));
+    assert_eq!(h.bot().texts(), ["your food?"]);
+}
+
+#[test]
+fn nested_and_per_message_conversations_check_their_own_entries() {
+    let h = bot_of(|| Ok(nested()));
+    let app = h.application().unwrap();
+    let doc = json!({"conversations": {"parent": {"[5, 7]": "MENU"}, "child": {"[5, 7]": "NAME"}}});
+    assert_eq!(
+        block_on(app.import(&doc.to_string(), Default::default())),
+        Ok(2)
+    );
+    // The child's mapped state ABORT is never stored: it ends the child.
+    let doc = json!({"conversations": {"child": {"[5, 7]": "ABORT"}}});
+    let message = import_refusal(&h, &app, doc);
+    assert!(
+        message.starts_with("conversations.child.[5, 7]: state \"ABORT\" is not a state of conversation \"child\" (its states: \"NAME\")"),
+        "{message}"
+    );
+
+    let h = bot_of(|| Ok(menu(true)));
+    let app = h.application().unwrap();
+    let doc =
+        json!({"conversations": {"menu": {"[5, 7, 12]": "OPEN", "[5, 7, \"inline-1\"]": "OPEN"}}});
+    assert_eq!(
+        block_on(app.import(&doc.to_string(), Default::default())),
+        Ok(2)
+    );
+    let message = import_refusal(
+        &h,
+        &app,
+        json!({"conversations": {"menu": {"[5, 7]": "OPEN"}}}),
+    );
+    assert!(
+        message.ends_with("which is keyed by [chat_id, user_id, message_id]"),
+        "{message}"
+    );
+
+    // A conversation that is not persistent keeps nothing in storage to import into.
+    let h = bot_of(|| profile().persistent(false).build());
+    let app = h.application().unwrap();
+    let message = import_refusal(
+        &h,
+        &app,
+        json!({"conversations": {"profile": {"[5, 7]": "CHOOSING"}}}),
+    );
+    assert!(
+        message.contains("conversation \"profile\" is not persistent"),
+        "{message}"
+    );
+}

@@ -158,7 +158,7 @@ proptest! {
         match parse_body(body.to_string().as_bytes()) {
             Ok(Incoming::Update(update)) => prop_assert_eq!(update.update_id, id),
             Ok(Incoming::Untyped { update_id, .. }) => prop_assert_eq!(update_id, id),
-            Err(Rejection::TooLarge) => {}
+            Err(Rejection::TooLarge { .. }) => {}
             Err(other) => prop_assert!(false, "rejected: {:?}", other),
         }
     }

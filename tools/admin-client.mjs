@@ -35,12 +35,81 @@ export function exportState(worker) {
   return request(worker, "/admin/export");
 }
 
-export function importState(worker, doc) {
-  return request(worker, "/admin/import", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(doc),
-  });
+/**
+ * Imports `doc`, replacing what the worker holds. A document over what one import takes
+ * (src/edge/admin.rs: 4 MiB, 50,000 entries) goes in parts (`parts`): the first replaces
+ * everything, each other is merged (`?mode=merge`). Each part is whole or nothing; when one
+ * fails, the error says how many went in (running the import again starts over with the
+ * first). Answers `{ imported, parts }`.
+ */
+export async function importState(worker, doc, { onPart = () => {} } = {}) {
+  const all = parts(doc);
+  let imported = 0;
+  for (const [i, part] of all.entries()) {
+    const path = i === 0 ? "/admin/import" : "/admin/import?mode=merge";
+    let answer;
+    try {
+      answer = await request(worker, path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(part),
+      });
+    } catch (e) {
+      if (i === 0) throw e;
+      throw new Error(`part ${i + 1} of ${all.length} failed, ${i} went in (run the import again to start over): ${e.message}`);
+    }
+    imported += answer.imported;
+    onPart(i + 1, all.length, answer.imported);
+  }
+  return { imported, parts: all.length };
+}
+
+/** Room left under the worker's bounds of one import (4 MiB, 50,000 entries). */
+export const PART_BYTES = 3 << 20;
+export const PART_ENTRIES = 40_000;
+
+/**
+ * Splits a DictPersistence-shaped document into parts that each fit one import: entries in
+ * document order, a new part when the next entry would pass `entries` or `bytes` (an entry
+ * larger than `bytes` alone makes a part of its own, which the worker then judges). Every
+ * entry is in exactly one part; the first part holds bot_data.
+ */
+export function parts(doc, { entries = PART_ENTRIES, bytes = PART_BYTES } = {}) {
+  const out = [];
+  let part, count, size;
+  const fresh = () => {
+    part = {};
+    count = 0;
+    size = 2;
+    out.push(part);
+  };
+  fresh();
+  const add = (cost, put) => {
+    if (count > 0 && (count + 1 > entries || size + cost > bytes)) fresh();
+    put(part);
+    count += 1;
+    size += cost;
+  };
+  const cost = (...values) => values.reduce((n, v) => n + Buffer.byteLength(JSON.stringify(v) ?? "null") + 4, 16);
+  if (doc.bot_data != null) add(cost(doc.bot_data), (p) => (p.bot_data = doc.bot_data));
+  for (const section of ["chat_data", "user_data"]) {
+    for (const [id, data] of Object.entries(doc[section] ?? {})) {
+      add(cost(id, data), (p) => ((p[section] ??= {})[id] = data));
+    }
+  }
+  for (const [name, states] of Object.entries(doc.conversations ?? {})) {
+    for (const [key, state] of Object.entries(states ?? {})) {
+      add(cost(name, key, state), (p) => (((p.conversations ??= {})[name] ??= {})[key] = state));
+    }
+  }
+  if (Array.isArray(doc.callback_data)) {
+    const [keyboards = [], queries = {}] = doc.callback_data;
+    for (const keyboard of keyboards) add(cost(keyboard), (p) => (p.callback_data ??= [[], {}])[0].push(keyboard));
+    for (const [query, keyboard] of Object.entries(queries ?? {})) {
+      add(cost(query, keyboard), (p) => ((p.callback_data ??= [[], {}])[1][query] = keyboard));
+    }
+  }
+  return out;
 }
 
 /** How many entries of each kind a DictPersistence-shaped document holds. */

@@ -63,20 +63,50 @@ pub fn application_with(builder: ApplicationBuilder, options: &DemoOptions) -> R
         .build()
 }
 
-/// Adds one to `data["count"]` (absent counts as 0) and answers the new value.
-fn bump(data: &mut Data) -> i64 {
-    let count = data.get("count").and_then(|c| c.as_i64()).unwrap_or(0) + 1;
+/// The value after `data["count"]` (absent counts as 0), or why there is none: the count is
+/// at `i64::MAX` (checked arithmetic: it never wraps), or is not a whole number (a count set
+/// by hand or imported, which is left as it is rather than reset).
+fn next_count(data: &Data) -> std::result::Result<i64, String> {
+    let Some(count) = data.get("count") else {
+        return Ok(1);
+    };
+    match count.as_i64() {
+        Some(n) => n
+            .checked_add(1)
+            .ok_or_else(|| format!("is at its maximum, {n}")),
+        None => Err(format!("holds {count}, not a whole number")),
+    }
+}
+
+fn set_count(data: &mut Data, count: i64) {
     data.insert("count".into(), count.into());
-    count
 }
 
 /// `/count`: increments the bot's, the chat's and the user's counters and replies with them.
+/// When one of them cannot go on (see [`next_count`]) none moves, and the reply says which
+/// and why.
 async fn count(ctx: Context) -> HandlerResult {
-    let bot = ctx.bot_data(bump)?;
-    let chat = ctx.chat_data(bump)?;
-    let user = ctx.user_data(bump)?;
-    ctx.reply_text(format!("bot: {bot}, chat: {chat}, user: {user}"))
-        .await?;
+    let next = [
+        ("bot", ctx.bot_data(|d| next_count(d))?),
+        ("chat", ctx.chat_data(|d| next_count(d))?),
+        ("user", ctx.user_data(|d| next_count(d))?),
+    ];
+    let text = match next {
+        [(_, Ok(bot)), (_, Ok(chat)), (_, Ok(user))] => {
+            ctx.bot_data(|d| set_count(d, bot))?;
+            ctx.chat_data(|d| set_count(d, chat))?;
+            ctx.user_data(|d| set_count(d, user))?;
+            format!("bot: {bot}, chat: {chat}, user: {user}")
+        }
+        _ => {
+            let (name, why) = next
+                .iter()
+                .find_map(|(name, next)| next.as_ref().err().map(|why| (name, why)))
+                .ok_or("a counter failed without a reason")?;
+            format!("The {name} counter {why}, so /count counted nothing.")
+        }
+    };
+    ctx.reply_text(text).await?;
     Ok(())
 }
 

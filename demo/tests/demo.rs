@@ -220,3 +220,61 @@ fn a_group_that_becomes_a_supergroup_keeps_its_chat_data() {
         "the old group's entry is gone: {state}"
     );
 }
+
+#[test]
+fn count_at_its_maximum_says_so_and_counts_nothing() {
+    // Issue 12, item 23: the counters wrapped at i64::MAX (or, in a debug build, panicked,
+    // which on Workers aborts the worker).
+    let h = demo_bot();
+    let max = i64::MAX;
+    let doc = json!({"bot_data": {"count": 5}, "chat_data": {"7": {"count": max}}, "user_data": {"7": {"count": 1}}});
+    block_on(edgegram::persistence::dict::import(h.memory(), &doc, 1)).unwrap();
+    let before = h.to_json();
+    assert_eq!(
+        text(&say(&h, 7, 7, "/count")),
+        format!("The chat counter is at its maximum, {max}, so /count counted nothing.")
+    );
+    assert_eq!(h.to_json(), before, "no counter moved, none wrapped");
+    // Other chats and users count on; one below the maximum reaches it.
+    let doc = json!({"bot_data": {"count": max - 1}});
+    block_on(edgegram::persistence::dict::import(h.memory(), &doc, 1)).unwrap();
+    assert_eq!(
+        text(&say(&h, 8, 8, "/count")),
+        format!("bot: {max}, chat: 1, user: 1")
+    );
+    assert_eq!(
+        text(&say(&h, 8, 8, "/count")),
+        format!("The bot counter is at its maximum, {max}, so /count counted nothing.")
+    );
+    // A count that is not a whole number (an import's, say) is left as it is, not reset.
+    let doc = json!({"bot_data": {}, "user_data": {"9": {"count": "lots"}}});
+    block_on(edgegram::persistence::dict::import(h.memory(), &doc, 1)).unwrap();
+    assert_eq!(
+        text(&say(&h, 9, 9, "/count")),
+        "The user counter holds \"lots\", not a whole number, so /count counted nothing."
+    );
+    assert_eq!(h.to_json()["user_data"]["9"]["count"], "lots");
+}
+
+#[test]
+fn an_import_of_a_profile_state_the_conversation_does_not_have_is_refused() {
+    // Issue 12, item 23: the user would be stuck (re-entry is off, so /start matches nothing
+    // while the conversation is active; only "Done" would get them out).
+    let h = demo_bot();
+    let app = h.application().unwrap();
+    let import = |state: serde_json::Value| {
+        let doc = json!({"conversations": {"profile": {"[7, 7]": state}}});
+        block_on(app.import(&doc.to_string(), Default::default()))
+    };
+    let refused = import(json!("TYPING_NOTHING"));
+    assert_eq!(
+        refused,
+        Err(edgegram::Error::Invalid(
+            "conversations.profile.[7, 7]: state \"TYPING_NOTHING\" is not a state of \
+             conversation \"profile\" (its states: \"CHOOSING\", \"TYPING_CHOICE\", \"TYPING_REPLY\")"
+                .into()
+        ))
+    );
+    assert_eq!(h.to_json()["conversations"], json!({}));
+    assert_eq!(import(json!("TYPING_REPLY")), Ok(1));
+}

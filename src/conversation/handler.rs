@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use super::step::{first_match, Handlers, Inner};
 use super::{is_ended, Branch, ConversationBuilder, ConversationState, Next, Route, StateResult};
 use crate::context::{Context, Data, DataType, Match};
-use crate::error::HandlerResult;
+use crate::error::{Error, HandlerResult, Result};
 use crate::handlers::Handler;
-use crate::persistence::dict::{conversation_key, ConversationEntry};
+use crate::persistence::dict::{self, conversation_key, ConversationEntry};
 use crate::persistence::Key;
 use crate::types::{Update, UpdateKind};
 
@@ -141,6 +141,90 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationHa
             .iter()
             .find(|(s, _)| s == state)
             .map_or(&[], |(_, handlers)| handlers.as_slice())
+    }
+
+    /// [`Handler::check_stored`]: the entries of this conversation's name are its own; those
+    /// of nested conversations are theirs.
+    fn check_owned(&self, key: &Key, value: &Value) -> Option<Result<()>> {
+        if let Key::Conversation { name, key: entry } = key {
+            if self.name.as_deref() == Some(name.as_str()) {
+                return Some(self.check_entry(key, entry, value));
+            }
+        }
+        let inner = self.states.iter().flat_map(|(_, handlers)| handlers);
+        self.entries
+            .iter()
+            .chain(inner)
+            .chain(&self.fallbacks)
+            .find_map(|handler| handler.check_stored(key, value))
+            .or_else(|| {
+                self.timeout_handlers
+                    .iter()
+                    .find_map(|handler| handler.check_stored(key, value))
+            })
+    }
+
+    /// Whether an imported entry of this conversation, at conversation key `entry`, is one it
+    /// can carry on from: a key of the shape its `per_*` settings make, and a state it has
+    /// handlers for (an update in any other state reaches only the fallbacks: the user would
+    /// be stuck) that fits `S`.
+    fn check_entry(&self, key: &Key, entry: &str, value: &Value) -> Result<()> {
+        let path = dict::entry_path(key);
+        let name = self.name.as_deref().unwrap_or_default();
+        let fail = |why: String| Err(Error::Invalid(format!("{path}: {why}")));
+        if !self.persistent {
+            return fail(format!(
+                "conversation {name:?} is not persistent: its states live in the Application's \
+                 memory, so an imported one would never be read"
+            ));
+        }
+        let mut shape = Vec::new();
+        if self.per_chat {
+            shape.push(("chat_id", false));
+        }
+        if self.per_user {
+            shape.push(("user_id", false));
+        }
+        if self.per_message {
+            shape.push(("message_id", true));
+        }
+        let parts: Vec<Value> = serde_json::from_str(entry).unwrap_or_default();
+        let fits = parts.len() == shape.len()
+            && parts
+                .iter()
+                .zip(&shape)
+                .all(|(part, (_, text_too))| part.is_i64() || (*text_too && part.is_string()));
+        if !fits {
+            let names: Vec<&str> = shape.iter().map(|(name, _)| *name).collect();
+            return fail(format!(
+                "key {} does not fit conversation {name:?}, which is keyed by [{}]",
+                dict::shown(entry),
+                names.join(", ")
+            ));
+        }
+        let state = ConversationEntry::from_stored(value).state;
+        if is_ended(&state) {
+            return Ok(());
+        }
+        let declared = self.states.iter().any(|(s, _)| *s == state);
+        if declared && S::deserialize(&state).is_ok() {
+            return Ok(());
+        }
+        const LISTED: usize = 10;
+        let mut states: Vec<String> = self
+            .states
+            .iter()
+            .take(LISTED)
+            .map(|(s, _)| s.to_string())
+            .collect();
+        if self.states.len() > LISTED {
+            states.push(format!("and {} more", self.states.len() - LISTED));
+        }
+        fail(format!(
+            "state {} is not a state of conversation {name:?} (its states: {})",
+            dict::shown_json(&state),
+            states.join(", ")
+        ))
     }
 
     /// PTB's `check_update`: which handler, if any, takes the update. No effects.
@@ -291,6 +375,10 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> Handler<B, C, 
         self.select(ctx)
     }
 
+    fn check_stored(&self, key: &Key, value: &Value) -> Option<Result<()>> {
+        self.check_owned(key, value)
+    }
+
     fn handle<'a>(
         &'a self,
         ctx: Context<B, C, U>,
@@ -322,6 +410,10 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> Inner<B, C, U>
     /// A nested conversation may contain handlers of any kind.
     fn update_kinds(&self) -> Option<&'static [UpdateKind]> {
         None
+    }
+
+    fn check_stored(&self, key: &Key, value: &Value) -> Option<Result<()>> {
+        self.check_owned(key, value)
     }
 
     fn names(&self, out: &mut Vec<String>) {

@@ -32,6 +32,8 @@ pub(super) trait Inner<B, C, U> {
     fn update_kinds(&self) -> Option<&'static [UpdateKind]>;
     /// The names of the persistent conversations in it, for the uniqueness check.
     fn names(&self, out: &mut Vec<String>);
+    /// [`Handler::check_stored`] of what it holds.
+    fn check_stored(&self, key: &Key, value: &Value) -> Option<crate::error::Result<()>>;
 }
 
 /// One list of a conversation: its entry points, one state's handlers, or its fallbacks.
@@ -64,6 +66,10 @@ impl<B, C, U> Inner<B, C, U> for Step<B, C, U> {
     }
 
     fn names(&self, _: &mut Vec<String>) {}
+
+    fn check_stored(&self, key: &Key, value: &Value) -> Option<crate::error::Result<()>> {
+        self.matcher.check_stored(key, value)
+    }
 }
 
 /// Boxes a matcher and a typed callback as a step. The state the callback answers is

@@ -4,21 +4,44 @@
 //! Every one answers 404 while `ADMIN_TOKEN` is unset (the routes do not exist) and 401 for a
 //! wrong token (compared in constant time).
 
+use std::rc::Rc;
+
 use serde_json::json;
 use worker::{console_error, Env, Method, Request, Response};
 
+use super::app::{checking_application, BuildApplication};
 use super::entry::worker_store;
-use super::http::read_body;
+use super::http::{query_param, read_body};
 use super::object::ObjectRole;
 use super::outcome::WebhookOutcome;
 use super::settings::Settings;
 use super::{forward, text};
+use crate::context::DataType;
 use crate::error::Error;
-use crate::persistence::{dict, Persistence};
-use crate::webhook::secret_matches;
+use crate::persistence::dict::{self, ImportMode, ImportOptions};
+use crate::persistence::Persistence;
+use crate::webhook::{not_utf8, secret_matches, Rejection};
 
-/// Import documents may be far larger than updates.
-pub const MAX_IMPORT_BYTES: usize = 25 << 20;
+/// The largest import body read, in bytes (4 MiB). With [`MAX_IMPORT_ENTRIES`] and
+/// [`MAX_ENTRY_MEMORY`] it keeps an import well inside a Worker's 128 MB: the body, each entry
+/// encoded until the one write, the storage's copy of the batch (README, "Moving from
+/// python-telegram-bot", has what was measured). Over it: 413; a larger document is imported
+/// in parts (`?mode=merge`).
+pub const MAX_IMPORT_BYTES: usize = 4 << 20;
+
+/// The most entries one import may hold (chat_data, user_data, conversation states, keyboards
+/// and query mappings count one each): each is held encoded, with its key, until the import's
+/// one write. Over it: 413, before more is held; import the document in parts.
+pub const MAX_IMPORT_ENTRIES: usize = 50_000;
+
+/// The most memory one entry's value may take as a JSON tree (16 MiB, estimated before it is
+/// parsed: [`dict::tree_bytes`]). The import parses one entry at a time, but an update that
+/// reads the entry decodes it whole, so a bigger one is refused (400) naming it.
+pub const MAX_ENTRY_MEMORY: usize = 16 << 20;
+
+/// What to do about a document over a limit of one import.
+const IN_PARTS: &str = "split the document and import the parts: the first with \
+     POST /admin/import, each other with POST /admin/import?mode=merge";
 
 /// `None` when the request may use admin routes, else the answer.
 fn refusal(req: &Request, settings: &Settings) -> Option<worker::Result<Response>> {
@@ -37,20 +60,27 @@ fn refusal(req: &Request, settings: &Settings) -> Option<worker::Result<Response
     }
 }
 
-/// The worker's `/admin/export`, `/admin/import` and `/admin/info`.
-pub(crate) async fn worker_route(
+/// The worker's `/admin/export`, `/admin/import` and `/admin/info`. `build` is the worker's
+/// Application factory: an import is checked against the bot's handlers and data types.
+pub(crate) async fn worker_route<B, C, U>(
     req: &mut Request,
     env: &Env,
     settings: &Settings,
     path: &str,
-) -> worker::Result<Response> {
+    build: &impl BuildApplication<B, C, U>,
+) -> worker::Result<Response>
+where
+    B: DataType,
+    C: DataType,
+    U: DataType,
+{
     if let Some(refusal) = refusal(req, settings) {
         return refusal;
     }
     match (path, req.method()) {
         ("/admin/export", Method::Get) => export(env, settings).await,
         ("/admin/export", _) => text(405, "export is GET"),
-        ("/admin/import", Method::Post) => import(req, env, settings).await,
+        ("/admin/import", Method::Post) => import(req, env, settings, build).await,
         ("/admin/import", _) => text(405, "import is POST"),
         ("/admin/dead-letters", Method::Get) => dead_letters(env, settings).await,
         ("/admin/dead-letters", _) => text(405, "dead-letters is GET"),
@@ -85,20 +115,65 @@ async fn export(env: &Env, settings: &Settings) -> worker::Result<Response> {
     }
 }
 
-async fn import(req: &mut Request, env: &Env, settings: &Settings) -> worker::Result<Response> {
+async fn import<B, C, U>(
+    req: &mut Request,
+    env: &Env,
+    settings: &Settings,
+    build: &impl BuildApplication<B, C, U>,
+) -> worker::Result<Response>
+where
+    B: DataType,
+    C: DataType,
+    U: DataType,
+{
+    let mode = match import_mode(req) {
+        Ok(mode) => mode,
+        Err(refusal) => return refusal,
+    };
     let body = match read_body(req, MAX_IMPORT_BYTES).await {
         Ok(body) => body,
+        Err(Rejection::TooLarge { limit }) => {
+            return text(
+                413,
+                format!("import body is over {limit} bytes, the limit of one import: {IN_PARTS}"),
+            )
+        }
         Err(rejection) => return WebhookOutcome::Rejected(rejection).into_response(),
+    };
+    // Refused, not read with U+FFFD in place of the bad bytes.
+    let body = match String::from_utf8(body) {
+        Ok(body) => body,
+        Err(e) => return text(400, format!("$: {}", not_utf8(e.utf8_error()))),
     };
     if let Some(routing) = settings.routing() {
         let role = ObjectRole::whole_bot(routing);
-        let path = format!("/import{}", role.query());
-        let body = String::from_utf8_lossy(&body).into_owned();
+        let path = format!("/import{}", with_mode(&role.query(), mode));
         return forward(env, &role.object_name(), &path, Method::Post, Some(body)).await;
     }
     match worker_store(settings, env) {
-        Some(store) => import_into(store.persistence().as_ref(), &body).await,
+        Some(store) => import_into(settings, env, store.persistence(), build, &body, mode).await,
         None => text(500, "persistence not configured (see the log)"),
+    }
+}
+
+/// The import's `?mode=`: `replace` (the default) or `merge`; anything else is answered 400.
+pub(crate) fn import_mode(req: &Request) -> Result<ImportMode, worker::Result<Response>> {
+    match query_param(req, "mode").as_deref() {
+        None | Some("replace") => Ok(ImportMode::Replace),
+        Some("merge") => Ok(ImportMode::Merge),
+        Some(other) => Err(text(
+            400,
+            format!("mode: {} is not replace or merge", dict::shown(other)),
+        )),
+    }
+}
+
+/// `query` (`""` or `?home=1`) with the import's mode added.
+pub(crate) fn with_mode(query: &str, mode: ImportMode) -> String {
+    match (mode, query.is_empty()) {
+        (ImportMode::Replace, _) => query.to_string(),
+        (ImportMode::Merge, true) => "?mode=merge".into(),
+        (ImportMode::Merge, false) => format!("{query}&mode=merge"),
     }
 }
 
@@ -123,19 +198,55 @@ pub(crate) async fn export_from(persistence: &dyn Persistence) -> worker::Result
     }
 }
 
-/// Replaces the state of `persistence` with a DictPersistence document; 400 naming the first
-/// bad path of an invalid one (nothing written).
-pub(crate) async fn import_into(
-    persistence: &dyn Persistence,
-    body: &[u8],
-) -> worker::Result<Response> {
-    let doc: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(doc) => doc,
-        Err(e) => return text(400, format!("$: body is not valid JSON: {e}")),
+/// Imports a DictPersistence document into `persistence` as `mode` says, checked against the
+/// worker's Application (built over `persistence`, see [`Application::check_entry`]).
+///
+/// [`Application::check_entry`]: crate::Application::check_entry
+pub(crate) async fn import_into<B, C, U>(
+    settings: &Settings,
+    env: &Env,
+    persistence: Rc<dyn Persistence>,
+    build: &impl BuildApplication<B, C, U>,
+    doc: &str,
+    mode: ImportMode,
+) -> worker::Result<Response>
+where
+    B: DataType,
+    C: DataType,
+    U: DataType,
+{
+    let app = match checking_application(settings, env, persistence, build) {
+        Ok(app) => app,
+        Err(e) => {
+            console_error!("the application could not be built: {e}");
+            return text(500, format!("the application could not be built: {e}"));
+        }
     };
-    match dict::import(persistence, &doc, 1).await {
+    import_answer(app.import(doc, import_options(mode)).await)
+}
+
+/// The options of an import at the edge: `mode`, and the bounds above.
+pub(crate) fn import_options(mode: ImportMode) -> ImportOptions {
+    ImportOptions {
+        mode,
+        max_entries: MAX_IMPORT_ENTRIES,
+        max_entry_memory: MAX_ENTRY_MEMORY,
+    }
+}
+
+/// The answer to an import: `{"imported": n}`; 400 naming the first bad path of an invalid
+/// document or an entry over a storage limit, 413 over the entries of one import (nothing
+/// written either way); 500 when storage failed.
+pub(crate) fn import_answer(result: crate::Result<usize>) -> worker::Result<Response> {
+    match result {
         Ok(count) => Response::from_json(&json!({ "imported": count })),
         Err(Error::Invalid(message)) => text(400, message),
+        Err(Error::TooManyEntries { limit }) => text(
+            413,
+            format!(
+                "the import holds more than {limit} entries, the limit of one import: {IN_PARTS}"
+            ),
+        ),
         Err(e @ Error::TooLarge { .. }) => text(400, e.to_string()),
         Err(e) => {
             console_error!("import failed: {e}");

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use futures::future::LocalBoxFuture;
 use worker::{console_debug, console_error, Env};
 
 use super::fetch_bot::FetchBot;
@@ -129,6 +130,45 @@ where
         Err(e) => console_error!("update {update_id} not handled, Telegram will retry: {e}"),
     }
     WebhookOutcome::of(result)
+}
+
+/// The worker's Application over `persistence`, built to check an import's entries
+/// ([`Application::check_entry`]) rather than to run updates: its Bot API makes no calls (an
+/// import runs no handler), so an import needs no `BOT_TOKEN`.
+pub(crate) fn checking_application<B, C, U>(
+    settings: &Settings,
+    env: &Env,
+    persistence: Rc<dyn Persistence>,
+    build: &impl BuildApplication<B, C, U>,
+) -> crate::Result<Application<B, C, U>>
+where
+    B: DataType,
+    C: DataType,
+    U: DataType,
+{
+    build(Parts {
+        bot: Rc::new(NoCalls),
+        persistence,
+        env,
+        settings,
+    })
+}
+
+/// The Bot API of an Application that only checks data: every call fails, none is made.
+struct NoCalls;
+
+impl BotApi for NoCalls {
+    fn call<'a>(
+        &'a self,
+        method: &'a str,
+        _: serde_json::Value,
+    ) -> LocalBoxFuture<'a, crate::Result<serde_json::Value>> {
+        Box::pin(async move {
+            Err(crate::Error::Config(format!(
+                "{method}: an Application built to check an import makes no Bot API calls"
+            )))
+        })
+    }
 }
 
 /// The Bot API the settings name; `None` (logged) when it is not configured.

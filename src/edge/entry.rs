@@ -18,7 +18,7 @@ use super::settings::{Backend, Settings, WebhookAuth};
 use super::{forward, D1_BINDING, KV_BINDING};
 use crate::context::DataType;
 use crate::persistence::Persistence;
-use crate::webhook::Incoming;
+use crate::webhook::{not_utf8, Incoming, Rejection};
 use crate::MemoryPersistence;
 
 thread_local! {
@@ -57,7 +57,7 @@ where
     match path.as_str() {
         "/webhook" => webhook(&mut req, &env, &settings, &build).await,
         "/admin/export" | "/admin/import" | "/admin/info" | "/admin/dead-letters" => {
-            admin::worker_route(&mut req, &env, &settings, &path).await
+            admin::worker_route(&mut req, &env, &settings, &path, &build).await
         }
         #[cfg(feature = "dev-bot-api")]
         p if p.starts_with("/admin/dev/") => admin::dev_route(&req, &env, &settings, p).await,
@@ -101,8 +101,15 @@ where
     };
     if let Backend::DurableObject(routing) = settings.backend {
         let role = ObjectRole::for_update(routing, &update);
-        // The body as it came: no second serialisation (it parsed, so it is UTF-8).
-        let body = String::from_utf8_lossy(&body).into_owned();
+        // The body as it came: no second serialisation. It parsed, so it is UTF-8; were it not,
+        // it would be refused, never forwarded with U+FFFD in place of its bad bytes.
+        let body = match String::from_utf8(body) {
+            Ok(body) => body,
+            Err(e) => {
+                let rejection = Rejection::BadRequest(not_utf8(e.utf8_error()));
+                return WebhookOutcome::Rejected(rejection).into_response();
+            }
+        };
         let path = format!("/update{}", role.query());
         return forward(env, &role.object_name(), &path, Method::Post, Some(body)).await;
     }

@@ -40,7 +40,7 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Rejec
         .flatten()
         .and_then(|l| l.parse::<usize>().ok());
     if declared.is_some_and(|l| l > limit) {
-        return Err(Rejection::TooLarge);
+        return Err(Rejection::TooLarge { limit });
     }
     let mut stream = match req.stream() {
         Ok(stream) => stream,
@@ -52,7 +52,7 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Rejec
         let chunk =
             chunk.map_err(|e| Rejection::BadRequest(format!("body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(Rejection::TooLarge);
+            return Err(Rejection::TooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }

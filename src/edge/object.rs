@@ -21,8 +21,10 @@ use std::rc::Rc;
 use serde_json::json;
 use worker::{console_error, Env, Method, Request, Response, State};
 
-use super::admin::{export_from, import_into};
-use super::app::{run_update, BuildApplication, Parts};
+use super::admin::{
+    export_from, import_answer, import_into, import_mode, import_options, with_mode,
+};
+use super::app::{checking_application, run_update, BuildApplication, Parts};
 use super::chat_routing::{merge_export, split_by_chat, ChatRoutedPersistence, HomeRequest};
 use super::dead_letters::{self, FailedUpdates};
 use super::deadlines;
@@ -35,11 +37,12 @@ use crate::attempts::DeadLetter;
 use crate::callback_data::sweep;
 use crate::context::DataType;
 use crate::conversation;
+use crate::persistence::dict::{self, ImportMode};
 use crate::persistence::processed::DEFAULT_WINDOW_MS;
-use crate::persistence::{codec, dict, Change, Key, Persistence, DEFAULT_PREFIX};
+use crate::persistence::{codec, Change, Key, Persistence, DEFAULT_PREFIX};
 use crate::types::Update;
 use crate::update_gate::UpdateGate;
-use crate::webhook::{parse_body, Incoming};
+use crate::webhook::{not_utf8, parse_body, Incoming};
 
 /// The alarm sweeps the stored callback data at most this often.
 pub const SWEEP_INTERVAL_MS: i64 = 60 * 60 * 1000;
@@ -170,12 +173,20 @@ impl ObjectHost {
                 export_from(&self.storage()).await
             }
             "/import" => {
-                let body = req.bytes().await?;
+                let mode = match import_mode(&req) {
+                    Ok(mode) => mode,
+                    Err(refusal) => return refusal,
+                };
+                let body = match String::from_utf8(req.bytes().await?) {
+                    Ok(body) => body,
+                    Err(e) => return text(400, format!("$: {}", not_utf8(e.utf8_error()))),
+                };
                 let _turn = self.gate.enter().await;
                 if role == ObjectRole::Home {
-                    return self.import_all(&body).await;
+                    return self.import_all(&body, mode, &settings, &build).await;
                 }
-                import_into(&self.storage(), &body).await
+                let store = Rc::new(self.storage());
+                import_into(&settings, &self.env, store, &build, &body, mode).await
             }
             #[cfg(feature = "dev-bot-api")]
             p if p.starts_with("/devlog/") => {
@@ -574,35 +585,56 @@ impl ObjectHost {
     }
 
     /// Splits a document by chat: chat_data and conversations keyed by a chat id go to that
-    /// chat's object, the rest stays here. Every chat object known before is replaced too.
-    async fn import_all(&self, body: &[u8]) -> worker::Result<Response> {
-        let doc: serde_json::Value = match serde_json::from_slice(body) {
+    /// chat's object, the rest stays here. With [`ImportMode::Replace`] every chat object known
+    /// before is replaced too; with [`ImportMode::Merge`] only the document's chats are
+    /// touched. The whole document is checked first (shapes, the bot's own checks, the
+    /// bound on entries), so that a bad one changes nothing.
+    async fn import_all<B, C, U>(
+        &self,
+        body: &str,
+        mode: ImportMode,
+        settings: &Settings,
+        build: &impl BuildApplication<B, C, U>,
+    ) -> worker::Result<Response>
+    where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        let store = self.storage();
+        let app = match checking_application(settings, &self.env, Rc::new(self.storage()), build) {
+            Ok(app) => app,
+            Err(e) => return text(500, format!("the application could not be built: {e}")),
+        };
+        let options = import_options(mode);
+        let checked =
+            dict::for_each_entry(body, &options, |key, value| app.check_entry(&key, &value));
+        if let Err(e) = checked {
+            return import_answer(Err(e));
+        }
+        let doc: serde_json::Value = match serde_json::from_str(body) {
             Ok(doc) => doc,
             Err(e) => return text(400, format!("$: body is not valid JSON: {e}")),
         };
-        if let Err(e) = dict::to_entries(&doc) {
-            return text(
-                400,
-                e.to_string()
-                    .trim_start_matches("invalid input: ")
-                    .to_string(),
-            );
-        }
         if !doc["callback_data"].is_null() {
             return text(400, "callback_data: not importable with DO_ROUTING=chat");
         }
-        let store = self.storage();
         let mut parts = split_by_chat(&doc);
+        drop(doc);
         let home = parts.remove(&None).unwrap_or_else(|| json!({}));
-        let mut chats: Vec<i64> = store.registered_chats().await.unwrap_or_default();
+        let mut chats: Vec<i64> = match mode {
+            ImportMode::Replace => store.registered_chats().await.unwrap_or_default(),
+            ImportMode::Merge => Vec::new(),
+        };
         chats.extend(parts.keys().flatten());
         chats.sort_unstable();
         chats.dedup();
+        let path = format!("/import{}", with_mode("", mode));
         let mut imported = 0u64;
         for chat in chats {
             let part = parts.remove(&Some(chat)).unwrap_or_else(|| json!({}));
             let body = Some(part.to_string());
-            let answer = match self.ask_chat(chat, "/import", Method::Post, body).await? {
+            let answer = match self.ask_chat(chat, &path, Method::Post, body).await? {
                 Ok(answer) => answer,
                 Err(why) => return text(500, format!("import into chat {chat} failed: {why}")),
             };
@@ -615,7 +647,8 @@ impl ObjectHost {
                 return text(500, e.to_string());
             }
         }
-        match dict::import(&store, &home, 1).await {
+        let home = dict::import_text(&store, &home.to_string(), 1, options, |_, _| Ok(())).await;
+        match home {
             Ok(count) => Response::from_json(&json!({ "imported": imported + count as u64 })),
             Err(e) => text(500, e.to_string()),
         }

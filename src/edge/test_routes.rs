@@ -26,7 +26,10 @@
 //! - `POST /__test/drop-unread?role=chat|home&chat=<id>&users=<ids>&chats=<ids>&update_id=<id>`
 //!   → with `DO_ROUTING=chat`, in that chat's object (or the home object), an update that
 //!   deletes the user_data and chat_data of those ids without reading them, as
-//!   `ctx.drop_user_data(other)` does.
+//!   `ctx.drop_user_data(other)` does;
+//! - `GET /__test/memory[?object=<name>]` → `{"wasm_bytes": n}`: the WebAssembly memory of the
+//!   worker's isolate (or of the isolate that runs the object). It only grows, so it is the
+//!   most the module has held yet: what a test of an import's memory reads.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -129,6 +132,10 @@ pub(crate) async fn worker_route(
             Ok(()) => text(200, "ok"),
             Err(message) => text(500, message),
         },
+        "/__test/memory" => match query("object") {
+            Some(name) => forward(env, &name, "/__test/memory", Method::Get, None).await,
+            None => memory(),
+        },
         "/__test/read-many" => {
             let name = format!("read-many-{}", js_sys::Date::now() as u64);
             let path = format!("/__test/read-many?{}", url.query().unwrap_or(""));
@@ -203,6 +210,7 @@ pub(crate) async fn object_route(
                 Err(e) => text(500, e.to_string()),
             };
         }
+        "/__test/memory" => return memory(),
         "/__test/read-many" => {
             let count = query_param(req, "keys")
                 .and_then(|n| n.parse::<i64>().ok())
@@ -349,6 +357,12 @@ async fn d1_races(env: &Env) -> Result<(), String> {
         return Err(format!("the duplicate's other change was applied: {got:?}"));
     }
     Ok(())
+}
+
+/// The module's WebAssembly memory, in bytes (pages of 64 KiB; it never shrinks).
+fn memory() -> worker::Result<Response> {
+    let bytes = core::arch::wasm32::memory_size::<0>() * 65536;
+    Response::from_json(&serde_json::json!({ "wasm_bytes": bytes }))
 }
 
 async fn answer_case(case: &str, store: &dyn Persistence) -> worker::Result<Response> {

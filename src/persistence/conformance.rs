@@ -412,8 +412,10 @@ fn ptb_document() -> Value {
         "chat_data": {"-1001500000001": {"count": 2}, "777": {"count": 1}},
         "user_data": {"456": {"age": "12", "count": 2}},
         "conversations": {"profile": {"[-1001500000001, 456]": "TYPING_REPLY"}},
-        "callback_data": [[["kb-1", 1700000000.25, {"b-1": [1, []], "b-2": {"x": "y"}}]],
-                          {"q-1": "kb-1"}],
+        // Keyboard and button ids as PTB makes them (uuid4().hex).
+        "callback_data": [[["0f1e2d3c4b5a69788796a5b4c3d2e1f0", 1700000000.25,
+                            {"a1".repeat(16): [1, []], "b2".repeat(16): {"x": "y"}}]],
+                          {"q-1": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}],
     })
 }
 

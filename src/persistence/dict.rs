@@ -7,6 +7,8 @@
 //! (`callback_data` may be `null`). A PTB bot's `DictPersistence(...).bot_data_json` etc. import
 //! as they are; [`to_entries`] validates a whole document before anything is written.
 
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::{codec, Change, Key, KeyKind, Persistence};
@@ -97,27 +99,165 @@ fn invalid(path: &str, what: &str) -> Error {
     Error::Invalid(format!("{path}: {what}"))
 }
 
+/// The most bytes of a text taken from a document that an error shows.
+const SHOWN_BYTES: usize = 32;
+
+/// `text` for an error message: quoted, and when long cut short with its length, so that an
+/// error never echoes a 1.5 MB key.
+pub fn shown(text: &str) -> String {
+    if text.len() <= 2 * SHOWN_BYTES {
+        return format!("{text:?}");
+    }
+    let mut cut = SHOWN_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{:?}… ({} bytes)", &text[..cut], text.len())
+}
+
+/// A JSON value for an error message: its JSON text, cut short like [`shown`] when long.
+pub fn shown_json(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() <= 2 * SHOWN_BYTES {
+        return text;
+    }
+    let mut cut = SHOWN_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..cut], text.len())
+}
+
+/// A member name of a document as it appears in an error's path: as it is, or cut short
+/// ([`shown`]) when long.
+pub fn segment(name: &str) -> String {
+    if name.len() <= 2 * SHOWN_BYTES {
+        name.to_string()
+    } else {
+        shown(name)
+    }
+}
+
+/// The path of a stored entry in a DictPersistence document, as errors name it:
+/// `chat_data.5`, `conversations.profile.[1, 2]`, `callback_data.0.<keyboard id>`.
+pub fn entry_path(key: &Key) -> String {
+    match key {
+        Key::BotData => "bot_data".into(),
+        Key::ChatData(id) => format!("chat_data.{id}"),
+        Key::UserData(id) => format!("user_data.{id}"),
+        Key::Conversation { name, key } => {
+            format!("conversations.{}.{}", segment(name), segment(key))
+        }
+        Key::CallbackKeyboard(id) => format!("callback_data.0.{}", segment(id)),
+        Key::CallbackQuery(id) => format!("callback_data.1.{}", segment(id)),
+        Key::KeyboardIndex(id) => format!("(keyboard index {})", segment(id)),
+    }
+}
+
+/// The most bytes of a callback query id an import takes (Telegram's are far shorter).
+pub const MAX_QUERY_ID_BYTES: usize = 128;
+
+/// How an import treats what is stored already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportMode {
+    /// The document replaces everything stored: entries it does not hold are deleted (the
+    /// contract's `POST /admin/import`).
+    #[default]
+    Replace,
+    /// The document's entries are written over the stored ones; nothing else is deleted (an
+    /// ended conversation, `null`, is left out as in a replace). For a document too large for
+    /// one import: a replace with its first part, then a merge with each other part.
+    Merge,
+}
+
+/// How to import a document: [`ImportMode`], and bounds on what it may hold (none by
+/// default; the edge's `/admin/import` sets them to fit a Worker's 128 MB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Replace or merge.
+    pub mode: ImportMode,
+    /// A document with more entries (chat_data, user_data, conversation states, keyboards and
+    /// query mappings count one each, bot_data one) is refused with
+    /// [`Error::TooManyEntries`] as soon as the walk passes the limit: every entry is held
+    /// encoded until the import's one write.
+    pub max_entries: usize,
+    /// An entry whose value would take more memory than this, in bytes, as a JSON tree
+    /// (estimated from its text before it is parsed, see [`tree_bytes`]) is refused with an
+    /// [`Error::Invalid`] naming it: the import parses one entry at a time, but every update
+    /// that reads the entry decodes it whole too. A megabyte of tiny objects (`{"a":0}`) takes
+    /// about 60 MB.
+    pub max_entry_memory: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            mode: ImportMode::Replace,
+            max_entries: usize::MAX,
+            max_entry_memory: usize::MAX,
+        }
+    }
+}
+
 /// Validates a whole DictPersistence-shaped document and lists its entries, values as stored
 /// by edgegram. The first problem found is an [`Error::Invalid`] naming its path
 /// (`chat_data.abc: ...`). Ended conversations (`null`) yield no entry; a conversation state is
-/// stored as it is (see [`ConversationEntry`]).
+/// stored as it is (see [`ConversationEntry`]). See [`for_each_entry`] for a document as text,
+/// without holding it as one JSON tree.
 pub fn to_entries(doc: &Value) -> Result<Vec<(Key, Value)>> {
-    let doc = doc
-        .as_object()
-        .ok_or_else(|| invalid("$", "expected a JSON object"))?;
     let mut entries = Vec::new();
-    for (section, value) in doc {
+    for_each_entry(&doc.to_string(), &ImportOptions::default(), |key, value| {
+        entries.push((key, value));
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// Walks a DictPersistence-shaped document given as JSON text, entry by entry, and hands each
+/// entry (its key, its value as stored by edgegram) to `f` as soon as it is validated; an
+/// error of `f` stops the walk and is answered. Only one entry is held as a JSON tree at a
+/// time: a document of many small entries costs its text and what `f` keeps, not a tree of
+/// it (about ten times the text).
+///
+/// The first problem found is an [`Error::Invalid`] naming its path; a document over the
+/// bounds of `options` is refused as [`ImportOptions`] says (its mode does not matter here).
+/// Sections, and entries of one key, may appear once (`[1,2]` and `[1, 2]` name one
+/// conversation entry). Answers how many entries `f` got.
+pub fn for_each_entry(
+    doc: &str,
+    options: &ImportOptions,
+    mut f: impl FnMut(Key, Value) -> Result<()>,
+) -> Result<usize> {
+    let doc: &RawValue = serde_json::from_str(doc)
+        .map_err(|e| invalid("$", &format!("body is not valid JSON: {e}")))?;
+    let mut walk = Walk {
+        max_entries: options.max_entries,
+        max_entry_memory: options.max_entry_memory,
+        members: 0,
+        emitted: 0,
+        seen: std::collections::HashSet::new(),
+        f: &mut f,
+    };
+    if kind(doc) != b'{' {
+        return Err(invalid("$", "expected a JSON object"));
+    }
+    let mut seen_sections: Vec<String> = Vec::new();
+    for_each_member(doc, "$", "expected a JSON object", |section, value| {
+        if seen_sections.contains(&section) {
+            return Err(invalid(&segment(&section), "appears twice in the document"));
+        }
         match section.as_str() {
-            "bot_data" => match value {
-                Value::Null => {}
-                Value::Object(_) => entries.push((Key::BotData, value.clone())),
+            "bot_data" => match kind(value) {
+                b'n' => {}
+                b'{' => walk.entry(Key::BotData, walk.parse(value, "bot_data")?)?,
                 _ => return Err(invalid("bot_data", "expected an object")),
             },
             "chat_data" | "user_data" => {
-                for (id, data) in object_or_null(value, section)? {
-                    let path = format!("{section}.{id}");
-                    let id = parse_id(id).ok_or_else(|| invalid(&path, "key is not an integer id"))?;
-                    if !data.is_object() {
+                for_each_member(value, &section, "expected an object", |id, data| {
+                    let path = format!("{section}.{}", segment(&id));
+                    let id =
+                        parse_id(&id).ok_or_else(|| invalid(&path, "key is not an integer id"))?;
+                    if kind(data) != b'{' {
                         return Err(invalid(&path, "expected an object"));
                     }
                     let key = if section == "chat_data" {
@@ -125,98 +265,372 @@ pub fn to_entries(doc: &Value) -> Result<Vec<(Key, Value)>> {
                     } else {
                         Key::UserData(id)
                     };
-                    entries.push((key, data.clone()));
-                }
+                    walk.entry(key, walk.parse(data, &path)?)
+                })?;
             }
             "conversations" => {
-                for (name, states) in object_or_null(value, section)? {
-                    let path = format!("conversations.{name}");
-                    for (key, state) in object_or_null(states, &path)? {
-                        let path = format!("{path}.{key}");
-                        let key = normalize_conversation_key(key).ok_or_else(|| {
+                for_each_member(value, "conversations", "expected an object", |name, states| {
+                    let path = format!("conversations.{}", segment(&name));
+                    for_each_member(states, &path, "expected an object", |key, state| {
+                        let path = format!("{path}.{}", segment(&key));
+                        let key = normalize_conversation_key(&key).ok_or_else(|| {
                             invalid(&path, "key is not a JSON array of integers or strings")
                         })?;
-                        if state.is_null() {
-                            continue;
+                        if kind(state) == b'n' {
+                            return walk.skip();
                         }
                         let name = name.clone();
-                        entries.push((Key::Conversation { name, key }, state.clone()));
-                    }
-                }
+                        walk.entry(Key::Conversation { name, key }, walk.parse(state, &path)?)
+                    })
+                })?;
             }
-            "callback_data" => callback_entries(value, &mut entries)?,
+            "callback_data" => walk.callback_data(value)?,
             other => {
                 return Err(invalid(
-                    other,
+                    &segment(other),
                     "unknown section (expected bot_data, chat_data, user_data, conversations, callback_data)",
                 ))
             }
         }
-    }
-    // Two spellings of one conversation key ("[1,2]" and "[1, 2]"), or a keyboard listed
-    // twice, would name one entry twice: which value wins would depend on the backend.
-    let mut seen = std::collections::HashSet::new();
-    for (key, _) in &entries {
-        if !seen.insert(key) {
-            let path = match key {
-                Key::Conversation { name, key } => format!("conversations.{name}.{key}"),
-                Key::CallbackKeyboard(id) => format!("callback_data.0.{id}"),
-                other => other.to_string(),
-            };
-            return Err(invalid(&path, "appears twice in the document"));
+        seen_sections.push(section);
+        Ok(())
+    })?;
+    Ok(walk.emitted)
+}
+
+/// [`for_each_entry`]'s state: the count against the limit, the keys seen (one key may not
+/// appear twice: which value won would depend on the backend).
+struct Walk<'f, F> {
+    max_entries: usize,
+    max_entry_memory: usize,
+    members: usize,
+    emitted: usize,
+    seen: std::collections::HashSet<Key>,
+    f: &'f mut F,
+}
+
+impl<F: FnMut(Key, Value) -> Result<()>> Walk<'_, F> {
+    /// Counts a member against the limit.
+    fn skip(&mut self) -> Result<()> {
+        self.members += 1;
+        if self.members > self.max_entries {
+            return Err(Error::TooManyEntries {
+                limit: self.max_entries,
+            });
         }
+        Ok(())
     }
-    Ok(entries)
-}
 
-fn object_or_null<'a>(value: &'a Value, path: &str) -> Result<Vec<(&'a String, &'a Value)>> {
-    match value {
-        Value::Null => Ok(Vec::new()),
-        Value::Object(map) => Ok(map.iter().collect()),
-        _ => Err(invalid(path, "expected an object")),
+    fn entry(&mut self, key: Key, value: Value) -> Result<()> {
+        self.skip()?;
+        if self.seen.contains(&key) {
+            return Err(invalid(&entry_path(&key), "appears twice in the document"));
+        }
+        self.seen.insert(key.clone());
+        self.emitted += 1;
+        (self.f)(key, value)
     }
-}
 
-fn callback_entries(value: &Value, entries: &mut Vec<(Key, Value)>) -> Result<()> {
-    let Some(parts) = value.as_array() else {
-        return match value {
-            Value::Null => Ok(()),
-            _ => Err(invalid(
-                "callback_data",
-                "expected [keyboards, queries] or null",
-            )),
-        };
-    };
-    let [keyboards, queries] = parts.as_slice() else {
-        return Err(invalid("callback_data", "expected [keyboards, queries]"));
-    };
-    let keyboards = keyboards
-        .as_array()
-        .ok_or_else(|| invalid("callback_data.0", "expected a list of keyboards"))?;
-    for (i, keyboard) in keyboards.iter().enumerate() {
-        let path = format!("callback_data.0.{i}");
-        let (id, time, buttons) = match keyboard.as_array().map(Vec::as_slice) {
-            Some([Value::String(id), time, Value::Object(buttons)]) if time.is_number() => {
-                (id, time, buttons)
+    /// One raw value as a JSON tree, unless the tree would take more than
+    /// `max_entry_memory`. It parsed as part of the document, so it cannot fail but for
+    /// serde_json's recursion limit or a number out of range, which are then named.
+    fn parse(&self, value: &RawValue, path: &str) -> Result<Value> {
+        if self.max_entry_memory != usize::MAX {
+            let bytes = tree_bytes(value).map_err(|e| invalid(path, &e.to_string()))?;
+            if bytes > self.max_entry_memory {
+                let mb = |n: usize| n as f64 / 1e6;
+                return Err(invalid(
+                    path,
+                    &format!(
+                        "its value would take about {:.1} MB of memory as JSON, more than one \
+                         entry may take ({:.1} MB): every update that reads it loads it whole, \
+                         and a Worker has 128 MB",
+                        mb(bytes),
+                        mb(self.max_entry_memory)
+                    ),
+                ));
             }
+        }
+        serde_json::from_str(value.get()).map_err(|e| invalid(path, &e.to_string()))
+    }
+
+    fn callback_data(&mut self, value: &RawValue) -> Result<()> {
+        match kind(value) {
+            b'n' => return Ok(()),
+            b'[' => {}
             _ => {
                 return Err(invalid(
-                    &path,
-                    "expected [keyboard_id, access_time, {button_id: data}]",
+                    "callback_data",
+                    "expected [keyboards, queries] or null",
                 ))
             }
-        };
-        let stored = json!({"access_time": time, "buttons": buttons});
-        entries.push((Key::CallbackKeyboard(id.clone()), stored));
-    }
-    for (query, keyboard) in object_or_null(queries, "callback_data.1")? {
-        if !keyboard.is_string() {
-            let path = format!("callback_data.1.{query}");
-            return Err(invalid(&path, "expected a keyboard id"));
         }
-        entries.push((Key::CallbackQuery(query.clone()), keyboard.clone()));
+        let parts = array_elements(value, "callback_data")?;
+        let [keyboards, queries] = parts.as_slice() else {
+            return Err(invalid("callback_data", "expected [keyboards, queries]"));
+        };
+        if kind(keyboards) != b'[' {
+            return Err(invalid("callback_data.0", "expected a list of keyboards"));
+        }
+        let mut i = 0;
+        for_each_element(keyboards, "callback_data.0", |keyboard| {
+            let path = format!("callback_data.0.{i}");
+            i += 1;
+            let (id, stored) = keyboard_entry(self.parse(keyboard, &path)?, &path)?;
+            self.entry(Key::CallbackKeyboard(id), stored)
+        })?;
+        for_each_member(
+            queries,
+            "callback_data.1",
+            "expected an object",
+            |query, keyboard| {
+                if query.is_empty() || query.len() > MAX_QUERY_ID_BYTES {
+                    return Err(invalid(
+                        "callback_data.1",
+                        &format!(
+                        "query id {} is not a callback query id (1 to {MAX_QUERY_ID_BYTES} bytes)",
+                        shown(&query)
+                    ),
+                    ));
+                }
+                let path = format!("callback_data.1.{}", segment(&query));
+                let keyboard = self.parse(keyboard, &path)?;
+                match keyboard.as_str() {
+                    Some(id) if crate::callback_data::is_id(id) => {}
+                    Some(id) => return Err(invalid(&path, &bad_id("keyboard", id))),
+                    None => return Err(invalid(&path, "expected a keyboard id")),
+                }
+                self.entry(Key::CallbackQuery(query), keyboard)
+            },
+        )
     }
-    Ok(())
+}
+
+/// A keyboard of a document, `[keyboard_id, access_time, {button_id: data}]`, checked: ids of
+/// the shape presses resolve, at most as many buttons as Telegram shows, a time that is
+/// seconds since the epoch. Answers its id and its stored value.
+fn keyboard_entry(keyboard: Value, path: &str) -> Result<(String, Value)> {
+    use crate::callback_data::{is_id, MAX_BUTTONS};
+    let shape = || {
+        invalid(
+            path,
+            "expected [keyboard_id, access_time, {button_id: data}]",
+        )
+    };
+    let Value::Array(parts) = keyboard else {
+        return Err(shape());
+    };
+    let Ok([Value::String(id), time, Value::Object(buttons)]) = <[Value; 3]>::try_from(parts)
+    else {
+        return Err(shape());
+    };
+    if !is_id(&id) {
+        return Err(invalid(&format!("{path}.0"), &bad_id("keyboard", &id)));
+    }
+    if !time.as_f64().is_some_and(|t| t >= 0.0) {
+        return Err(invalid(
+            &format!("{path}.1"),
+            "access_time is not seconds since the epoch (a number, at least 0)",
+        ));
+    }
+    let path = format!("{path}.2");
+    if buttons.len() > MAX_BUTTONS {
+        return Err(invalid(
+            &path,
+            &format!(
+                "{} buttons; a Telegram keyboard has at most {MAX_BUTTONS}",
+                buttons.len()
+            ),
+        ));
+    }
+    if let Some(button) = buttons.keys().find(|b| !is_id(b)) {
+        return Err(invalid(&path, &bad_id("button", button)));
+    }
+    Ok((id, json!({"access_time": time, "buttons": buttons})))
+}
+
+fn bad_id(what: &str, id: &str) -> String {
+    format!(
+        "{what} id {} is not {} hex digits, the shape edgegram and python-telegram-bot \
+         (uuid4().hex) make and a press resolves",
+        shown(id),
+        crate::callback_data::ID_LEN
+    )
+}
+
+/// The first byte of a raw JSON value, which tells its type (`{`, `[`, `"`, `n`, `t`, `f`, a
+/// digit or `-`).
+fn kind(value: &RawValue) -> u8 {
+    value.get().as_bytes().first().copied().unwrap_or(b' ')
+}
+
+/// About how many bytes `value` takes as a serde_json tree (sizes of wasm32, where workers
+/// run), estimated from its text without building it: 24 per value, each string's and key's
+/// bytes (rounded up to 8), and an object's B-tree nodes, about 408 bytes per 6 members (nodes
+/// hold 6 to 11). `{"a":0}` is 464 bytes, as measured under workerd.
+pub fn tree_bytes(value: &RawValue) -> std::result::Result<usize, serde_json::Error> {
+    const VALUE: usize = 24;
+    const NODE: usize = 408;
+    const NODE_MEMBERS: usize = 6;
+    fn heap(len: usize) -> usize {
+        len.div_ceil(8) * 8
+    }
+    struct Cost;
+    impl<'de> DeserializeSeed<'de> for Cost {
+        type Value = usize;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<usize, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Cost {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_unit<E>(self) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<usize, E> {
+            Ok(VALUE)
+        }
+        fn visit_str<E>(self, text: &str) -> std::result::Result<usize, E> {
+            Ok(VALUE + heap(text.len()))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<usize, A::Error> {
+            let mut total = VALUE;
+            while let Some(cost) = seq.next_element_seed(Cost)? {
+                total = total.saturating_add(cost);
+            }
+            Ok(total)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<usize, A::Error> {
+            let (mut total, mut members) = (VALUE, 0usize);
+            while let Some(key) = map.next_key_seed(KeyBytes)? {
+                let value = map.next_value_seed(Cost)?;
+                total = total.saturating_add(heap(key)).saturating_add(value);
+                members += 1;
+            }
+            Ok(total.saturating_add(NODE * members.div_ceil(NODE_MEMBERS)))
+        }
+    }
+    struct KeyBytes;
+    impl<'de> DeserializeSeed<'de> for KeyBytes {
+        type Value = usize;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<usize, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for KeyBytes {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_str<E>(self, text: &str) -> std::result::Result<usize, E> {
+            Ok(text.len())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(value.get());
+    Cost.deserialize(&mut de)
+}
+
+/// Hands each member of a JSON object given raw to `f`, in document order (nothing for
+/// `null`); anything else is `what` at `path`. Members are not gathered first: a walk over a
+/// huge object stops at `f`'s first error.
+fn for_each_member<'a>(
+    value: &'a RawValue,
+    path: &str,
+    what: &str,
+    mut f: impl FnMut(String, &'a RawValue) -> Result<()>,
+) -> Result<()> {
+    match kind(value) {
+        b'n' => return Ok(()),
+        b'{' => {}
+        _ => return Err(invalid(path, what)),
+    }
+    struct Members<'f, 'a> {
+        f: &'f mut dyn FnMut(String, &'a RawValue) -> Result<()>,
+        failed: &'f mut Option<Error>,
+    }
+    impl<'a> Visitor<'a> for Members<'_, 'a> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            while let Some((name, value)) = map.next_entry::<String, &'a RawValue>()? {
+                if let Err(e) = (self.f)(name, value) {
+                    *self.failed = Some(e);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut failed = None;
+    let members = Members {
+        f: &mut f,
+        failed: &mut failed,
+    };
+    let mut de = serde_json::Deserializer::from_str(value.get());
+    let result = de.deserialize_map(members);
+    match (failed, result) {
+        (Some(error), _) => Err(error),
+        (None, Ok(())) => Ok(()),
+        (None, Err(e)) => Err(invalid(path, &e.to_string())),
+    }
+}
+
+/// The elements of a short JSON array given raw.
+fn array_elements<'a>(value: &'a RawValue, path: &str) -> Result<Vec<&'a RawValue>> {
+    serde_json::from_str(value.get()).map_err(|e| invalid(path, &e.to_string()))
+}
+
+/// Hands each element of a JSON array given raw to `f`, in order, not gathering them first.
+fn for_each_element<'a>(
+    value: &'a RawValue,
+    path: &str,
+    mut f: impl FnMut(&'a RawValue) -> Result<()>,
+) -> Result<()> {
+    struct Elements<'f, 'a> {
+        f: &'f mut dyn FnMut(&'a RawValue) -> Result<()>,
+        failed: &'f mut Option<Error>,
+    }
+    impl<'a> Visitor<'a> for Elements<'_, 'a> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+            while let Some(value) = seq.next_element::<&'a RawValue>()? {
+                if let Err(e) = (self.f)(value) {
+                    *self.failed = Some(e);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut failed = None;
+    let elements = Elements {
+        f: &mut f,
+        failed: &mut failed,
+    };
+    let mut de = serde_json::Deserializer::from_str(value.get());
+    let result = de.deserialize_seq(elements);
+    match (failed, result) {
+        (Some(error), _) => Err(error),
+        (None, Ok(())) => Ok(()),
+        (None, Err(e)) => Err(invalid(path, &e.to_string())),
+    }
 }
 
 /// Builds a DictPersistence-shaped document from stored entries (values as stored by
@@ -300,30 +714,67 @@ pub async fn export(persistence: &dyn Persistence) -> Result<Value> {
 
 /// Replaces everything `persistence` holds with `doc` (a DictPersistence-shaped document). The
 /// whole document is validated first; nothing is written when it is invalid. Entries are
-/// stored with schema version `version`.
+/// stored with schema version `version`. See [`import_text`] for a merge, a bound on the
+/// entries, and a check of each entry (what
+/// [`Application::import`](crate::Application::import) does: entries its handlers could not
+/// use are refused).
 pub async fn import(persistence: &dyn Persistence, doc: &Value, version: u32) -> Result<usize> {
-    let entries = to_entries(doc)?;
-    let mut changes = Vec::with_capacity(entries.len());
-    let mut kept = std::collections::HashSet::new();
-    for (key, value) in entries {
-        kept.insert(key.clone());
-        changes.push(Change::Put(key, codec::encode(version, &value.to_string())));
-    }
-    for kind in KeyKind::ALL {
-        for key in persistence.list(kind).await? {
-            if !kept.contains(&key) {
-                changes.push(Change::Delete(key));
+    let options = ImportOptions::default();
+    import_text(persistence, &doc.to_string(), version, options, |_, _| {
+        Ok(())
+    })
+    .await
+}
+
+/// Imports a DictPersistence-shaped document given as JSON text, as `options` say: every
+/// entry is validated ([`for_each_entry`]) and given to `check` first, and only when all
+/// passed is anything written, in one [`Persistence::write`] (a replace deletes the stored
+/// entries the document does not hold in the same write). Entries are stored with schema
+/// version `version`. Answers how many entries were written.
+///
+/// Memory: the document's text, and each entry encoded until the write (no JSON tree of the
+/// whole document).
+pub async fn import_text(
+    persistence: &dyn Persistence,
+    doc: &str,
+    version: u32,
+    options: ImportOptions,
+    mut check: impl FnMut(&Key, &Value) -> Result<()>,
+) -> Result<usize> {
+    let mut changes = Vec::new();
+    for_each_entry(doc, &options, |key, value| {
+        check(&key, &value)?;
+        let encoded = codec::encode(version, &value.to_string());
+        changes.push(Change::Put(key, encoded));
+        Ok(())
+    })?;
+    let count = changes.len();
+    if options.mode == ImportMode::Replace {
+        let kept: std::collections::HashSet<&Key> = changes.iter().map(Change::key).collect();
+        let mut deletes = Vec::new();
+        for kind in KeyKind::ALL {
+            for key in persistence.list(kind).await? {
+                if !kept.contains(&key) {
+                    deletes.push(Change::Delete(key));
+                }
             }
         }
+        drop(kept);
+        changes.extend(deletes);
     }
     persistence.write(&changes).await?;
     persistence.flush().await?;
-    Ok(kept.len())
+    Ok(count)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::persistence::memory::MemoryPersistence;
+    use futures::executor::block_on;
+
+    const KEYBOARD: &str = "0123456789abcdef0123456789abcdef";
+    const BUTTON: &str = "fedcba9876543210fedcba9876543210";
 
     fn sample() -> Value {
         json!({
@@ -331,7 +782,7 @@ mod tests {
             "chat_data": {"-1001500000001": {"count": 2}, "5": {}},
             "user_data": {"456": {"age": "12"}},
             "conversations": {"profile": {"[-1001500000001, 456]": "CHOOSING", "[1, 2]": null}},
-            "callback_data": [[["kb1", 1700000000.5, {"b1": [1, []]}]], {"q1": "kb1"}],
+            "callback_data": [[[KEYBOARD, 1700000000.5, {BUTTON: [1, []]}]], {"q1": KEYBOARD}],
         })
     }
 
@@ -418,8 +869,12 @@ mod tests {
                 "conversations.p.[]",
             ),
             (
-                json!({"callback_data": [[["a", "t", {}]], {}]}),
+                json!({"callback_data": [[["a", 1, []]], {}]}),
                 "callback_data.0.0",
+            ),
+            (
+                json!({"callback_data": [[[KEYBOARD, "t", {}]], {}]}),
+                "callback_data.0.0.1",
             ),
             (
                 json!({"callback_data": [[], {"q": 1}]}),
@@ -432,8 +887,8 @@ mod tests {
                 "conversations.p.[1, 2]",
             ),
             (
-                json!({"callback_data": [[["k", 1, {}], ["k", 2, {}]], {}]}),
-                "callback_data.0.k",
+                json!({"callback_data": [[[KEYBOARD, 1, {}], [KEYBOARD, 2, {}]], {}]}),
+                &format!("callback_data.0.{KEYBOARD}"),
             ),
         ];
         for (doc, path) in cases {
@@ -444,5 +899,274 @@ mod tests {
                 other => panic!("{doc}: {other:?}"),
             }
         }
+    }
+
+    /// The message of the `Error::Invalid` that `doc` (as text) is refused with.
+    fn refusal(doc: &str) -> String {
+        match for_each_entry(doc, &ImportOptions::default(), |_, _| Ok(())) {
+            Err(Error::Invalid(message)) => message,
+            other => panic!("{doc}: {other:?}"),
+        }
+    }
+
+    fn keyboards(keyboard: Value) -> String {
+        json!({"callback_data": [[keyboard], {}]}).to_string()
+    }
+
+    #[test]
+    fn keyboard_and_button_ids_of_another_shape_than_ptbs_are_refused() {
+        let ok = keyboards(json!([KEYBOARD, 1_700_000_000.5, {BUTTON: [1, []]}]));
+        assert_eq!(
+            for_each_entry(&ok, &ImportOptions::default(), |_, _| Ok(())),
+            Ok(1)
+        );
+        let upper = keyboards(json!([KEYBOARD.to_uppercase(), 1, {BUTTON: 1}]));
+        assert_eq!(
+            for_each_entry(&upper, &ImportOptions::default(), |_, _| Ok(())),
+            Ok(1),
+            "a press resolves upper-case hex too"
+        );
+
+        let message = refusal(&keyboards(json!(["", 1, {BUTTON: 1}])));
+        assert!(
+            message.starts_with("callback_data.0.0.0: keyboard id \"\" is not 32 hex digits"),
+            "{message}"
+        );
+        let huge = "f".repeat(1_500_000);
+        let message = refusal(&keyboards(json!([huge, 1, {BUTTON: 1}])));
+        assert!(
+            message.starts_with(&format!(
+                "callback_data.0.0.0: keyboard id \"{}\"… (1500000 bytes) is not",
+                "f".repeat(32)
+            )),
+            "{message}"
+        );
+        assert!(message.len() < 300, "the id is not echoed: {message}");
+        for bad in ["kb-1", "0123456789abcdef0123456789abcdeg", &KEYBOARD[1..]] {
+            let message = refusal(&keyboards(json!([bad, 1, {BUTTON: 1}])));
+            assert!(
+                message.starts_with("callback_data.0.0.0: keyboard id"),
+                "{message}"
+            );
+        }
+
+        let message = refusal(&keyboards(json!([KEYBOARD, 1, {"b-1": 1}])));
+        assert!(
+            message.starts_with("callback_data.0.0.2: button id \"b-1\" is not 32 hex digits"),
+            "{message}"
+        );
+        let message = refusal(&keyboards(json!([KEYBOARD, 1, {"": 1}])));
+        assert!(
+            message.starts_with("callback_data.0.0.2: button id \"\""),
+            "{message}"
+        );
+
+        let buttons: Map<String, Value> =
+            (0..101).map(|i| (format!("{i:032x}"), json!(i))).collect();
+        let message = refusal(&keyboards(json!([KEYBOARD, 1, buttons])));
+        assert!(
+            message.starts_with(
+                "callback_data.0.0.2: 101 buttons; a Telegram keyboard has at most 100"
+            ),
+            "{message}"
+        );
+        let buttons: Map<String, Value> =
+            (0..100).map(|i| (format!("{i:032x}"), json!(i))).collect();
+        let at_most = keyboards(json!([KEYBOARD, 1, buttons]));
+        assert_eq!(
+            for_each_entry(&at_most, &ImportOptions::default(), |_, _| Ok(())),
+            Ok(1)
+        );
+
+        let message = refusal(&keyboards(json!([KEYBOARD, -1, {}])));
+        assert!(
+            message.starts_with("callback_data.0.0.1: access_time"),
+            "{message}"
+        );
+
+        // The query mappings: a keyboard id of the same shape, a query id of a sane length.
+        let queries = |queries: Value| json!({"callback_data": [[], queries]}).to_string();
+        let message = refusal(&queries(json!({"q1": "kb-1"})));
+        assert!(
+            message.starts_with("callback_data.1.q1: keyboard id \"kb-1\" is not 32 hex digits"),
+            "{message}"
+        );
+        let message = refusal(&queries(json!({"": KEYBOARD})));
+        assert!(
+            message.starts_with("callback_data.1: query id \"\""),
+            "{message}"
+        );
+        let message = refusal(&queries(json!({"9".repeat(129): KEYBOARD})));
+        assert!(
+            message.starts_with(
+                "callback_data.1: query id \"99999999999999999999999999999999\"… (129 bytes)"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn long_names_in_paths_are_cut_short() {
+        let name = "n".repeat(100_000);
+        let message = refusal(&json!({"chat_data": {name: {}}}).to_string());
+        assert!(
+            message.starts_with(&format!(
+                "chat_data.\"{}\"… (100000 bytes): key is not",
+                "n".repeat(32)
+            )),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_section_or_an_entry_twice_in_the_text_is_refused() {
+        let message = refusal(r#"{"chat_data": {"1": {}}, "chat_data": {"2": {}}}"#);
+        assert!(message.starts_with("chat_data: appears twice"), "{message}");
+        // A JSON tree would keep the last silently; the walk sees both.
+        let message = refusal(r#"{"user_data": {"1": {"a": 1}, "1": {"a": 2}}}"#);
+        assert!(
+            message.starts_with("user_data.1: appears twice"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_a_json_object_is_refused_at_the_root() {
+        for (doc, start) in [
+            ("{nope", "$: body is not valid JSON"),
+            ("[]", "$: expected a JSON object"),
+            (" null ", "$: expected a JSON object"),
+            ("{} {}", "$: body is not valid JSON"),
+        ] {
+            let message = refusal(doc);
+            assert!(message.starts_with(start), "{doc}: {message}");
+        }
+        assert_eq!(
+            for_each_entry("  { }  ", &ImportOptions::default(), |_, _| Ok(())),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn more_entries_than_the_limit_are_refused_before_anything_is_written() {
+        let store = MemoryPersistence::from_json(&json!({"bot_data": {"kept": true}})).unwrap();
+        let doc = json!({"chat_data": {"1": {}, "2": {}}, "conversations": {"c": {"[1, 2]": null, "[3, 4]": 1}}});
+        let options = ImportOptions {
+            max_entries: 3,
+            ..ImportOptions::default()
+        };
+        let result = block_on(import_text(&store, &doc.to_string(), 1, options, |_, _| {
+            Ok(())
+        }));
+        assert_eq!(
+            result,
+            Err(Error::TooManyEntries { limit: 3 }),
+            "an ended conversation counts too"
+        );
+        assert_eq!(store.to_json().unwrap()["bot_data"], json!({"kept": true}));
+        let options = ImportOptions {
+            max_entries: 4,
+            ..options
+        };
+        let result = block_on(import_text(&store, &doc.to_string(), 1, options, |_, _| {
+            Ok(())
+        }));
+        assert_eq!(result, Ok(3));
+        assert_eq!(store.to_json().unwrap()["bot_data"], json!({}));
+    }
+
+    #[test]
+    fn a_merge_writes_the_documents_entries_and_deletes_nothing() {
+        let store = MemoryPersistence::from_json(&json!({
+            "bot_data": {"a": 1}, "chat_data": {"1": {"a": 1}, "2": {"a": 2}},
+        }))
+        .unwrap();
+        let part = json!({"chat_data": {"2": {"a": 22}, "3": {"a": 3}}, "user_data": {"8": {}}});
+        let options = ImportOptions {
+            mode: ImportMode::Merge,
+            ..ImportOptions::default()
+        };
+        let result = block_on(import_text(
+            &store,
+            &part.to_string(),
+            1,
+            options,
+            |_, _| Ok(()),
+        ));
+        assert_eq!(result, Ok(3));
+        let state = store.to_json().unwrap();
+        assert_eq!(state["bot_data"], json!({"a": 1}));
+        assert_eq!(
+            state["chat_data"],
+            json!({"1": {"a": 1}, "2": {"a": 22}, "3": {"a": 3}})
+        );
+        assert_eq!(state["user_data"], json!({"8": {}}));
+    }
+
+    #[test]
+    fn a_check_that_refuses_an_entry_stops_the_import_before_anything_is_written() {
+        let store = MemoryPersistence::from_json(&json!({"bot_data": {"kept": true}})).unwrap();
+        let doc = json!({"chat_data": {"1": {}, "2": {"bad": true}, "3": {}}});
+        let mut checked = Vec::new();
+        let result = block_on(import_text(
+            &store,
+            &doc.to_string(),
+            1,
+            ImportOptions::default(),
+            |key, value| {
+                checked.push(key.clone());
+                match value.get("bad") {
+                    Some(_) => Err(Error::Invalid(format!("{}: bad", entry_path(key)))),
+                    None => Ok(()),
+                }
+            },
+        ));
+        assert_eq!(result, Err(Error::Invalid("chat_data.2: bad".into())));
+        assert_eq!(
+            checked,
+            [Key::ChatData(1), Key::ChatData(2)],
+            "the walk stopped there"
+        );
+        assert_eq!(store.to_json().unwrap()["bot_data"], json!({"kept": true}));
+    }
+
+    #[test]
+    fn an_entry_whose_tree_would_not_fit_is_refused_before_it_is_parsed() {
+        let raw = |text: &str| -> Box<RawValue> { RawValue::from_string(text.into()).unwrap() };
+        // The estimate: 24 bytes a value, strings and keys by their bytes, B-tree nodes.
+        assert_eq!(tree_bytes(&raw("null")).unwrap(), 24);
+        assert_eq!(tree_bytes(&raw(r#""abc""#)).unwrap(), 32);
+        assert_eq!(tree_bytes(&raw(r#"{"a":0}"#)).unwrap(), 464);
+        assert_eq!(tree_bytes(&raw("[0, 0, 0]")).unwrap(), 96);
+        // A megabyte of tiny objects is a tree of about 60 MB; as many bytes of text are one.
+        let tiny = format!("[{}]", vec![r#"{"a":0}"#; 131_072].join(","));
+        assert!(tree_bytes(&raw(&tiny)).unwrap() > 60_000_000);
+        let text = format!("\"{}\"", "x".repeat(1 << 20));
+        assert!(tree_bytes(&raw(&text)).unwrap() < (1 << 20) + 100);
+
+        let options = ImportOptions {
+            max_entry_memory: 16 << 20,
+            ..ImportOptions::default()
+        };
+        let doc =
+            format!(r#"{{"chat_data": {{"1": {{"text": {text}}}, "2": {{"list": {tiny}}}}}}}"#);
+        let mut seen = Vec::new();
+        let result = for_each_entry(&doc, &options, |key, _| {
+            seen.push(key);
+            Ok(())
+        });
+        let Err(Error::Invalid(message)) = result else {
+            panic!("{result:?}")
+        };
+        assert!(
+            message.starts_with("chat_data.2: its value would take about 60.8 MB of memory as JSON, more than one entry may take (16.8 MB)"),
+            "{message}"
+        );
+        assert_eq!(seen, [Key::ChatData(1)], "the megabyte of text was fine");
+        // Without the bound (native use), it is parsed.
+        assert_eq!(
+            for_each_entry(&doc, &ImportOptions::default(), |_, _| Ok(())),
+            Ok(2)
+        );
     }
 }

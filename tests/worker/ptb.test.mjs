@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ensurePtbVenv } from "../../tools/ptb-venv.mjs";
+import { parts } from "../../tools/admin-client.mjs";
 import { startBotApi } from "./support/bot-api.mjs";
 import { startWorker, commandUpdate, post, exportState, importState, root, ADMIN } from "./support/worker.mjs";
 
@@ -220,6 +221,30 @@ test("npm run ptb-import: DictPersistence's JSON strings, one file per section; 
   const back = ptbImport(saved);
   assert.equal(back.status, 0, back.stderr);
   assert.deepEqual(await exportState(mf), before);
+});
+
+test("npm run ptb-import: a document over one import's bounds goes in parts, the first replacing, the rest merged", { timeout: 120_000 }, async () => {
+  // Issue 12, item 23: one import takes at most 50,000 entries and 4 MiB.
+  const users = {};
+  for (let i = 1; i <= 90_000; i++) users[String(i)] = { n: i };
+  const file = path.join(dir, "many.json");
+  writeFileSync(file, JSON.stringify({ bot_data: { big: true }, user_data: users, conversations: { profile: { "[7, 7]": "CHOOSING" } } }));
+  const res = ptbImport("--replace", file);
+  assert.equal(res.status, 0, res.stderr + res.stdout);
+  assert.match(res.stdout, /part 3 of 3/);
+  assert.match(res.stdout, /bot_data set, 0 chat_data, 90000 user_data, 1 conversation states, 0 callback keyboards imported .*\(90002 entries, in 3 parts\)/);
+  const state = await exportState(mf);
+  assert.deepEqual(state.chat_data, {}, "the first part replaced what was there");
+  assert.deepEqual([state.user_data["1"], state.user_data["90000"]], [{ n: 1 }, { n: 90000 }]);
+
+  // Large values split by bytes: every entry in exactly one part, each part under the bound.
+  const blob = "x".repeat(1 << 20);
+  const doc = { bot_data: {}, chat_data: { 1: { blob }, 2: { blob }, 3: { blob }, 4: { blob } }, user_data: { 5: { a: 1 } } };
+  const split = parts(doc);
+  assert.equal(split.length, 2);
+  assert.ok(split.every((p) => JSON.stringify(p).length < 4 << 20));
+  assert.deepEqual(split.flatMap((p) => Object.keys(p.chat_data ?? {})), ["1", "2", "3", "4"]);
+  assert.deepEqual(parts({}), [{}], "an empty document is one (replacing) part");
 });
 
 test("npm run ptb-import: bad input is refused before anything is sent", { timeout: 60_000 }, async () => {
