@@ -17,7 +17,7 @@
 //! and every written row gets a fresh random `rev`. A lost race is [`Error::Conflict`]; the
 //! webhook answers 5xx and Telegram delivers the update again.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use futures::future::LocalBoxFuture;
@@ -27,7 +27,7 @@ use worker::{D1Database, D1PreparedStatement};
 
 use crate::error::{Error, Result};
 use crate::persistence::codec;
-use crate::persistence::processed::Record;
+use crate::persistence::processed::Pending;
 use crate::persistence::{describe_keys, storage_error, Change, Key, KeyKind, Persistence};
 
 /// D1's largest string or row, in bytes.
@@ -133,10 +133,8 @@ pub struct D1Persistence {
     /// The revision of every entry read (or written) through this value: `None` for absent.
     /// A write checks these before it applies anything.
     revisions: RefCell<HashMap<Key, Option<i64>>>,
-    /// The update being recorded as processed (see [`D1Persistence::begin_update`]).
-    record: Cell<Option<Record>>,
-    check: Cell<bool>,
-    record_written: Cell<bool>,
+    /// The update being recorded as processed (see [`Persistence::begin_update`]).
+    pending: Pending,
 }
 
 fn js(text: &str) -> JsValue {
@@ -153,9 +151,7 @@ impl D1Persistence {
         Self {
             db,
             revisions: RefCell::new(HashMap::new()),
-            record: Cell::new(None),
-            check: Cell::new(false),
-            record_written: Cell::new(false),
+            pending: Pending::default(),
         }
     }
 
@@ -361,13 +357,7 @@ impl Persistence for D1Persistence {
     /// transaction as the update's changes, so a copy that ran concurrently and committed
     /// first makes this one's write fail as a duplicate, with nothing of it applied.
     fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
-        self.record.set(Some(Record {
-            update_id,
-            at_ms: now_ms,
-            window_ms,
-        }));
-        self.check.set(true);
-        self.record_written.set(false);
+        self.pending.begin(update_id, now_ms, window_ms);
         true
     }
 
@@ -375,7 +365,7 @@ impl Persistence for D1Persistence {
     /// changed nothing).
     fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            if self.record_written.get() {
+            if self.pending.written() {
                 return Ok(());
             }
             self.write(&[]).await
@@ -384,11 +374,7 @@ impl Persistence for D1Persistence {
 
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {
         Box::pin(async move {
-            let check = if self.check.replace(false) {
-                self.record.get()
-            } else {
-                None
-            };
+            let check = self.pending.take_check();
             if keys.is_empty() && check.is_none() {
                 return Ok(Vec::new());
             }
@@ -467,7 +453,7 @@ impl Persistence for D1Persistence {
     fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.check_limits(changes)?;
-            let record = self.record.get().filter(|_| !self.record_written.get());
+            let record = self.pending.unwritten();
             if changes.is_empty() && record.is_none() {
                 return Ok(());
             }
@@ -530,7 +516,7 @@ impl Persistence for D1Persistence {
                 }
                 return Err(d1_error("write", describe_keys(&keys), message));
             }
-            self.record_written.set(true);
+            self.pending.mark_written();
             let mut revisions = self.revisions.borrow_mut();
             for change in changes {
                 let now_rev = match change {

@@ -18,7 +18,9 @@ use super::chat_routing::Expected;
 use super::deadlines;
 use crate::error::{Error, Result};
 use crate::persistence::limits::{durable_object_entry_bytes, DURABLE_OBJECT_ENTRY_BYTES};
-use crate::persistence::processed::{index_key, index_prefix, parse_index, record_key, Record};
+use crate::persistence::processed::{
+    index_key, index_prefix, parse_index, record_key, Pending, Record,
+};
 use crate::persistence::{describe_keys, storage_error, Change, Key, KeyKind, Persistence};
 
 /// SQLite-backed Durable Object storage: key + value at most 2 MB, counted as V8 serialises
@@ -42,11 +44,8 @@ pub struct DurableObjectPersistence {
     pub(crate) storage: Storage,
     pub(crate) prefix: String,
     /// The update being recorded as processed with the next write (see
-    /// [`Self::begin_update`]).
-    record: Cell<Option<Record>>,
-    marker_written: Cell<bool>,
-    /// Whether the next read still has to look for the record.
-    check: Cell<bool>,
+    /// [`Persistence::begin_update`]).
+    pending: Pending,
     /// With compare-and-set: the raw values read, checked again at write time.
     seen: Option<RefCell<HashMap<String, Option<String>>>>,
 }
@@ -57,9 +56,7 @@ impl DurableObjectPersistence {
         Self {
             storage,
             prefix: prefix.into(),
-            record: Cell::new(None),
-            marker_written: Cell::new(false),
-            check: Cell::new(false),
+            pending: Pending::default(),
             seen: None,
         }
     }
@@ -93,7 +90,7 @@ impl DurableObjectPersistence {
 
     /// The update being recorded, if [`Self::begin_update`] started one.
     pub(crate) fn current_record(&self) -> Option<Record> {
-        self.record.get()
+        self.pending.record()
     }
 
     /// Refuses `changes` if any entry is over the storage limit, counted as workerd counts
@@ -187,11 +184,7 @@ impl DurableObjectPersistence {
 
     /// The record the next read must look for, once.
     fn pending_check(&self) -> Option<Record> {
-        if self.check.replace(false) {
-            self.record.get()
-        } else {
-            None
-        }
+        self.pending.take_check()
     }
 
     async fn read_batch(&self, keys: &[Key]) -> Result<Vec<Option<String>>> {
@@ -325,7 +318,7 @@ impl DurableObjectPersistence {
         // An Application that read nothing never ran the duplicate check: the transaction
         // does it instead (the handlers ran, but their data is not applied).
         plan.must_be_absent = self.pending_check();
-        if let Some(record) = self.record.get() {
+        if let Some(record) = self.pending.record() {
             plan.puts.extend(self.record_puts(record));
         }
         Ok(plan)
@@ -449,13 +442,7 @@ impl Persistence for DurableObjectPersistence {
     /// write records it, in the same atomic write as the update's data
     /// ([`Self::commit_marker`] when nothing else is written).
     fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
-        self.record.set(Some(Record {
-            update_id,
-            at_ms: now_ms,
-            window_ms,
-        }));
-        self.marker_written.set(false);
-        self.check.set(true);
+        self.pending.begin(update_id, now_ms, window_ms);
         true
     }
 
@@ -463,7 +450,7 @@ impl Persistence for DurableObjectPersistence {
     /// nothing, or whose handler failed and was acknowledged).
     fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            if self.marker_written.get() {
+            if self.pending.written() {
                 return Ok(());
             }
             self.write(&[]).await
@@ -478,7 +465,7 @@ impl Persistence for DurableObjectPersistence {
         Box::pin(async move {
             let mut values = Vec::with_capacity(keys.len());
             let mut rest = keys;
-            if self.check.get() {
+            if self.pending.check_pending() {
                 // The first batch carries the record's key too: one key fewer of the update's,
                 // so that it stays within the 128 keys a get takes. Also when there is nothing
                 // to read: the duplicate check must still happen.
@@ -513,7 +500,7 @@ impl Persistence for DurableObjectPersistence {
             } else {
                 self.write_transaction(plan).await?;
             }
-            self.marker_written.set(true);
+            self.pending.mark_written();
             Ok(())
         })
     }

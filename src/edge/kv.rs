@@ -12,14 +12,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use std::cell::Cell;
-
 use futures::future::{join_all, LocalBoxFuture};
 use worker::kv::{KvError, KvStore};
 use worker::Delay;
 
 use crate::error::{Error, Result};
-use crate::persistence::processed::{record_key, Record};
+use crate::persistence::processed::{record_key, Pending, Record};
 use crate::persistence::{describe_keys, storage_error, Change, Key, KeyKind, Persistence};
 
 /// KV's key limit, in bytes.
@@ -82,11 +80,8 @@ where
 pub struct KvPersistence {
     kv: KvStore,
     prefix: String,
-    /// The update being recorded as processed (see [`KvPersistence::begin_update`]).
-    record: Cell<Option<Record>>,
-    /// Whether the next read still has to look for the record.
-    check: Cell<bool>,
-    record_written: Cell<bool>,
+    /// The update being recorded as processed (see [`Persistence::begin_update`]).
+    pending: Pending,
 }
 
 impl KvPersistence {
@@ -96,9 +91,7 @@ impl KvPersistence {
         Self {
             kv,
             prefix: prefix.into(),
-            record: Cell::new(None),
-            check: Cell::new(false),
-            record_written: Cell::new(false),
+            pending: Pending::default(),
         }
     }
 
@@ -195,13 +188,7 @@ impl Persistence for KvPersistence {
     /// finished is recognised (Telegram's usual retry), but two copies running at the same
     /// time, or in two locations within KV's propagation delay, can both be applied.
     fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
-        self.record.set(Some(Record {
-            update_id,
-            at_ms: now_ms,
-            window_ms,
-        }));
-        self.check.set(true);
-        self.record_written.set(false);
+        self.pending.begin(update_id, now_ms, window_ms);
         true
     }
 
@@ -209,7 +196,7 @@ impl Persistence for KvPersistence {
     /// nothing).
     fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            if self.record_written.get() {
+            if self.pending.written() {
                 return Ok(());
             }
             self.write(&[]).await
@@ -224,11 +211,7 @@ impl Persistence for KvPersistence {
         Box::pin(async move {
             // The first bulk get carries the processed record's key too (one key fewer of the
             // update's, to stay within KV's 100), also when there is nothing else to read.
-            let check = if self.check.replace(false) {
-                self.record.get()
-            } else {
-                None
-            };
+            let check = self.pending.take_check();
             let first = keys.len().min(if check.is_some() {
                 BULK_GET - 1
             } else {
@@ -251,7 +234,7 @@ impl Persistence for KvPersistence {
     fn write<'a>(&'a self, changes: &'a [Change]) -> LocalBoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let keys = self.check_limits(changes)?;
-            let record = self.record.get().filter(|_| !self.record_written.get());
+            let record = self.pending.unwritten();
             if changes.is_empty() && record.is_none() {
                 return Ok(());
             }
@@ -269,7 +252,7 @@ impl Persistence for KvPersistence {
             let results = join_all(writes).await;
             let failed: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
             if failed.is_empty() {
-                self.record_written.set(true);
+                self.pending.mark_written();
             }
             match failed.len() {
                 0 => Ok(()),

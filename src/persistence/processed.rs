@@ -36,6 +36,63 @@ impl Record {
     }
 }
 
+/// The update a store is recording as processed, between `begin_update` and the write that
+/// carries its record: the one state Durable Objects, KV and D1 keep for it.
+#[derive(Debug, Default)]
+pub struct Pending {
+    record: std::cell::Cell<Option<Record>>,
+    /// Whether the next read still has to look for the record.
+    check: std::cell::Cell<bool>,
+    written: std::cell::Cell<bool>,
+}
+
+impl Pending {
+    /// Starts recording `update_id`, handled at `now_ms`, counting for `window_ms`.
+    pub fn begin(&self, update_id: i64, now_ms: i64, window_ms: i64) {
+        self.record.set(Some(Record {
+            update_id,
+            at_ms: now_ms,
+            window_ms,
+        }));
+        self.check.set(true);
+        self.written.set(false);
+    }
+
+    /// The update being recorded, if one was begun.
+    pub fn record(&self) -> Option<Record> {
+        self.record.get()
+    }
+
+    /// Whether the next read has to look for the record.
+    pub fn check_pending(&self) -> bool {
+        self.check.get()
+    }
+
+    /// The record the next read must look for, once.
+    pub fn take_check(&self) -> Option<Record> {
+        if self.check.replace(false) {
+            self.record.get()
+        } else {
+            None
+        }
+    }
+
+    /// The record, if no write has carried it yet.
+    pub fn unwritten(&self) -> Option<Record> {
+        self.record.get().filter(|_| !self.written.get())
+    }
+
+    /// Whether a write has carried the record.
+    pub fn written(&self) -> bool {
+        self.written.get()
+    }
+
+    /// Notes that a write carried the record.
+    pub fn mark_written(&self) {
+        self.written.set(true);
+    }
+}
+
 /// The key of an update id's record.
 pub fn record_key(prefix: &str, update_id: i64) -> String {
     format!("{prefix}upd:{update_id}")
