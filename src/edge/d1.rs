@@ -356,20 +356,8 @@ impl Persistence for D1Persistence {
     /// one younger than `window_ms` is there; the next write inserts the row in the same
     /// transaction as the update's changes, so a copy that ran concurrently and committed
     /// first makes this one's write fail as a duplicate, with nothing of it applied.
-    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
-        self.pending.begin(update_id, now_ms, window_ms);
-        true
-    }
-
-    /// Writes the processed-update row alone if no write carried it (a handled update that
-    /// changed nothing).
-    fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            if self.pending.written() {
-                return Ok(());
-            }
-            self.write(&[]).await
-        })
+    fn pending(&self) -> Option<&Pending> {
+        Some(&self.pending)
     }
 
     fn read<'a>(&'a self, keys: &'a [Key]) -> LocalBoxFuture<'a, Result<Vec<Option<String>>>> {

@@ -440,21 +440,9 @@ impl Persistence for DurableObjectPersistence {
     /// and fails with [`Error::AlreadyProcessed`] if a record younger than `window_ms` is
     /// there — before any handler runs, since the Application reads before handlers. The next
     /// write records it, in the same atomic write as the update's data
-    /// ([`Self::commit_marker`] when nothing else is written).
-    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
-        self.pending.begin(update_id, now_ms, window_ms);
-        true
-    }
-
-    /// Commits the processed record alone if no write carried it (an update that changed
-    /// nothing, or whose handler failed and was acknowledged).
-    fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            if self.pending.written() {
-                return Ok(());
-            }
-            self.write(&[]).await
-        })
+    /// ([`Persistence::commit_marker`] when nothing else is written).
+    fn pending(&self) -> Option<&Pending> {
+        Some(&self.pending)
     }
 
     fn max_entry_bytes(&self) -> Option<usize> {

@@ -185,26 +185,23 @@ impl WorkerStore {
         }
     }
 
+    /// The store itself, without the test builds' fault injection.
+    fn raw(&self) -> &dyn Persistence {
+        match self {
+            WorkerStore::Kv(kv) => kv.as_ref(),
+            WorkerStore::D1(d1) => d1.as_ref(),
+            WorkerStore::Memory(memory) => memory.as_ref(),
+        }
+    }
+
     /// Starts recording `update_id` as processed where the store keeps records (KV, D1).
     fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) {
-        match self {
-            WorkerStore::Kv(kv) => {
-                kv.begin_update(update_id, now_ms, window_ms);
-            }
-            WorkerStore::D1(d1) => {
-                d1.begin_update(update_id, now_ms, window_ms);
-            }
-            WorkerStore::Memory(_) => {}
-        }
+        self.raw().begin_update(update_id, now_ms, window_ms);
     }
 
     /// Records the update alone if no write carried its record (KV, D1).
     async fn commit_marker(&self) -> crate::Result<()> {
-        match self {
-            WorkerStore::Kv(kv) => kv.commit_marker().await,
-            WorkerStore::D1(d1) => d1.commit_marker().await,
-            WorkerStore::Memory(_) => Ok(()),
-        }
+        self.raw().commit_marker().await
     }
 
     /// The store as the Application uses it (with armed faults in test builds).

@@ -187,20 +187,8 @@ impl Persistence for KvPersistence {
     /// eventually consistent, so a redelivery handled in the same place after the first copy
     /// finished is recognised (Telegram's usual retry), but two copies running at the same
     /// time, or in two locations within KV's propagation delay, can both be applied.
-    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
-        self.pending.begin(update_id, now_ms, window_ms);
-        true
-    }
-
-    /// Puts the processed record alone if no write carried it (a handled update that changed
-    /// nothing).
-    fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            if self.pending.written() {
-                return Ok(());
-            }
-            self.write(&[]).await
-        })
+    fn pending(&self) -> Option<&Pending> {
+        Some(&self.pending)
     }
 
     fn max_entry_bytes(&self) -> Option<usize> {

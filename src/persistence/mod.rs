@@ -225,20 +225,38 @@ pub trait Persistence {
     /// Lists the stored keys of one kind, for export and import. Not called per update.
     fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>>;
 
+    /// Where the store keeps processed-update records ([`processed`]), the update it is
+    /// recording: the state behind [`begin_update`](Persistence::begin_update) and
+    /// [`commit_marker`](Persistence::commit_marker). `None` (the default): no records.
+    fn pending(&self) -> Option<&processed::Pending> {
+        None
+    }
+
     /// Starts handling `update_id` effectively once, where the store keeps processed-update
-    /// records ([`processed`]): the next [`read`](Persistence::read) also looks for the
-    /// update's record and fails with [`Error::AlreadyProcessed`] if one younger than
-    /// `window_ms` is there; the next [`write`](Persistence::write) records the update with
-    /// its changes (or [`commit_marker`](Persistence::commit_marker) alone). Answers whether
-    /// the store keeps records; the default keeps none, and a redelivery is applied again.
-    fn begin_update(&self, _update_id: i64, _now_ms: i64, _window_ms: i64) -> bool {
-        false
+    /// records: the next [`read`](Persistence::read) also looks for the update's record and
+    /// fails with [`Error::AlreadyProcessed`] if one younger than `window_ms` is there; the
+    /// next [`write`](Persistence::write) records the update with its changes (or
+    /// [`commit_marker`](Persistence::commit_marker) alone). Answers whether the store keeps
+    /// records; one that keeps none applies a redelivery again.
+    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
+        match self.pending() {
+            Some(pending) => {
+                pending.begin(update_id, now_ms, window_ms);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Records the update [`begin_update`](Persistence::begin_update) started, if no write
     /// carried its record (an update that changed nothing).
     fn commit_marker(&self) -> LocalBoxFuture<'_, Result<()>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            match self.pending() {
+                Some(pending) if !pending.written() => self.write(&[]).await,
+                _ => Ok(()),
+            }
+        })
     }
 
     /// The largest entry the store takes, in bytes as the store counts them, if it has a
