@@ -36,6 +36,7 @@ use crate::callback_data::{self, CallbackDataSettings};
 use crate::context::{Context, Data, DataType};
 use crate::error::{Error, HandlerError, Result};
 use crate::handlers::Handler;
+use crate::outbox::{self, Delivery, FailedCall, Outbox};
 use crate::persistence::dict::{self, ImportOptions};
 use crate::persistence::{Change, Key, Persistence, PersistenceInput};
 use crate::sources::{system_clock, system_random, Clock, RandomSource};
@@ -87,8 +88,14 @@ pub struct Outcome {
     /// Read round trips to the backend (1 for a typical update; more if handlers loaded
     /// other chats' or users' data).
     pub reads: usize,
-    /// The changes written (empty when nothing changed).
+    /// The changes written (empty when nothing changed), the outbox's own write aside.
     pub changes: Vec<Change>,
+    /// The Bot API calls the handlers queued, written with the changes; `None` when they
+    /// queued none.
+    pub outbox: Option<Outbox>,
+    /// What became of them, once delivered ([`Application::process_update`] delivers; a host
+    /// that calls [`Application::handle_update`] delivers them itself).
+    pub delivery: Option<Delivery>,
 }
 
 impl Outcome {
@@ -165,14 +172,34 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         self.bot_username.borrow().clone()
     }
 
-    /// Handles one update: load, handlers, flush (see the module docs).
+    /// Handles one update and delivers the Bot API calls it queued: [`handle_update`]
+    /// (load, handlers, one write of the changes with the queued calls), then
+    /// [`deliver`](Application::deliver) over the Application's persistence.
     ///
     /// `Ok` means the update is done with (handled, ignored, or failed in a handler under
-    /// [`OnHandlerError::Acknowledge`]) and its changes are durable. `Err` means it was not
-    /// handled durably: a storage read or write failed, a stored value could not be decoded
-    /// (it is left untouched), or a handler failed under [`OnHandlerError::Retry`]; the
-    /// webhook answers 5xx so Telegram retries.
+    /// [`OnHandlerError::Acknowledge`]) and its changes are durable; [`Outcome::delivery`] says
+    /// what became of its queued calls (a call that failed transiently stays stored for
+    /// [`deliver`](Application::deliver) to try again). `Err` means it was not handled
+    /// durably: a storage read or write failed, a stored value could not be decoded (it is
+    /// left untouched), or a handler failed under [`OnHandlerError::Retry`]; the webhook
+    /// answers 5xx so Telegram retries, and nothing was sent for it.
+    ///
+    /// [`handle_update`]: Application::handle_update
     pub async fn process_update(&self, update: Update) -> Result<Outcome> {
+        let mut outcome = self.handle_update(update).await?;
+        if let Some(outbox) = outcome.outbox.clone() {
+            let delivery = self.deliver(outbox, self.persistence.as_ref()).await?;
+            outcome.delivery = Some(delivery);
+        }
+        Ok(outcome)
+    }
+
+    /// Handles one update without sending what it queued: load, handlers, then one
+    /// [`Persistence::write`] of the changes and of the queued calls' [`Outbox`] (see the
+    /// module docs). The outbox is in [`Outcome::outbox`], for the host to
+    /// [`deliver`](Application::deliver) once it has let go of whatever it holds for the
+    /// update (a Durable Object's gate), so that no lock is held across the network.
+    pub async fn handle_update(&self, update: Update) -> Result<Outcome> {
         let update_id = update.update_id;
         self.resolve_username(&update).await?;
         let mut keys = Vec::new();
@@ -189,15 +216,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             update,
             self.api.clone(),
             self.persistence.clone(),
-            Settings {
-                store: self.store,
-                schema_version: self.schema_version,
-                bot_username: self.bot_username(),
-                clock: self.clock.clone(),
-                random: self.random.clone(),
-                callback_data: self.callback_data,
-                migrations: self.migrations.clone(),
-            },
+            self.update_settings(),
             keys,
         )
         .await?;
@@ -247,12 +266,79 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         }
         state.settle_keyboards();
         let changes = state.changes()?;
-        if !changes.is_empty() {
-            self.persistence.write(&changes).await?;
+        let queued = state.take_queued();
+        let outbox = (!queued.is_empty()).then(|| Outbox::new(&state.update, queued));
+        let mut write = changes.clone();
+        if let Some(outbox) = &outbox {
+            write.push(Change::Put(outbox.key(), outbox.encode()?));
+        }
+        if !write.is_empty() {
+            self.persistence.write(&write).await?;
         }
         self.persistence.flush().await?;
         outcome.changes = changes;
+        outcome.outbox = outbox;
         Ok(outcome)
+    }
+
+    /// Sends the calls of a committed `outbox` ([`crate::outbox::deliver`]), storing its
+    /// progress in `store` (the outbox's own store, with no update recording in it), then
+    /// runs the error handlers for the calls that failed for good
+    /// ([`report_failed_calls`](Application::report_failed_calls)).
+    ///
+    /// `Err` when storing the progress failed (the calls were made) or the error handlers'
+    /// changes could not be written.
+    pub async fn deliver(&self, mut outbox: Outbox, store: &dyn Persistence) -> Result<Delivery> {
+        let now = (self.clock)();
+        let delivery = outbox::deliver(self.api.as_ref(), store, &mut outbox, now).await?;
+        if !delivery.failed().is_empty() {
+            self.report_failed_calls(&outbox.update(), delivery.failed())
+                .await?;
+        }
+        Ok(delivery)
+    }
+
+    /// Runs the error handlers for queued calls of `update` that failed for good (a 403 from
+    /// a user who blocked the bot, a 400), each with the call's [`Error::BotApi`] and a context
+    /// over the update's data as stored now: what they change (mark the user as blocked) is
+    /// written like any update's changes, in one write, without recording the update again.
+    pub async fn report_failed_calls(&self, update: &Update, failed: &[FailedCall]) -> Result<()> {
+        if failed.is_empty() || self.error_handlers.is_empty() {
+            return Ok(());
+        }
+        let state = UpdateState::load(
+            update.clone(),
+            self.api.clone(),
+            self.persistence.clone(),
+            self.update_settings(),
+            Vec::new(),
+        )
+        .await?;
+        let ctx = Context::new(state.clone());
+        for failure in failed {
+            let error: Rc<HandlerError> = Rc::new(Box::new(failure.error.clone()));
+            for error_handler in &self.error_handlers {
+                error_handler(ctx.clone(), error.clone()).await;
+            }
+        }
+        let changes = state.changes()?;
+        if !changes.is_empty() {
+            self.persistence.write(&changes).await?;
+        }
+        Ok(())
+    }
+
+    /// What an update's state needs of the Application's settings.
+    fn update_settings(&self) -> Settings {
+        Settings {
+            store: self.store,
+            schema_version: self.schema_version,
+            bot_username: self.bot_username(),
+            clock: self.clock.clone(),
+            random: self.random.clone(),
+            callback_data: self.callback_data,
+            migrations: self.migrations.clone(),
+        }
     }
 
     /// Imports a DictPersistence-shaped document (JSON text, as PTB's `DictPersistence`
@@ -309,7 +395,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
                 ))),
             },
             // edgegram's own bookkeeping: never in a document.
-            Key::KeyboardIndex(_) => Ok(()),
+            Key::KeyboardIndex(_) | Key::Outbox { .. } => Ok(()),
         }
     }
 

@@ -77,7 +77,17 @@ pub fn redact(text: &str, token: &str) -> String {
 }
 
 /// The bot as handlers see it: typed calls for the common methods and [`Bot::call`] for any
-/// other. Cheap to clone.
+/// other, each made at once and awaited. Cheap to clone.
+///
+/// A handler that needs no answer queues its calls instead ([`Context::send`],
+/// [`Context::reply_text`]): they are sent after the update's changes commit, and never for an
+/// update that fails or is handled again. A call made here is made at once, holds whatever
+/// the host holds for the update meanwhile (a Durable Object's gate), and cannot be taken
+/// back if the update then fails: use it only for an answer the handler needs (the id of the
+/// message it sends).
+///
+/// [`Context::send`]: crate::Context::send
+/// [`Context::reply_text`]: crate::Context::reply_text
 #[derive(Clone)]
 pub struct Bot {
     api: Rc<dyn BotApi>,
@@ -96,6 +106,11 @@ impl Bot {
             message: e.to_string(),
         })?;
         self.api.call(method, params).await
+    }
+
+    /// Makes a typed request at once and answers Telegram's `result` as JSON.
+    pub async fn request<M: Method>(&self, request: M) -> Result<Value> {
+        self.call(M::NAME, request).await
     }
 
     async fn call_typed<T: DeserializeOwned>(
@@ -185,6 +200,26 @@ fn match_byte(text: &[u8], pos: usize, byte: u8) -> Option<usize> {
 
 fn hex_value(digit: u8) -> Option<u8> {
     char::from(digit).to_digit(16).map(|v| v as u8)
+}
+
+/// A typed Bot API request: its parameters, and the method they are for. Queue one with
+/// [`Context::send`](crate::Context::send) (sent after the update commits) or make it at once
+/// with [`Bot::request`].
+pub trait Method: Serialize {
+    /// The method's name, e.g. `sendMessage`.
+    const NAME: &'static str;
+}
+
+impl Method for SendMessage {
+    const NAME: &'static str = "sendMessage";
+}
+
+impl Method for EditMessageText {
+    const NAME: &'static str = "editMessageText";
+}
+
+impl Method for AnswerCallbackQuery {
+    const NAME: &'static str = "answerCallbackQuery";
 }
 
 /// Parameters of `sendMessage`.

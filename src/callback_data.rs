@@ -633,6 +633,32 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
     }
 }
 
+impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
+    /// Replaces the plain data of a queued call's inline keyboards with stored keyboards, as
+    /// [`OutgoingKeyboards`] does for a call made at once. The call is sent after the update,
+    /// so its answer is not known here: a keyboard is bound to the chat (or the message an
+    /// edit names) it goes to, not to the id of a message it sends.
+    pub(crate) fn prepare_queued(&self, params: &mut Value) -> Result<()> {
+        let keyboards = self.prepare_outgoing(params)?;
+        let target = json!({
+            "chat_id": params["chat_id"],
+            "message_id": params["message_id"],
+            "inline_message_id": params["inline_message_id"],
+        });
+        for (keyboard, inline) in keyboards {
+            let place = if inline {
+                Some(json!({"inline": true}))
+            } else {
+                place_of(&target, &Value::Null)
+            };
+            if let Some(place) = place {
+                self.keyboards.sent.borrow_mut().push((keyboard, place));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the handlers' bot asks of its update's state, without its data types.
 trait Outgoing {
     /// See [`UpdateState::prepare_outgoing`].

@@ -14,11 +14,17 @@ use std::rc::Rc;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use crate::bot::{Bot, SendMessage};
+use crate::bot::{Bot, Method, SendMessage};
+use crate::outbox::Call;
 use crate::conversation::Route;
 use crate::error::{Error, Result};
 use crate::persistence::Key;
 use crate::types::{CallbackQuery, Chat, Message, Update, User};
+
+/// The method name of a typed request.
+fn request_name<M: Method>(_: &M) -> &'static str {
+    M::NAME
+}
 use crate::update_state::UpdateState;
 
 pub use crate::sources::{system_clock, system_random, Clock, RandomSource};
@@ -88,9 +94,11 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
         &self.state.update
     }
 
-    /// The bot, to call the Bot API. With arbitrary callback data on, it stores the data of
-    /// every inline keyboard it sends, plain strings included, and notes where the keyboard
-    /// went (see [`crate::callback_data`]).
+    /// The bot, to call the Bot API at once and await the answer: for a call whose answer the
+    /// handler needs. Such a call holds the update's gate while it waits and cannot be taken
+    /// back if the update fails; prefer [`Context::send`]. With arbitrary callback data on, it
+    /// stores the data of every inline keyboard it sends, plain strings included, and notes
+    /// where the keyboard went (see [`crate::callback_data`]).
     pub fn bot(&self) -> &Bot {
         &self.state.bot
     }
@@ -135,15 +143,29 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
         self.state.update.message_like()?.text.as_deref()
     }
 
-    /// Sends `text` to the update's chat (PTB's `message.reply_text`).
-    pub async fn reply_text(&self, text: impl Into<String>) -> Result<Message> {
-        self.reply(|chat_id| SendMessage::new(chat_id, text)).await
+    /// Queues `text` for the update's chat (PTB's `message.reply_text`): sent after the
+    /// update's changes commit ([`Context::send`]).
+    pub fn reply_text(&self, text: impl Into<String>) -> Result<()> {
+        self.reply(|chat_id| SendMessage::new(chat_id, text))
     }
 
-    /// Sends the message `build` makes for the update's chat id.
-    pub async fn reply(&self, build: impl FnOnce(i64) -> SendMessage) -> Result<Message> {
+    /// Queues the message `build` makes for the update's chat id.
+    pub fn reply(&self, build: impl FnOnce(i64) -> SendMessage) -> Result<()> {
         let chat = self.effective_chat().ok_or(Error::Missing("chat"))?;
-        self.state.bot.send_message(build(chat.id)).await
+        self.send(build(chat.id))
+    }
+
+    /// Queues a typed Bot API request in the update's outbox ([`crate::outbox`]): it is
+    /// written with the update's data changes and sent once they committed, in the order
+    /// queued, outside any lock; an update that fails or is handled again sends nothing. A
+    /// call that fails for good reaches the error handlers.
+    pub fn send(&self, request: impl Method) -> Result<()> {
+        self.state.queue(Call::new(request_name(&request), request)?)
+    }
+
+    /// Queues any Bot API method with JSON-serializable parameters, as [`Context::send`].
+    pub fn queue(&self, method: &str, params: impl Serialize) -> Result<()> {
+        self.state.queue(Call::new(method, params)?)
     }
 
     /// Stops processing this update after the current handler: later groups do not run

@@ -26,6 +26,7 @@ pub mod context;
 pub mod conversation;
 pub mod error;
 pub mod handlers;
+pub mod outbox;
 pub mod persistence;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

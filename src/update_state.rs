@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::bot::{Bot, BotApi};
+use crate::outbox::Call;
 use crate::callback_data::{self, CallbackDataSettings, Keyboards};
 use crate::context::DataType;
 use crate::error::{Error, Result};
@@ -64,6 +65,8 @@ pub(crate) struct UpdateState<B, C, U> {
     stop: Cell<bool>,
     reads: Cell<usize>,
     bot_username: Option<String>,
+    /// The Bot API calls handlers queued ([`crate::outbox`]), in order.
+    queued: RefCell<Vec<Call>>,
 }
 
 /// One loaded typed entry.
@@ -127,6 +130,7 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             stop: Cell::new(false),
             reads: Cell::new(0),
             bot_username,
+            queued: RefCell::new(Vec::new()),
             update,
         });
         let mut keys = Vec::with_capacity(3 + extra.len());
@@ -223,6 +227,22 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
     /// The bot's username (without `@`), if known.
     pub(crate) fn bot_username(&self) -> Option<&str> {
         self.bot_username.as_deref()
+    }
+
+    /// Queues a Bot API call, sent after the update's changes commit ([`crate::outbox`]).
+    /// With arbitrary callback data on, its inline keyboards' data is stored now, as for a
+    /// call made at once.
+    pub(crate) fn queue(&self, mut call: Call) -> Result<()> {
+        if self.callback_data.is_some() {
+            self.prepare_queued(&mut call.params)?;
+        }
+        self.queued.borrow_mut().push(call);
+        Ok(())
+    }
+
+    /// The calls queued so far, taken out.
+    pub(crate) fn take_queued(&self) -> Vec<Call> {
+        self.queued.take()
     }
 
     /// Runs `f` on bot_data.
@@ -357,7 +377,7 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             Key::CallbackKeyboard(_) | Key::CallbackQuery(_) | Key::KeyboardIndex(_) => {
                 self.store.callback_data
             }
-            Key::Conversation { .. } => true,
+            Key::Conversation { .. } | Key::Outbox { .. } => true,
         }
     }
 

@@ -37,7 +37,7 @@ async fn count_all(ctx: Context) -> HandlerResult {
         ctx.chat_data(bump)?,
         ctx.user_data(bump)?,
     );
-    ctx.reply_text(format!("{b} {c} {u}")).await?;
+    ctx.reply_text(format!("{b} {c} {u}"))?;
     Ok(())
 }
 
@@ -74,9 +74,21 @@ fn one_read_before_and_one_write_after_with_only_the_touched_entries() {
         calls[0],
         Call::Read(vec![Key::BotData, Key::ChatData(GROUP), Key::UserData(7)])
     );
-    assert!(matches!(&calls[1], Call::Write(c) if c.len() == 3));
+    // The three entries and the queued reply, in one write; once the reply is sent, its
+    // outbox is deleted.
+    let outbox = Key::Outbox {
+        chat: GROUP,
+        update_id: outcome.update_id,
+    };
+    let Call::Write(written) = &calls[1] else {
+        panic!("{calls:?}");
+    };
+    let keys: Vec<&Key> = written.iter().map(Change::key).collect();
+    let data = [Key::BotData, Key::ChatData(GROUP), Key::UserData(7)];
+    assert_eq!(keys, data.iter().chain([&outbox]).collect::<Vec<_>>());
     assert_eq!(calls[2], Call::Flush);
-    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[3], Call::Write(vec![Change::Delete(outbox)]));
+    assert_eq!(calls.len(), 4);
     assert_eq!(h.bot().texts(), ["1 1 1"]);
 
     h.spy().clear();
@@ -639,7 +651,7 @@ fn aged_app(
             "age",
             |ctx: Context<_, _, AgedUser>| async move {
                 let age = ctx.user_data(|u| u.age)?;
-                ctx.reply_text(age.to_string()).await?;
+                ctx.reply_text(age.to_string())?;
                 Ok(())
             },
         ))
@@ -658,9 +670,10 @@ fn old_values_are_migrated_on_load_and_rewritten_only_when_changed() {
     .unwrap();
     h.process(tg.command(5, 7, "/age"));
     assert_eq!(h.bot().texts(), ["41"]);
+    let written: Vec<Change> = h.writes().into_iter().flatten().collect();
     assert!(
-        h.writes().is_empty(),
-        "reading a migrated value writes nothing"
+        written.iter().all(|c| matches!(c.key(), Key::Outbox { .. })),
+        "reading a migrated value writes nothing but the reply's outbox: {written:?}"
     );
     assert_eq!(
         block_on(h.memory().read(&[Key::UserData(7)])).unwrap(),
@@ -803,7 +816,7 @@ fn refresh_runs_for_every_loaded_entry_of_a_stored_kind_also_an_absent_one() {
             })?;
             let other = ctx.user_data_of(9, seen).await?;
             ctx.reply_text(format!("{bot:?} {chat:?} {user:?} {other:?}"))
-                .await?;
+                ?;
             Ok(())
         }))
         .build()
@@ -823,55 +836,96 @@ fn refresh_runs_for_every_loaded_entry_of_a_stored_kind_also_an_absent_one() {
 }
 
 #[test]
-fn a_transient_bot_api_failure_fails_the_update_and_writes_nothing() {
+fn a_transient_failure_of_a_queued_reply_keeps_the_update_and_sends_the_reply_once_later() {
+    use edgegram::outbox::Delivery;
     use edgegram::testing::Answer;
     let h = Harness::new(counting_app);
     let tg = h.updates();
     h.process(tg.command(GROUP, 7, "/count"));
-    for transient in [
+    for (i, transient) in [
         Answer::server_error(),
         Answer::network_failure(),
         Answer::retry_after(3),
-    ] {
-        let before = h.to_json();
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let count = i as i64 + 2;
         h.bot().answer_next_to("sendMessage", transient);
-        let update = tg.command(GROUP, 7, "/count");
-        let error = h
-            .try_process(update.clone())
-            .expect_err("a transient failure must fail the update, so Telegram delivers it again");
+        let outcome = h.process(tg.command(GROUP, 7, "/count"));
         assert!(
-            matches!(&error, Error::BotApi { kind, .. } if kind.is_transient()),
-            "{error}"
+            matches!(&outcome.delivery, Some(Delivery::Pending { error, .. })
+                if error.bot_api_kind().is_some_and(|k| k.is_transient())),
+            "{outcome:?}"
         );
-        assert_eq!(
-            h.to_json(),
-            before,
-            "nothing of the failed attempt is written"
-        );
-        // Telegram's redelivery of the same update then applies it once.
-        let outcome = h.process(update);
-        assert_eq!(outcome.handler_error, None);
-        let after = h.to_json();
-        assert_eq!(
-            after["user_data"]["7"]["count"],
-            before["user_data"]["7"]["count"].as_i64().unwrap() + 1
-        );
+        // The update is done with: its data committed, its reply stored.
+        assert_eq!(h.to_json()["user_data"]["7"]["count"], count);
+        assert_eq!(h.stored_outboxes().len(), 1);
+        assert_eq!(h.bot().texts().len(), i + 1);
+        h.advance(std::time::Duration::from_secs(3));
+        let deliveries = h.deliver_pending().unwrap();
+        assert_eq!(deliveries.iter().map(Delivery::sent).sum::<usize>(), 1);
+        assert!(h.stored_outboxes().is_empty());
+        let texts = h.bot().texts();
+        assert_eq!(texts.len(), i + 2, "sent once: {texts:?}");
+        assert_eq!(texts[i + 1], format!("{count} {count} {count}"));
     }
 }
 
 #[test]
-fn a_permanent_bot_api_failure_reaches_the_error_handlers_and_the_changes_are_kept() {
+fn a_transient_failure_of_a_call_made_at_once_fails_the_update_and_writes_nothing() {
     use edgegram::testing::Answer;
-    let h = Harness::new(counting_app);
+    let h = harness();
+    let app = h
+        .builder()
+        .handler(CommandHandler::new("now", |ctx: Context| async move {
+            ctx.user_data(bump)?;
+            let chat = ctx.effective_chat().map_or(0, |c| c.id);
+            ctx.bot().send_message(edgegram::SendMessage::new(chat, "at once")).await?;
+            ctx.reply_text("queued")?;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let tg = h.updates();
+    h.bot().answer_next_to("sendMessage", Answer::server_error());
+    let update = tg.command(GROUP, 7, "/now");
+    let error = h
+        .try_process_in(&app, update.clone())
+        .expect_err("a transient failure of a call made at once fails the update");
+    assert!(matches!(&error, Error::BotApi { kind, .. } if kind.is_transient()), "{error}");
+    assert_eq!(h.to_json()["user_data"], json!({}), "nothing written");
+    assert!(h.stored_outboxes().is_empty(), "nothing queued is kept");
+    // Telegram's redelivery applies it once; the call made at once went first.
+    h.process_in(&app, update);
+    assert_eq!(h.to_json()["user_data"]["7"]["count"], 1);
+    assert_eq!(h.bot().texts(), ["at once", "queued"]);
+}
+
+#[test]
+fn a_queued_call_that_fails_for_good_reaches_the_error_handlers_whose_changes_are_written() {
+    use edgegram::testing::Answer;
+    let h = harness();
+    let app = counting_app(h.builder().error_handler(|ctx: Context, error| async move {
+        let blocked = error
+            .downcast_ref::<Error>()
+            .and_then(Error::bot_api_kind)
+            == Some(edgegram::BotApiErrorKind::Forbidden);
+        if blocked {
+            let _ = ctx.user_data(|d| d.insert("blocked".into(), true.into()));
+        }
+    }))
+    .unwrap();
     let tg = h.updates();
     h.bot().answer_next_to("sendMessage", Answer::blocked());
-    let outcome = h.process(tg.command(GROUP, 7, "/count"));
-    assert!(outcome.handler_error.unwrap().contains("403"));
-    assert_eq!(
-        h.to_json()["user_data"]["7"]["count"],
-        1,
-        "PTB keeps the data changes"
-    );
+    let outcome = h.process_in(&app, tg.command(GROUP, 7, "/count"));
+    assert_eq!(outcome.handler_error, None);
+    let failed = outcome.delivery.as_ref().map(|d| d.failed().len());
+    assert_eq!(failed, Some(1), "{outcome:?}");
+    let user = &h.to_json()["user_data"]["7"];
+    assert_eq!(user["count"], 1, "the update's own changes are kept");
+    assert_eq!(user["blocked"], true, "the error handler's change is written");
+    assert!(h.stored_outboxes().is_empty(), "a call failed for good is not retried");
 }
 
 /// Typed user data of a bot under test: a number of visits.

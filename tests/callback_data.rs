@@ -72,10 +72,20 @@ fn buttons(list: &[i64]) -> Vec<Vec<(String, Value)>> {
     vec![(1..=5).map(|n| (n.to_string(), json!([n, list]))).collect()]
 }
 
+/// Sends its keyboard at once (not queued), so that the keyboard is bound to the message the
+/// answer names.
 async fn list(ctx: Context) -> HandlerResult {
     let markup = ctx.callback_keyboard(buttons(&[]))?;
-    ctx.reply(|chat| SendMessage::new(chat, "Choose").reply_markup(markup))
-        .await?;
+    let chat = ctx.effective_chat().ok_or("no chat")?.id;
+    let send = SendMessage::new(chat, "Choose").reply_markup(markup);
+    ctx.bot().send_message(send).await?;
+    Ok(())
+}
+
+/// Queues its keyboard: sent after the update commits, so bound to the chat only.
+async fn queued_list(ctx: Context) -> HandlerResult {
+    let markup = ctx.callback_keyboard(buttons(&[]))?;
+    ctx.reply(|chat| SendMessage::new(chat, "Choose").reply_markup(markup))?;
     Ok(())
 }
 
@@ -331,7 +341,7 @@ fn a_failing_random_source_fails_the_keyboard_instead_of_making_a_guessable_id()
                 .handler(CommandHandler::new("one", |ctx: Context| async move {
                     let markup = ctx.callback_keyboard([[("only", 1)]])?;
                     ctx.reply(|chat| SendMessage::new(chat, "One").reply_markup(markup))
-                        .await?;
+                        ?;
                     Ok(())
                 }))
                 .build()
@@ -557,6 +567,32 @@ fn a_flood_in_one_chat_does_not_evict_another_chats_keyboards() {
     assert_eq!(*seen.borrow(), ["[2,[]]"]);
 }
 
+/// A queued keyboard is sent after the update commits: its message id is not known when its
+/// place is written, so it resolves on any message of the chat it went to, and nowhere else.
+#[test]
+fn a_queued_keyboard_resolves_in_the_chat_it_was_sent_to_and_nowhere_else() {
+    const OTHER: i64 = 6;
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let h = menu_bot(CallbackDataSettings::default(), seen.clone());
+    let queued = h
+        .builder()
+        .arbitrary_callback_data(CallbackDataSettings::default())
+        .handler(CommandHandler::new("list", queued_list))
+        .build()
+        .unwrap();
+    h.process_in(&queued, list_command(&h));
+    let ids = h.bot().last_callback_data();
+    let message = h.bot().sent()[0].message_id;
+    let stored = block_on(h.memory().get_entry(&keyboard_of(&ids[0])))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored["places"], json!([{ "chat_id": CHAT }]));
+    let tg = h.updates();
+    h.process(tg.press(OTHER, 8, message, &ids[0]));
+    h.process(tg.press(CHAT, USER, message, &ids[0]));
+    assert_eq!(*seen.borrow(), ["Misplaced", "[1,[]]"]);
+}
+
 /// A keyboard resolves only where it was sent: a press in another chat, on another message, or
 /// on an inline message carrying its id is invalid data and leaves the keyboard alone.
 #[test]
@@ -698,7 +734,7 @@ fn plain_string_buttons_are_stored_on_the_way_out_and_match_their_pattern() {
                     InlineKeyboardButton::callback("Two", "plain:2"),
                 ]]);
                 ctx.reply(|chat| SendMessage::new(chat, "Menu").reply_markup(markup))
-                    .await?;
+                    ?;
                 Ok(())
             }))
             .handler(

@@ -58,19 +58,19 @@ fn conv_key(name: &str, key: &str) -> Key {
 }
 
 async fn start(ctx: Context) -> StateResult<Profile> {
-    ctx.reply_text("start").await?;
+    ctx.reply_text("start")?;
     Ok(Next::To(Profile::Choosing))
 }
 
 async fn choice(ctx: Context) -> StateResult<Profile> {
     let text = ctx.text().unwrap_or_default().to_lowercase();
     ctx.user_data(|d| d.insert("choice".into(), text.clone().into()))?;
-    ctx.reply_text(format!("your {text}?")).await?;
+    ctx.reply_text(format!("your {text}?"))?;
     Ok(Next::To(Profile::TypingReply))
 }
 
 async fn custom_choice(ctx: Context) -> StateResult<Profile> {
-    ctx.reply_text("category?").await?;
+    ctx.reply_text("category?")?;
     Ok(Next::To(Profile::TypingChoice))
 }
 
@@ -81,12 +81,12 @@ async fn received(ctx: Context) -> StateResult<Profile> {
             d.insert(choice, text.into());
         }
     })?;
-    ctx.reply_text("noted").await?;
+    ctx.reply_text("noted")?;
     Ok(Next::To(Profile::Choosing))
 }
 
 async fn done(ctx: Context) -> StateResult<Profile> {
-    ctx.reply_text("bye").await?;
+    ctx.reply_text("bye")?;
     Ok(Next::End)
 }
 
@@ -222,7 +222,7 @@ fn state_handlers_come_before_fallbacks_and_fallbacks_need_an_active_conversatio
         profile()
             // A fallback that would match the free text of TYPING_REPLY as well.
             .fallback(on::message(filters::text()), |ctx: Context| async move {
-                ctx.reply_text("fallback").await?;
+                ctx.reply_text("fallback")?;
                 Ok(Next::Stay)
             })
             .build()
@@ -750,7 +750,7 @@ fn a_ptb_export_imports_and_its_conversations_continue() {
         ConversationHandler::builder()
             .entry(on::command("start"), |_| async { Ok(Next::To(0)) })
             .state(1, on::message(filters::text()), |ctx: Context| async move {
-                ctx.reply_text("in state 1").await?;
+                ctx.reply_text("in state 1")?;
                 Ok(Next::End)
             })
             .name("ints")

@@ -106,7 +106,7 @@ async fn count(ctx: Context) -> HandlerResult {
             format!("The {name} counter {why}, so /count counted nothing.")
         }
     };
-    ctx.reply_text(text).await?;
+    ctx.reply_text(text)?;
     Ok(())
 }
 
@@ -214,20 +214,20 @@ async fn start(ctx: Context) -> StateResult<Profile> {
         None => "Hi! Tell me something about yourself.".into(),
     };
     ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(profile_keyboard()))
-        .await?;
+        ?;
     Ok(Next::To(Profile::Choosing))
 }
 
 async fn category_chosen(ctx: Context) -> StateResult<Profile> {
     let choice = ctx.text().unwrap_or_default().to_lowercase();
     ctx.user_data(|d| d.insert("choice".into(), choice.clone().into()))?;
-    ctx.reply_text(format!("Your {choice}? Go on.")).await?;
+    ctx.reply_text(format!("Your {choice}? Go on."))?;
     Ok(Next::To(Profile::TypingReply))
 }
 
 async fn custom_category(ctx: Context) -> StateResult<Profile> {
     ctx.reply_text("Name the category first, for example \"Favourite food\".")
-        .await?;
+        ?;
     Ok(Next::To(Profile::TypingChoice))
 }
 
@@ -241,7 +241,7 @@ async fn value_received(ctx: Context) -> StateResult<Profile> {
     })?;
     let text = format!("Noted. What I know about you:\n{known}\nTell me more, or press Done.");
     ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(profile_keyboard()))
-        .await?;
+        ?;
     Ok(Next::To(Profile::Choosing))
 }
 
@@ -252,7 +252,7 @@ async fn done(ctx: Context) -> StateResult<Profile> {
     })?;
     let text = format!("I learned:\n{known}\nUntil next time!");
     ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(ReplyMarkup::remove()))
-        .await?;
+        ?;
     Ok(Next::End)
 }
 
@@ -260,7 +260,7 @@ async fn done(ctx: Context) -> StateResult<Profile> {
 async fn show_data(ctx: Context) -> HandlerResult {
     let known = ctx.user_data(|d| facts(d))?;
     ctx.reply_text(format!("What I know about you:\n{known}"))
-        .await?;
+        ?;
     Ok(())
 }
 
@@ -283,7 +283,7 @@ fn chosen_text(chosen: &[i64]) -> String {
 async fn list(ctx: Context) -> HandlerResult {
     let markup = ctx.callback_keyboard(number_buttons(&[]))?;
     ctx.reply(|chat| SendMessage::new(chat, chosen_text(&[])).reply_markup(markup))
-        .await?;
+        ?;
     Ok(())
 }
 

@@ -17,16 +17,16 @@
 //! enum Step { Name, Age }
 //!
 //! async fn start(ctx: Context) -> StateResult<Step> {
-//!     ctx.reply_text("Hi! What is your name?").await?;
+//!     ctx.reply_text("Hi! What is your name?")?;
 //!     Ok(Next::To(Step::Name))
 //! }
 //! async fn name(ctx: Context) -> StateResult<Step> {
 //!     let name = ctx.text().unwrap_or_default().to_string();
-//!     ctx.reply_text(format!("How old are you, {name}?")).await?;
+//!     ctx.reply_text(format!("How old are you, {name}?"))?;
 //!     Ok(Next::To(Step::Age))
 //! }
 //! async fn cancel(ctx: Context) -> StateResult<Step> {
-//!     ctx.reply_text("Bye.").await?;
+//!     ctx.reply_text("Bye.")?;
 //!     Ok(Next::End)
 //! }
 //!

@@ -243,7 +243,10 @@ pub fn owner(key: &Key) -> Option<ObjectRole> {
         Key::Conversation { key, .. } => {
             Some(conversation_chat(key).map_or(ObjectRole::Home, ObjectRole::Chat))
         }
-        Key::CallbackKeyboard(_) | Key::CallbackQuery(_) | Key::KeyboardIndex(_) => None,
+        Key::CallbackKeyboard(_)
+        | Key::CallbackQuery(_)
+        | Key::KeyboardIndex(_)
+        | Key::Outbox { .. } => None,
     }
 }
 

@@ -55,12 +55,13 @@ fn table(kind: KeyKind) -> Table {
         KeyKind::CallbackKeyboard => ("callback_keyboards", &["keyboard_id"]),
         KeyKind::CallbackQuery => ("callback_queries", &["query_id"]),
         KeyKind::KeyboardIndex => ("keyboard_index", &["owner"]),
+        KeyKind::Outbox => ("outbox", &["chat_id", "update_id"]),
     };
     Table { name, columns }
 }
 
 /// Every table edgegram keeps (for [`D1Persistence::clear`]).
-const ALL_TABLES: [&str; 11] = [
+const ALL_TABLES: [&str; 12] = [
     "bot_data",
     "chat_data",
     "user_data",
@@ -68,6 +69,7 @@ const ALL_TABLES: [&str; 11] = [
     "callback_keyboards",
     "callback_queries",
     "keyboard_index",
+    "outbox",
     "processed_updates",
     "edgegram_conflicts",
     "failed_attempts",
@@ -84,6 +86,7 @@ fn key_values(key: &Key) -> Vec<String> {
         Key::CallbackKeyboard(id) | Key::CallbackQuery(id) | Key::KeyboardIndex(id) => {
             vec![id.clone()]
         }
+        Key::Outbox { chat, update_id } => vec![chat.to_string(), update_id.to_string()],
     }
 }
 
@@ -104,6 +107,10 @@ fn key_of(kind: KeyKind, k1: &str, k2: Option<&str>) -> Option<Key> {
         KeyKind::CallbackKeyboard => Key::CallbackKeyboard(k1.to_string()),
         KeyKind::CallbackQuery => Key::CallbackQuery(k1.to_string()),
         KeyKind::KeyboardIndex => Key::KeyboardIndex(k1.to_string()),
+        KeyKind::Outbox => Key::Outbox {
+            chat: id()?,
+            update_id: k2?.parse().ok()?,
+        },
     })
 }
 

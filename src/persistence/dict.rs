@@ -151,6 +151,7 @@ pub fn entry_path(key: &Key) -> String {
         Key::CallbackKeyboard(id) => format!("callback_data.0.{}", segment(id)),
         Key::CallbackQuery(id) => format!("callback_data.1.{}", segment(id)),
         Key::KeyboardIndex(id) => format!("(keyboard index {})", segment(id)),
+        Key::Outbox { chat, update_id } => format!("(outbox of update {update_id}, chat {chat})"),
     }
 }
 
@@ -668,7 +669,7 @@ pub fn from_entries(entries: impl IntoIterator<Item = (Key, Value)>) -> Value {
             }
             // edgegram's own bookkeeping: not part of PTB's shapes (an import lets the sweep
             // bound the keyboards no index lists).
-            Key::KeyboardIndex(_) => {}
+            Key::KeyboardIndex(_) | Key::Outbox { .. } => {}
         }
     }
     // PTB keeps keyboards in access order (oldest first).

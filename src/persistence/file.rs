@@ -92,6 +92,7 @@ impl FilePersistence {
                 KeyKind::CallbackKeyboard | KeyKind::CallbackQuery | KeyKind::KeyboardIndex => {
                     "callback"
                 }
+                KeyKind::Outbox => "outbox",
             })),
         }
     }

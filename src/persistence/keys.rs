@@ -1,7 +1,8 @@
 //! The string key scheme of string-keyed stores.
 //!
 //! `{prefix}bot`, `{prefix}chat:{id}`, `{prefix}user:{id}`, `{prefix}conv:{name}:{key}`,
-//! `{prefix}cbk:{keyboard id}`, `{prefix}cbq:{query id}`, `{prefix}cbi:{chat.<id> | user.<id>}`. The default prefix `eg1:` names the
+//! `{prefix}cbk:{keyboard id}`, `{prefix}cbq:{query id}`, `{prefix}cbi:{chat.<id> | user.<id>}`,
+//! `{prefix}obx:{chat id}:{update id, 19 digits}`. The default prefix `eg1:` names the
 //! scheme's version, so that a future scheme can live beside this one during a migration.
 //! In conversation names `%` and `:` are percent-escaped so that the name ends at the first
 //! `:`; the conversation key and callback ids are written as they are.
@@ -20,6 +21,7 @@ fn tag(kind: KeyKind) -> &'static str {
         KeyKind::CallbackKeyboard => "cbk:",
         KeyKind::CallbackQuery => "cbq:",
         KeyKind::KeyboardIndex => "cbi:",
+        KeyKind::Outbox => "obx:",
     }
 }
 
@@ -39,6 +41,8 @@ pub(super) fn encode(key: &Key, prefix: &str) -> String {
         Key::CallbackKeyboard(id) | Key::CallbackQuery(id) | Key::KeyboardIndex(id) => {
             format!("{prefix}{tag}{id}")
         }
+        // Zero-padded, so that listing a chat's outboxes gives them in update order.
+        Key::Outbox { chat, update_id } => format!("{prefix}{tag}{chat}:{update_id:019}"),
     }
 }
 
@@ -61,6 +65,14 @@ pub(super) fn parse(encoded: &str, prefix: &str) -> Option<Key> {
         "cbk" => Key::CallbackKeyboard(value.to_string()),
         "cbq" => Key::CallbackQuery(value.to_string()),
         "cbi" => Key::KeyboardIndex(value.to_string()),
+        "obx" => {
+            let (chat, update_id) = value.split_once(':')?;
+            let digits = update_id.len() == 19 && update_id.bytes().all(|b| b.is_ascii_digit());
+            Key::Outbox {
+                chat: parse_id(chat)?,
+                update_id: digits.then(|| update_id.parse().ok()).flatten()?,
+            }
+        }
         _ => return None,
     })
 }
@@ -108,6 +120,10 @@ mod tests {
             },
             Key::CallbackKeyboard("c0ffee".into()),
             Key::CallbackQuery("1234567890".into()),
+            Key::Outbox {
+                chat: -1001500000001,
+                update_id: 815,
+            },
         ]
     }
 
@@ -137,6 +153,8 @@ mod tests {
             "eg1:what:1",
             "eg2:bot",
             "eg1:botx",
+            "eg1:obx:5:815",
+            "eg1:obx:5:-000000000000000815",
         ] {
             assert_eq!(parse(bad, DEFAULT_PREFIX), None, "{bad}");
         }

@@ -65,6 +65,15 @@ pub enum Key {
     /// keyboards without listing storage. edgegram's own bookkeeping, not part of PTB's
     /// DictPersistence export.
     KeyboardIndex(String),
+    /// The Bot API calls an update queued, stored with its changes until they are sent
+    /// ([`crate::outbox`]): by the update's chat (0 for none) and id, so that
+    /// listing a chat's outboxes gives them in update order. edgegram's own bookkeeping, not part of PTB's DictPersistence export.
+    Outbox {
+        /// The update's chat id (0 when it has none).
+        chat: i64,
+        /// The update's id.
+        update_id: i64,
+    },
 }
 
 /// The kinds of [`Key`], for listing.
@@ -84,11 +93,13 @@ pub enum KeyKind {
     CallbackQuery,
     /// [`Key::KeyboardIndex`]
     KeyboardIndex,
+    /// [`Key::Outbox`]
+    Outbox,
 }
 
 impl KeyKind {
     /// Every kind, in export order.
-    pub const ALL: [KeyKind; 7] = [
+    pub const ALL: [KeyKind; 8] = [
         KeyKind::BotData,
         KeyKind::ChatData,
         KeyKind::UserData,
@@ -96,6 +107,7 @@ impl KeyKind {
         KeyKind::CallbackKeyboard,
         KeyKind::CallbackQuery,
         KeyKind::KeyboardIndex,
+        KeyKind::Outbox,
     ];
 }
 
@@ -110,6 +122,7 @@ impl Key {
             Key::CallbackKeyboard(_) => KeyKind::CallbackKeyboard,
             Key::CallbackQuery(_) => KeyKind::CallbackQuery,
             Key::KeyboardIndex(_) => KeyKind::KeyboardIndex,
+            Key::Outbox { .. } => KeyKind::Outbox,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::context::{Data, DataType};
 use crate::error::Result;
 use crate::persistence::memory::MemoryPersistence;
 use crate::persistence::spy::{Call, SpyPersistence};
+use crate::outbox::{self, Delivery, Outbox};
 use crate::persistence::{Change, Key, Persistence};
 use crate::types::Update;
 
@@ -32,7 +33,7 @@ use crate::types::Update;
 ///
 /// async fn hello(ctx: Context) -> HandlerResult {
 ///     ctx.user_data(|d| d.insert("greeted".into(), true.into()))?;
-///     ctx.reply_text("Hello!").await?;
+///     ctx.reply_text("Hello!")?;
 ///     Ok(())
 /// }
 ///
@@ -134,6 +135,29 @@ impl<B: DataType, C: DataType, U: DataType> Harness<B, C, U> {
         block_on(application.process_update(update))
     }
 
+    /// Delivers again, in a fresh Application, every stored outbox whose next try is due at
+    /// the harness's time (calls that failed transiently: see [`crate::outbox`]), as a
+    /// Durable Object's alarm does; answers what each delivery did, by chat then update.
+    pub fn deliver_pending(&self) -> Result<Vec<Delivery>> {
+        let application = self.application()?;
+        let store: &dyn Persistence = self.spy.as_ref();
+        block_on(async {
+            let mut deliveries = Vec::new();
+            for outbox in outbox::stored(store).await? {
+                if outbox.next_try_ms <= self.now_ms() {
+                    deliveries.push(application.deliver(outbox, store).await?);
+                }
+            }
+            Ok(deliveries)
+        })
+    }
+
+    /// The outboxes stored: queued calls not sent yet.
+    pub fn stored_outboxes(&self) -> Vec<Outbox> {
+        block_on(outbox::stored(self.spy.as_ref()))
+            .unwrap_or_else(|e| panic!("the stored outboxes cannot be read: {e}"))
+    }
+
     /// A fresh Application of the bot under test, over the harness's parts.
     pub fn application(&self) -> Result<Application<B, C, U>> {
         (self.make)(self)
@@ -194,7 +218,8 @@ impl<B: DataType, C: DataType, U: DataType> Harness<B, C, U> {
     }
 
     /// The changes of every write to storage so far, oldest first (an update that changes
-    /// nothing writes nothing).
+    /// nothing and queues no call writes nothing; one that queued calls writes again to
+    /// delete its outbox once they are sent).
     pub fn writes(&self) -> Vec<Vec<Change>> {
         self.spy
             .calls()
@@ -238,7 +263,7 @@ mod tests {
     async fn visit(ctx: Context) -> HandlerResult {
         let now = ctx.now_ms();
         ctx.chat_data(|d| d.insert("seen_at".into(), now.into()))?;
-        ctx.reply_text("noted").await?;
+        ctx.reply_text("noted")?;
         Ok(())
     }
 
@@ -258,7 +283,9 @@ mod tests {
         h.process(tg.command(-5, 7, "/visit"));
         assert_eq!(h.to_json()["chat_data"]["-5"]["seen_at"], START_MS + 90_000);
         assert_eq!(h.reads().len(), 2);
-        assert_eq!(h.writes().len(), 2);
+        // Each update: its change with its outbox, then the outbox's delete once sent.
+        assert_eq!(h.writes().len(), 4);
+        assert!(h.stored_outboxes().is_empty());
         // The replies shared the chat's message ids with the users' messages.
         let ids: Vec<i64> = h.bot().sent().iter().map(|m| m.message_id).collect();
         assert_eq!(ids, [2, 4]);
@@ -283,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn a_scripted_flood_limit_reaches_the_handler_as_a_bot_api_error() {
+    fn a_scripted_flood_limit_keeps_the_reply_for_a_later_delivery_and_the_update_commits() {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let into = seen.clone();
         let h = Harness::new(move |builder| {
@@ -291,36 +318,41 @@ mod tests {
             visits(builder.error_handler(move |_ctx: Context, error| {
                 let into = into.clone();
                 async move {
-                    let api_error = error.downcast_ref::<Error>().cloned();
-                    into.borrow_mut().push(api_error);
+                    into.borrow_mut().push(error.to_string());
                 }
             }))
         });
         h.bot()
             .answer_next_to("sendMessage", Answer::retry_after(5));
-        // A flood limit is transient: the update fails, so that Telegram delivers it again.
-        let failed = h.try_process(h.updates().command(5, 5, "/visit"));
-        assert!(failed.is_err(), "{failed:?}");
-        let Some(Error::BotApi {
-            method,
-            code,
-            description,
-            kind,
-        }) = seen.borrow_mut().pop().flatten()
+        // The update's data commits with its queued reply; the 429 leaves the reply stored,
+        // due when Telegram said.
+        let outcome = h.process(h.updates().command(5, 5, "/visit"));
+        let Some(Delivery::Pending {
+            sent: 0,
+            retry_at_ms,
+            error,
+            ..
+        }) = outcome.delivery
         else {
-            panic!("no Bot API error reached the error handler");
+            panic!("the reply should wait: {outcome:?}");
         };
-        assert_eq!((method.as_str(), code), ("sendMessage", Some(429)));
-        assert_eq!(kind, crate::BotApiErrorKind::RetryAfter(5));
-        assert_eq!(description, "Too Many Requests: retry after 5");
-        // Nothing of the failed attempt is written: the redelivery applies it once.
-        assert!(h.writes().is_empty());
-        assert_eq!(h.to_json()["chat_data"]["5"]["seen_at"], Value::Null);
-        // The script was used up: the retry goes through.
-        assert!(h
-            .process(h.updates().command(5, 5, "/visit"))
-            .handler_error
-            .is_none());
+        assert_eq!(retry_at_ms, START_MS + 5000);
+        assert_eq!(error.bot_api_kind(), Some(crate::BotApiErrorKind::RetryAfter(5)));
+        assert_eq!(h.to_json()["chat_data"]["5"]["seen_at"], START_MS);
+        assert!(h.bot().texts().is_empty());
+        assert_eq!(h.stored_outboxes()[0].attempts, 1);
+        // Not due yet: nothing is sent.
+        assert!(h.deliver_pending().unwrap().is_empty());
+        h.advance(Duration::from_secs(5));
+        let deliveries = h.deliver_pending().unwrap();
+        assert_eq!(deliveries.len(), 1);
+        assert_eq!(deliveries[0].sent(), 1);
+        assert_eq!(h.bot().texts(), ["noted"]);
+        assert!(h.stored_outboxes().is_empty());
+        // A transient failure is no error for the handlers: the call was sent in the end.
+        assert!(seen.borrow().is_empty());
+        assert!(h.deliver_pending().unwrap().is_empty());
+        assert_eq!(h.bot().texts(), ["noted"]);
     }
 
     #[test]
@@ -353,15 +385,14 @@ mod tests {
         let h = Harness::new(visits);
         h.bot().answer_next(Answer::blocked());
         let outcome = h.process(tg.command(5, 5, "/visit"));
-        assert!(
-            outcome
-                .handler_error
-                .as_deref()
-                .is_some_and(|e| e.contains("(403)")),
-            "{outcome:?}"
-        );
-        // Acknowledged: the handler's change before the failure is written.
-        assert_eq!(h.writes().len(), 1);
+        // The queued reply failed for good after the commit: the update's change stays, the
+        // reply is done with, and the failure is the delivery's.
+        assert_eq!(outcome.handler_error, None);
+        let failed = outcome.delivery.as_ref().map(Delivery::failed).unwrap_or(&[]);
+        assert_eq!(failed.len(), 1, "{outcome:?}");
+        assert!(failed[0].error.to_string().contains("(403)"));
+        assert_eq!(h.to_json()["chat_data"]["5"]["seen_at"], START_MS);
+        assert!(h.stored_outboxes().is_empty());
     }
 
     #[test]

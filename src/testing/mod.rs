@@ -33,7 +33,7 @@
 //!         d.insert("n".into(), n.into());
 //!         n
 //!     })?;
-//!     ctx.reply_text(format!("{n}")).await?;
+//!     ctx.reply_text(format!("{n}"))?;
 //!     Ok(())
 //! }
 //!
@@ -52,15 +52,15 @@
 //! assert_eq!(h.bot().texts(), ["1", "2"]);
 //! assert_eq!(h.to_json()["chat_data"][GROUP.to_string()]["n"], 2);
 //!
-//! // Telegram's flood limit: the reply fails transiently, so the update fails and nothing of
-//! // it is written; the webhook answers 500 and Telegram delivers it again.
+//! // Telegram's flood limit: the reply is queued, so the update commits with it; the 429
+//! // leaves the reply stored until Telegram's retry_after has passed.
 //! h.bot().answer_next_to("sendMessage", Answer::retry_after(5));
-//! let update = tg.command(GROUP, 7, "/count");
-//! let error = h.try_process(update.clone()).unwrap_err();
-//! assert_eq!(error.to_string(), "Bot API sendMessage failed (429): Too Many Requests: retry after 5");
-//! assert_eq!(h.to_json()["chat_data"][GROUP.to_string()]["n"], 2);
-//! h.process(update); // the redelivery
+//! h.process(tg.command(GROUP, 7, "/count"));
 //! assert_eq!(h.to_json()["chat_data"][GROUP.to_string()]["n"], 3);
+//! assert_eq!(h.stored_outboxes().len(), 1);
+//! h.advance(std::time::Duration::from_secs(5));
+//! h.deliver_pending().unwrap(); // as a Durable Object's alarm does
+//! assert_eq!(h.bot().texts(), ["1", "2", "3"]);
 //! ```
 
 mod bot;

@@ -73,14 +73,14 @@ pub fn application(builder: ApplicationBuilder<Data, Data, TodoList>) -> edgegra
 }
 
 async fn ask(ctx: Ctx) -> StateResult<Adding> {
-    ctx.reply_text("What should I remember?").await?;
+    ctx.reply_text("What should I remember?")?;
     Ok(Next::To(Adding::Text))
 }
 
 async fn add(ctx: Ctx) -> StateResult<Adding> {
     let text = ctx.text().unwrap_or_default().trim().to_string();
     if text.is_empty() {
-        ctx.reply_text("Send the item as text, or /cancel.").await?;
+        ctx.reply_text("Send the item as text, or /cancel.")?;
         return Ok(Next::Stay);
     }
     let list = ctx.user_data(|list| {
@@ -94,19 +94,19 @@ async fn add(ctx: Ctx) -> StateResult<Adding> {
         list.clone()
     })?;
     ctx.reply(|chat| SendMessage::new(chat, summary(&list)).reply_markup(keyboard(&list)))
-        .await?;
+        ?;
     Ok(Next::End)
 }
 
 async fn cancel(ctx: Ctx) -> StateResult<Adding> {
-    ctx.reply_text("Nothing added.").await?;
+    ctx.reply_text("Nothing added.")?;
     Ok(Next::End)
 }
 
 async fn show(ctx: Ctx) -> HandlerResult {
     let list = ctx.user_data(|list| list.clone())?;
     ctx.reply(|chat| SendMessage::new(chat, summary(&list)).reply_markup(keyboard(&list)))
-        .await?;
+        ?;
     Ok(())
 }
 

@@ -38,14 +38,21 @@ fn an_item_is_added_by_conversation_and_toggled_in_place() {
 }
 
 #[test]
-fn a_reply_to_a_user_who_blocked_the_bot_fails_the_handler() {
+fn a_reply_to_a_user_who_blocked_the_bot_fails_after_the_item_is_kept() {
     let h = Harness::new(application);
     let tg = h.updates();
     h.process(tg.command(ANN, ANN, "/add"));
     h.bot().answer_next_to("sendMessage", Answer::blocked());
     let outcome = h.process(tg.message(ANN, ANN, "Buy milk"));
-    let error = outcome.handler_error.expect("the reply failed");
-    assert!(error.contains("403"), "{error}");
+    // The reply is queued: the handler succeeded, the delivery failed for good.
+    assert_eq!(outcome.handler_error, None);
+    let failed = outcome.delivery.as_ref().map(|d| d.failed().to_vec());
+    let error = failed.and_then(|f| f.first().cloned()).expect("the reply failed");
+    assert!(error.error.to_string().contains("403"), "{}", error.error);
+    assert_eq!(
+        h.to_json()["user_data"][ANN.to_string()]["items"][0]["text"],
+        "Buy milk"
+    );
 }
 
 #[test]
