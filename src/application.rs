@@ -12,8 +12,12 @@
 //! 4. **flush**: with arbitrary callback data, the keyboards made are bound to where they were
 //!    sent and the chat's least recently used ones beyond `maxsize` evicted
 //!    ([`crate::callback_data`]); then one [`Persistence::write`] of every entry whose
-//!    serialized value changed and the deletes of dropped ones (nothing at all when nothing
-//!    changed), then [`Persistence::flush`].
+//!    serialized value changed, the deletes of dropped ones and the [`Outbox`] of the Bot API
+//!    calls the handlers queued (nothing at all when nothing changed and nothing was queued),
+//!    then [`Persistence::flush`];
+//! 5. **send** ([`Application::process_update`]; a host that holds a lock for the update calls
+//!    [`Application::handle_update`] and [`Application::deliver`] itself, after letting go):
+//!    the queued calls, in order, then the outbox's delete ([`crate::outbox`]).
 //!
 //! A handler error goes to the error handlers, and the walk goes on with the next group, as in
 //! PTB (an error handler ends it with [`Context::stop_processing`], PTB's
@@ -156,6 +160,12 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         &self.bot
     }
 
+    /// The Bot API transport as given, without the handlers' keyboard bookkeeping: what
+    /// delivers a committed outbox.
+    pub fn bot_api(&self) -> Rc<dyn BotApi> {
+        self.api.clone()
+    }
+
     /// The persistence.
     pub fn persistence(&self) -> &Rc<dyn Persistence> {
         &self.persistence
@@ -267,7 +277,8 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         state.settle_keyboards();
         let changes = state.changes()?;
         let queued = state.take_queued();
-        let outbox = (!queued.is_empty()).then(|| Outbox::new(&state.update, queued));
+        let outbox =
+            (!queued.is_empty()).then(|| Outbox::new(&state.update, queued, state.now_ms()));
         let mut write = changes.clone();
         if let Some(outbox) = &outbox {
             write.push(Change::Put(outbox.key(), outbox.encode()?));

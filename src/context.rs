@@ -15,9 +15,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 use crate::bot::{Bot, Method, SendMessage};
-use crate::outbox::Call;
 use crate::conversation::Route;
 use crate::error::{Error, Result};
+use crate::outbox::Call;
 use crate::persistence::Key;
 use crate::types::{CallbackQuery, Chat, Message, Update, User};
 
@@ -160,7 +160,8 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
     /// queued, outside any lock; an update that fails or is handled again sends nothing. A
     /// call that fails for good reaches the error handlers.
     pub fn send(&self, request: impl Method) -> Result<()> {
-        self.state.queue(Call::new(request_name(&request), request)?)
+        self.state
+            .queue(Call::new(request_name(&request), request)?)
     }
 
     /// Queues any Bot API method with JSON-serializable parameters, as [`Context::send`].

@@ -41,6 +41,11 @@ pub const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 /// later delivery need those); the whole update is kept below it.
 const MAX_STORED_UPDATE_BYTES: usize = 8 * 1024;
 
+thread_local! {
+    /// The next [`Outbox::seq`] of this isolate (Workers run one thread per isolate).
+    static NEXT_SEQ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// One Bot API call: a method and its JSON parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Call {
@@ -74,6 +79,15 @@ pub struct Outbox {
     pub update_id: i64,
     /// The update's chat (0 for updates without one): deliveries keep each chat's order.
     pub chat: i64,
+    /// When the update queued them (ms since the epoch, the Application's clock): a chat's
+    /// stored outboxes are sent in this order, which is the order their updates committed
+    /// (update ids are not: concurrent deliveries commit in any order).
+    #[serde(default)]
+    pub queued_at_ms: i64,
+    /// Breaks ties of `queued_at_ms` (a Worker's clock moves only between I/O, so two updates
+    /// can read the same millisecond): counts up in the isolate that queued it.
+    #[serde(default)]
+    pub seq: u64,
     /// The calls, in the order the handlers queued them.
     pub calls: Vec<Call>,
     /// How many calls are done with (sent, or failed for good).
@@ -92,11 +106,13 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// The outbox of `update` with `calls`.
-    pub fn new(update: &Update, calls: Vec<Call>) -> Self {
+    /// The outbox of `update` with `calls`, queued at `now_ms`.
+    pub fn new(update: &Update, calls: Vec<Call>, now_ms: i64) -> Self {
         Self {
             update_id: update.update_id,
             chat: update.effective_chat().map_or(0, |chat| chat.id),
+            queued_at_ms: now_ms,
+            seq: NEXT_SEQ.with(|next| next.replace(next.get() + 1)),
             calls,
             done: 0,
             attempts: 0,
@@ -158,10 +174,16 @@ fn stored_update(update: &Update) -> Value {
     message.insert("message_id".into(), Value::from(0));
     message.insert("date".into(), Value::from(0));
     if let Some(chat) = update.effective_chat() {
-        message.insert("chat".into(), serde_json::to_value(chat).unwrap_or_default());
+        message.insert(
+            "chat".into(),
+            serde_json::to_value(chat).unwrap_or_default(),
+        );
     }
     if let Some(user) = update.effective_user() {
-        message.insert("from".into(), serde_json::to_value(user).unwrap_or_default());
+        message.insert(
+            "from".into(),
+            serde_json::to_value(user).unwrap_or_default(),
+        );
     }
     serde_json::json!({"update_id": update.update_id, "message": message})
 }
@@ -274,8 +296,8 @@ pub async fn deliver(
     Ok(Delivery::Done { sent, failed })
 }
 
-/// The outboxes `store` holds, in key order (by chat, then update id: each chat's in the order
-/// to send them), with their keys. For a host's retries (a Durable Object alarm, the test kit).
+/// The outboxes `store` holds, by chat, each chat's in the order to send them (the order they
+/// were queued in). For a host's retries (a Durable Object alarm, the test kit).
 pub async fn stored(store: &dyn Persistence) -> Result<Vec<Outbox>> {
     let keys = store.list(KeyKind::Outbox).await?;
     let values = store.read(&keys).await?;
@@ -285,6 +307,7 @@ pub async fn stored(store: &dyn Persistence) -> Result<Vec<Outbox>> {
             outboxes.push(Outbox::decode(store.backend(), key, &raw)?);
         }
     }
+    outboxes.sort_by_key(|o| (o.chat, o.queued_at_ms, o.seq, o.update_id));
     Ok(outboxes)
 }
 
@@ -316,9 +339,18 @@ mod tests {
                         "text": "x".repeat(20_000)}
         });
         let update = Update::from_value(raw).unwrap();
-        let call = Call::new("sendMessage", serde_json::json!({"chat_id": 5, "text": "hi"}));
-        let outbox = Outbox::new(&update, vec![call.unwrap()]);
-        assert_eq!(outbox.key(), Key::Outbox { chat: 5, update_id: 9 });
+        let call = Call::new(
+            "sendMessage",
+            serde_json::json!({"chat_id": 5, "text": "hi"}),
+        );
+        let outbox = Outbox::new(&update, vec![call.unwrap()], 1);
+        assert_eq!(
+            outbox.key(),
+            Key::Outbox {
+                chat: 5,
+                update_id: 9
+            }
+        );
         let stored = outbox.encode().unwrap();
         assert!(stored.len() < 1024, "{} bytes", stored.len());
         let back = Outbox::decode("memory", &outbox.key(), &stored).unwrap();

@@ -15,10 +15,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::bot::{Bot, BotApi};
-use crate::outbox::Call;
 use crate::callback_data::{self, CallbackDataSettings, Keyboards};
 use crate::context::DataType;
 use crate::error::{Error, Result};
+use crate::outbox::Call;
 use crate::persistence::{codec, describe_keys, Change, Key, Persistence, PersistenceInput};
 use crate::sources::{Clock, RandomSource};
 use crate::types::Update;

@@ -672,7 +672,9 @@ fn old_values_are_migrated_on_load_and_rewritten_only_when_changed() {
     assert_eq!(h.bot().texts(), ["41"]);
     let written: Vec<Change> = h.writes().into_iter().flatten().collect();
     assert!(
-        written.iter().all(|c| matches!(c.key(), Key::Outbox { .. })),
+        written
+            .iter()
+            .all(|c| matches!(c.key(), Key::Outbox { .. })),
         "reading a migrated value writes nothing but the reply's outbox: {written:?}"
     );
     assert_eq!(
@@ -815,8 +817,7 @@ fn refresh_runs_for_every_loaded_entry_of_a_stored_kind_also_an_absent_one() {
                 seen(d)
             })?;
             let other = ctx.user_data_of(9, seen).await?;
-            ctx.reply_text(format!("{bot:?} {chat:?} {user:?} {other:?}"))
-                ?;
+            ctx.reply_text(format!("{bot:?} {chat:?} {user:?} {other:?}"))?;
             Ok(())
         }))
         .build()
@@ -881,19 +882,25 @@ fn a_transient_failure_of_a_call_made_at_once_fails_the_update_and_writes_nothin
         .handler(CommandHandler::new("now", |ctx: Context| async move {
             ctx.user_data(bump)?;
             let chat = ctx.effective_chat().map_or(0, |c| c.id);
-            ctx.bot().send_message(edgegram::SendMessage::new(chat, "at once")).await?;
+            ctx.bot()
+                .send_message(edgegram::SendMessage::new(chat, "at once"))
+                .await?;
             ctx.reply_text("queued")?;
             Ok(())
         }))
         .build()
         .unwrap();
     let tg = h.updates();
-    h.bot().answer_next_to("sendMessage", Answer::server_error());
+    h.bot()
+        .answer_next_to("sendMessage", Answer::server_error());
     let update = tg.command(GROUP, 7, "/now");
     let error = h
         .try_process_in(&app, update.clone())
         .expect_err("a transient failure of a call made at once fails the update");
-    assert!(matches!(&error, Error::BotApi { kind, .. } if kind.is_transient()), "{error}");
+    assert!(
+        matches!(&error, Error::BotApi { kind, .. } if kind.is_transient()),
+        "{error}"
+    );
     assert_eq!(h.to_json()["user_data"], json!({}), "nothing written");
     assert!(h.stored_outboxes().is_empty(), "nothing queued is kept");
     // Telegram's redelivery applies it once; the call made at once went first.
@@ -907,9 +914,7 @@ fn a_queued_call_that_fails_for_good_reaches_the_error_handlers_whose_changes_ar
     use edgegram::testing::Answer;
     let h = harness();
     let app = counting_app(h.builder().error_handler(|ctx: Context, error| async move {
-        let blocked = error
-            .downcast_ref::<Error>()
-            .and_then(Error::bot_api_kind)
+        let blocked = error.downcast_ref::<Error>().and_then(Error::bot_api_kind)
             == Some(edgegram::BotApiErrorKind::Forbidden);
         if blocked {
             let _ = ctx.user_data(|d| d.insert("blocked".into(), true.into()));
@@ -924,8 +929,14 @@ fn a_queued_call_that_fails_for_good_reaches_the_error_handlers_whose_changes_ar
     assert_eq!(failed, Some(1), "{outcome:?}");
     let user = &h.to_json()["user_data"]["7"];
     assert_eq!(user["count"], 1, "the update's own changes are kept");
-    assert_eq!(user["blocked"], true, "the error handler's change is written");
-    assert!(h.stored_outboxes().is_empty(), "a call failed for good is not retried");
+    assert_eq!(
+        user["blocked"], true,
+        "the error handler's change is written"
+    );
+    assert!(
+        h.stored_outboxes().is_empty(),
+        "a call failed for good is not retried"
+    );
 }
 
 /// Typed user data of a bot under test: a number of visits.

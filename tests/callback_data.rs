@@ -340,8 +340,7 @@ fn a_failing_random_source_fails_the_keyboard_instead_of_making_a_guessable_id()
                 .arbitrary_callback_data(CallbackDataSettings::default())
                 .handler(CommandHandler::new("one", |ctx: Context| async move {
                     let markup = ctx.callback_keyboard([[("only", 1)]])?;
-                    ctx.reply(|chat| SendMessage::new(chat, "One").reply_markup(markup))
-                        ?;
+                    ctx.reply(|chat| SendMessage::new(chat, "One").reply_markup(markup))?;
                     Ok(())
                 }))
                 .build()
@@ -733,8 +732,7 @@ fn plain_string_buttons_are_stored_on_the_way_out_and_match_their_pattern() {
                     InlineKeyboardButton::callback("One", "plain:1"),
                     InlineKeyboardButton::callback("Two", "plain:2"),
                 ]]);
-                ctx.reply(|chat| SendMessage::new(chat, "Menu").reply_markup(markup))
-                    ?;
+                ctx.reply(|chat| SendMessage::new(chat, "Menu").reply_markup(markup))?;
                 Ok(())
             }))
             .handler(

@@ -213,8 +213,7 @@ async fn start(ctx: Context) -> StateResult<Profile> {
         Some(known) => format!("Welcome back! You already told me:\n{known}\nWhat else?"),
         None => "Hi! Tell me something about yourself.".into(),
     };
-    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(profile_keyboard()))
-        ?;
+    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(profile_keyboard()))?;
     Ok(Next::To(Profile::Choosing))
 }
 
@@ -226,8 +225,7 @@ async fn category_chosen(ctx: Context) -> StateResult<Profile> {
 }
 
 async fn custom_category(ctx: Context) -> StateResult<Profile> {
-    ctx.reply_text("Name the category first, for example \"Favourite food\".")
-        ?;
+    ctx.reply_text("Name the category first, for example \"Favourite food\".")?;
     Ok(Next::To(Profile::TypingChoice))
 }
 
@@ -240,8 +238,7 @@ async fn value_received(ctx: Context) -> StateResult<Profile> {
         facts(d)
     })?;
     let text = format!("Noted. What I know about you:\n{known}\nTell me more, or press Done.");
-    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(profile_keyboard()))
-        ?;
+    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(profile_keyboard()))?;
     Ok(Next::To(Profile::Choosing))
 }
 
@@ -251,16 +248,14 @@ async fn done(ctx: Context) -> StateResult<Profile> {
         facts(d)
     })?;
     let text = format!("I learned:\n{known}\nUntil next time!");
-    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(ReplyMarkup::remove()))
-        ?;
+    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(ReplyMarkup::remove()))?;
     Ok(Next::End)
 }
 
 /// `/show_data`, in or out of the conversation: the facts in user_data.
 async fn show_data(ctx: Context) -> HandlerResult {
     let known = ctx.user_data(|d| facts(d))?;
-    ctx.reply_text(format!("What I know about you:\n{known}"))
-        ?;
+    ctx.reply_text(format!("What I know about you:\n{known}"))?;
     Ok(())
 }
 
@@ -282,8 +277,7 @@ fn chosen_text(chosen: &[i64]) -> String {
 
 async fn list(ctx: Context) -> HandlerResult {
     let markup = ctx.callback_keyboard(number_buttons(&[]))?;
-    ctx.reply(|chat| SendMessage::new(chat, chosen_text(&[])).reply_markup(markup))
-        ?;
+    ctx.reply(|chat| SendMessage::new(chat, chosen_text(&[])).reply_markup(markup))?;
     Ok(())
 }
 

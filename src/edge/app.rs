@@ -13,7 +13,8 @@ use super::settings::{setting, BotTarget, Settings};
 use crate::bot::BotApi;
 use crate::callback_data::sweep;
 use crate::context::DataType;
-use crate::persistence::Persistence;
+use crate::outbox::{self, Delivery, Outbox};
+use crate::persistence::{Key, Persistence};
 use crate::types::Update;
 use crate::{Application, ApplicationBuilder};
 
@@ -72,16 +73,110 @@ impl<F, B, C, U> BuildApplication<B, C, U> for F where
 {
 }
 
+/// The Bot API calls a committed update queued, with the Application that runs their error
+/// handlers: what a host delivers once it has let go of the update's gate.
+pub struct Sending<B, C, U> {
+    /// The update's Application.
+    pub(crate) app: Application<B, C, U>,
+    /// Its committed outbox.
+    pub(crate) outbox: Outbox,
+}
+
+impl<B: DataType, C: DataType, U: DataType> Sending<B, C, U> {
+    /// Sends the calls ([`crate::outbox::deliver`]), keeping the outbox's progress in
+    /// `store`; answers the delivery, logged when a call failed. The calls that failed for
+    /// good are the host's to report ([`Application::report_failed_calls`]), under its gate.
+    pub(crate) async fn send(&mut self, store: &dyn Persistence) -> crate::Result<Delivery> {
+        let update_id = self.outbox.update_id;
+        let now = js_sys::Date::now() as i64;
+        let api = self.app.bot_api();
+        let delivery = outbox::deliver(api.as_ref(), store, &mut self.outbox, now).await;
+        match &delivery {
+            Ok(Delivery::Pending { error, .. }) => {
+                console_error!("update {update_id}: a queued call failed, to be retried: {error}")
+            }
+            Err(e) => {
+                console_error!("update {update_id}: storing its outbox's progress failed: {e}")
+            }
+            Ok(Delivery::Done { .. }) => {}
+        }
+        for failed in delivery.iter().flat_map(Delivery::failed) {
+            console_error!(
+                "update {update_id}: a queued call failed for good: {}",
+                failed.error
+            );
+        }
+        delivery
+    }
+
+    /// Runs the error handlers for the calls of `delivery` that failed for good, writing
+    /// their changes through the Application's persistence (logged when that fails).
+    pub(crate) async fn report(&self, delivery: &Delivery) {
+        let failed = delivery.failed();
+        if failed.is_empty() {
+            return;
+        }
+        let update = self.outbox.update();
+        if let Err(e) = self.app.report_failed_calls(&update, failed).await {
+            console_error!(
+                "update {}: the error handlers of its failed calls: {e}",
+                self.outbox.update_id
+            );
+        }
+    }
+
+    /// The stored outbox under `key` with the worker's Application over `persistence`, to
+    /// send what is left of it (a redelivered update, a Durable Object's alarm). `None` when
+    /// nothing is stored there (logged when it could not be read or the Application built).
+    pub(crate) async fn stored<F: BuildApplication<B, C, U>>(
+        settings: &Settings,
+        env: &Env,
+        persistence: Rc<dyn Persistence>,
+        build: &F,
+        key: Key,
+    ) -> Option<Self> {
+        let raw = match persistence.read(std::slice::from_ref(&key)).await {
+            Ok(mut values) => values.pop().flatten()?,
+            Err(e) => {
+                console_error!("reading the outbox {}: {e}", key.encode(""));
+                return None;
+            }
+        };
+        let outbox = match Outbox::decode(persistence.backend(), &key, &raw) {
+            Ok(outbox) => outbox,
+            Err(e) => {
+                console_error!("{e}");
+                return None;
+            }
+        };
+        let parts = Parts {
+            bot: bot_api(settings, env)?,
+            persistence,
+            env,
+            settings,
+        };
+        match build(parts) {
+            Ok(app) => Some(Self { app, outbox }),
+            Err(e) => {
+                console_error!("the application could not be built: {e}");
+                None
+            }
+        }
+    }
+}
+
 /// Builds the Application over `persistence` and runs `update` through it: load, handlers,
-/// flush. Logs what the caller should know (a handler error, an update nobody handled, a
-/// failure Telegram will retry), and now and then sweeps expired callback data.
+/// one write with the queued calls. Logs what the caller should know (a handler error, an
+/// update nobody handled, a failure Telegram will retry), and now and then sweeps expired
+/// callback data. The queued calls come back to be sent ([`Sending`]) once the caller let go
+/// of the update's gate.
 pub async fn run_update<B, C, U>(
     settings: &Settings,
     env: &Env,
     persistence: Rc<dyn Persistence>,
     update: Update,
     build: &impl BuildApplication<B, C, U>,
-) -> WebhookOutcome
+) -> (WebhookOutcome, Option<Sending<B, C, U>>)
 where
     B: DataType,
     C: DataType,
@@ -89,7 +184,7 @@ where
 {
     let update_id = update.update_id;
     let Some(bot) = bot_api(settings, env) else {
-        return WebhookOutcome::failed(Failure::NotConfigured);
+        return (WebhookOutcome::failed(Failure::NotConfigured), None);
     };
     let parts = Parts {
         bot,
@@ -101,10 +196,10 @@ where
         Ok(app) => app,
         Err(e) => {
             console_error!("the application could not be built: {e}");
-            return WebhookOutcome::failed(Failure::NotConfigured);
+            return (WebhookOutcome::failed(Failure::NotConfigured), None);
         }
     };
-    let result = app.process_update(update).await;
+    let result = app.handle_update(update).await;
     if let Some(username) = app.bot_username() {
         LEARNED_USERNAME.with(|u| *u.borrow_mut() = Some(username));
     }
@@ -129,7 +224,12 @@ where
         Err(crate::Error::AlreadyProcessed(_)) => {}
         Err(e) => console_error!("update {update_id} not handled, Telegram will retry: {e}"),
     }
-    WebhookOutcome::of(result)
+    let outbox = result
+        .as_ref()
+        .ok()
+        .and_then(|outcome| outcome.outbox.clone());
+    let sending = outbox.map(|outbox| Sending { app, outbox });
+    (WebhookOutcome::of(result), sending)
 }
 
 /// The worker's Application over `persistence`, built to check an import's entries

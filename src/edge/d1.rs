@@ -195,7 +195,7 @@ impl D1Persistence {
         let k2 = t
             .columns
             .get(1)
-            .map_or("NULL".to_string(), |c| c.to_string());
+            .map_or("NULL".to_string(), |c| format!("CAST({c} AS TEXT)"));
         let per = MAX_PARAMS / t.columns.len();
         let mut out = Vec::new();
         for chunk in keys.chunks(per) {
@@ -530,7 +530,7 @@ impl Persistence for D1Persistence {
             let k2 = t
                 .columns
                 .get(1)
-                .map_or("NULL".to_string(), |c| c.to_string());
+                .map_or("NULL".to_string(), |c| format!("CAST({c} AS TEXT)"));
             let sql = format!(
                 "SELECT CAST({k1} AS TEXT) AS k1, {k2} AS k2 FROM {name}",
                 k1 = t.columns[0],

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use worker::{console_error, console_log, Env, Method, Request, Response};
 
 use super::admin;
-use super::app::{run_update, BuildApplication};
+use super::app::{run_update, BuildApplication, Sending};
 use super::d1::D1Persistence;
 use super::dead_letters::{self, FailedUpdates};
 use super::http::read_update;
@@ -17,7 +17,8 @@ use super::outcome::{Failure, WebhookOutcome};
 use super::settings::{Backend, Settings, WebhookAuth};
 use super::{forward, D1_BINDING, KV_BINDING};
 use crate::context::DataType;
-use crate::persistence::Persistence;
+use crate::outbox::Delivery;
+use crate::persistence::{Key, Persistence};
 use crate::webhook::{not_utf8, Incoming, Rejection};
 use crate::MemoryPersistence;
 
@@ -117,16 +118,51 @@ where
         return WebhookOutcome::failed(Failure::NotConfigured).into_response();
     };
     let update_id = update.update_id;
+    let outbox_key = Key::Outbox {
+        chat: update.effective_chat().map_or(0, |chat| chat.id),
+        update_id,
+    };
     let now = js_sys::Date::now() as i64;
-    store.begin_update(update_id, now, settings.processed_window_ms);
-    let mut outcome = run_update(settings, env, store.persistence(), update, build).await;
+    let recorded = store.begin_update(update_id, now, settings.processed_window_ms);
+    let (mut outcome, mut sending) =
+        run_update(settings, env, store.persistence(), update, build).await;
     if let WebhookOutcome::Processed(processed) = &outcome {
         // An update no handler matched changed nothing: it costs no record.
         if processed.handled {
             if let Err(e) = store.commit_marker().await {
                 console_error!("update {update_id}: recording it as processed failed: {e}");
                 outcome = WebhookOutcome::of(Err(e));
+                sending = None;
             }
+        }
+    }
+    // A redelivered update sends what its first delivery left unsent, and nothing else.
+    if let WebhookOutcome::Duplicate(_) = outcome {
+        let persistence = store.persistence();
+        sending = Sending::stored(settings, env, persistence, build, outbox_key).await;
+    }
+    // The queued calls, after the commit. There is no alarm here to retry a transient
+    // failure: the update is answered 500 and Telegram's redelivery (a duplicate) sends them
+    // — where update records are kept (KV, D1); memory keeps none, so there a redelivery
+    // would apply the update again, and the calls stay unsent.
+    if let Some(sending) = sending.as_mut() {
+        let delivery = sending.send(store.persistence().as_ref()).await;
+        if let Ok(delivery) = &delivery {
+            sending.report(delivery).await;
+        }
+        match delivery {
+            Ok(Delivery::Pending { .. }) if recorded => {
+                let left = sending.outbox.remaining().len();
+                outcome = WebhookOutcome::Unsent { update_id, left };
+            }
+            Ok(delivery) => {
+                if let WebhookOutcome::Processed(processed) = &mut outcome {
+                    processed.delivery = Some(delivery);
+                }
+            }
+            // Sent, but the outbox's progress is not stored: answering 500 would send the
+            // calls again; the outbox stays behind, and the log says so.
+            Err(_) => {}
         }
     }
     // A failed delivery counts against the update's bound; past it, or when it cannot pass,
@@ -195,8 +231,9 @@ impl WorkerStore {
     }
 
     /// Starts recording `update_id` as processed where the store keeps records (KV, D1).
-    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) {
-        self.raw().begin_update(update_id, now_ms, window_ms);
+    /// Answers whether the store keeps update records (KV, D1; memory does not).
+    fn begin_update(&self, update_id: i64, now_ms: i64, window_ms: i64) -> bool {
+        self.raw().begin_update(update_id, now_ms, window_ms)
     }
 
     /// Records the update alone if no write carried its record (KV, D1).

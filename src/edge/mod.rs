@@ -43,7 +43,7 @@ mod settings;
 #[cfg(feature = "testing")]
 pub mod test_routes;
 
-pub use app::{run_update, BuildApplication, Parts, SWEEP_EVERY};
+pub use app::{run_update, BuildApplication, Parts, Sending, SWEEP_EVERY};
 pub use entry::serve;
 pub use object::{ObjectHost, ObjectRole};
 pub use outcome::{Failure, WebhookOutcome, OUTCOME_HEADER};

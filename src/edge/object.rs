@@ -15,7 +15,9 @@
 //! [`super::deadlines`]), forgets expired processed-update records (walking their time index)
 //! and, at most hourly, sweeps expired callback data; then it sets itself for the next of those.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::rc::Rc;
 
 use serde_json::json;
@@ -24,28 +26,33 @@ use worker::{console_error, Env, Method, Request, Response, State};
 use super::admin::{
     export_from, import_answer, import_into, import_mode, import_options, with_mode,
 };
-use super::app::{checking_application, run_update, BuildApplication, Parts};
+use super::app::{checking_application, run_update, BuildApplication, Parts, Sending};
 use super::chat_routing::{merge_export, split_by_chat, ChatRoutedPersistence, HomeRequest};
 use super::dead_letters::{self, FailedUpdates};
 use super::deadlines;
 use super::durable::DurableObjectPersistence;
 use super::http::query_param;
 use super::outcome::WebhookOutcome;
-use super::settings::{Routing, Settings};
+use super::settings::{Backend, Routing, Settings};
 use super::{forward, text};
 use crate::attempts::DeadLetter;
 use crate::callback_data::sweep;
 use crate::context::DataType;
 use crate::conversation;
+use crate::outbox::{self, Delivery, Outbox};
 use crate::persistence::dict::{self, ImportMode};
 use crate::persistence::processed::DEFAULT_WINDOW_MS;
-use crate::persistence::{codec, Change, Key, Persistence, DEFAULT_PREFIX};
+use crate::persistence::{codec, Change, Key, KeyKind, Persistence, DEFAULT_PREFIX};
 use crate::types::Update;
 use crate::update_gate::UpdateGate;
 use crate::webhook::{not_utf8, parse_body, Incoming};
 
 /// The alarm sweeps the stored callback data at most this often.
 pub const SWEEP_INTERVAL_MS: i64 = 60 * 60 * 1000;
+
+/// After an update that queued calls, the alarm comes at the latest this long after it: should
+/// the isolate end between the commit and the send, the alarm sends them.
+pub const OUTBOX_NET_MS: i64 = 10_000;
 
 /// Expired processed-update records one alarm forgets at most (it sets itself again when more
 /// are left).
@@ -125,6 +132,12 @@ pub struct ObjectHost {
     registered: Cell<bool>,
     /// When the alarm is set to fire, once read or set (`None`: not known yet).
     alarm_at: Cell<Option<i64>>,
+    /// One lane per chat: its queued calls are sent one update at a time, in commit order.
+    lanes: RefCell<HashMap<i64, Rc<UpdateGate>>>,
+    /// Chats with an outbox waiting for a retry: their later outboxes wait behind it.
+    stalled: RefCell<HashSet<i64>>,
+    /// Whether this instance has looked for outboxes left by an earlier one.
+    outboxes_scanned: Cell<bool>,
 }
 
 impl ObjectHost {
@@ -136,6 +149,9 @@ impl ObjectHost {
             gate: UpdateGate::default(),
             registered: Cell::new(false),
             alarm_at: Cell::new(None),
+            lanes: RefCell::new(HashMap::new()),
+            stalled: RefCell::new(HashSet::new()),
+            outboxes_scanned: Cell::new(false),
         }
     }
 
@@ -217,7 +233,7 @@ impl ObjectHost {
         C: DataType,
         U: DataType,
     {
-        let _turn = self.gate.enter().await;
+        let turn = self.gate.enter().await;
         // The alarm that fired is spent; wake_at sets the next one.
         self.alarm_at.set(None);
         let store = Rc::new(self.storage());
@@ -263,6 +279,19 @@ impl ObjectHost {
                     console_error!("sweeping callback data failed: {e}");
                 }
             }
+        }
+        // Queued calls a request left (a transient failure, an isolate that ended): sent
+        // outside the gate, each chat's in order.
+        let outboxes = match outbox::stored(store.as_ref()).await {
+            Ok(outboxes) => outboxes,
+            Err(e) => {
+                console_error!("reading the stored outboxes failed: {e}");
+                Vec::new()
+            }
+        };
+        drop(turn);
+        if let (false, Some(settings)) = (outboxes.is_empty(), settings.as_ref()) {
+            next.extend(self.send_stored(settings, &build, outboxes, now).await);
         }
         self.wake_at(next.into_iter().min()).await;
         Response::ok("done")
@@ -336,13 +365,14 @@ impl ObjectHost {
         };
         let update_id = update.update_id;
         // Held until the commit: the next update of this object starts from this one's data.
-        let _turn = self.gate.enter().await;
+        let turn = self.gate.enter().await;
         let now = js_sys::Date::now() as i64;
         let window = settings.processed_window_ms;
         let (store, persistence) = self.update_persistence(role, update_id, now, window);
         #[cfg(feature = "testing")]
         let persistence = super::test_routes::with_faults(persistence);
-        let mut outcome = run_update(settings, &self.env, persistence, update, build).await;
+        let (mut outcome, mut sending) =
+            run_update(settings, &self.env, persistence, update, build).await;
         // An update no handler matched had no effect: running it again is harmless, so it
         // costs no write (an update that changes nothing writes nothing).
         if let WebhookOutcome::Processed(processed) = &outcome {
@@ -350,6 +380,7 @@ impl ObjectHost {
                 if let Err(e) = store.commit_marker().await {
                     console_error!("update {update_id}: recording it as processed failed: {e}");
                     outcome = WebhookOutcome::of(Err(e));
+                    sending = None;
                 }
             }
         }
@@ -387,13 +418,205 @@ impl ObjectHost {
                 self.registered.set(true);
             }
             // The alarm ends conversations at their deadline and forgets this update's record
-            // when it expires, also if no update ever comes to this object again.
+            // when it expires, also if no update ever comes to this object again; and it sends
+            // the queued calls should this isolate end before it does.
             let deadlines = conversation_deadlines(&processed.changes);
             let record_expiry = processed.handled.then_some(now + window);
-            self.wake_at(deadlines.into_iter().chain(record_expiry).min())
-                .await;
+            let outbox_net = sending.is_some().then_some(now + OUTBOX_NET_MS);
+            let wake = deadlines.into_iter().chain(record_expiry).chain(outbox_net);
+            self.wake_at(wake.min()).await;
+        }
+        let Some(mut sending) = sending else {
+            return outcome.into_response();
+        };
+        // The queued calls go out after the commit and outside the gate, in the chat's lane
+        // (taken before the gate is let go, so in commit order).
+        self.find_stalled_once(update_id).await;
+        let chat = sending.outbox.chat;
+        let lane = self.lane(chat);
+        let mut in_lane = Box::pin(lane.enter());
+        // Polled once here: that puts it in the lane's queue now, while the gate is held.
+        let waker = futures::task::noop_waker();
+        let first = in_lane
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker));
+        drop(turn);
+        let _lane_turn = match first {
+            std::task::Poll::Ready(lane_turn) => lane_turn,
+            std::task::Poll::Pending => in_lane.await,
+        };
+        if self.stalled.borrow().contains(&chat) {
+            // An earlier outbox of this chat waits for its retry: this one goes after it,
+            // with the alarm.
+            return outcome.into_response();
+        }
+        match sending.send(&self.storage()).await {
+            Ok(Delivery::Pending { retry_at_ms, .. }) => {
+                self.stalled.borrow_mut().insert(chat);
+                self.wake_at(Some(retry_at_ms)).await;
+            }
+            Ok(delivery) => {
+                self.report_failed(role, settings, build, &sending, &delivery)
+                    .await;
+                if let WebhookOutcome::Processed(processed) = &mut outcome {
+                    processed.delivery = Some(delivery);
+                }
+            }
+            Err(_) => {}
         }
         outcome.into_response()
+    }
+
+    /// The lane of `chat`'s deliveries in this object: one at a time, in the order taken.
+    fn lane(&self, chat: i64) -> Rc<UpdateGate> {
+        self.lanes.borrow_mut().entry(chat).or_default().clone()
+    }
+
+    /// Once per instance, before its first delivery: the chats with outboxes a previous
+    /// instance left (other than `update_id`'s own, just committed) wait for the alarm, so that
+    /// no later message overtakes them. One listing per instance.
+    async fn find_stalled_once(&self, update_id: i64) {
+        if self.outboxes_scanned.replace(true) {
+            return;
+        }
+        match self.storage().list(KeyKind::Outbox).await {
+            Ok(keys) => {
+                let mut stalled = self.stalled.borrow_mut();
+                for key in keys {
+                    if let Key::Outbox {
+                        chat,
+                        update_id: id,
+                    } = key
+                    {
+                        if id != update_id {
+                            stalled.insert(chat);
+                        }
+                    }
+                }
+            }
+            Err(e) => console_error!("listing the stored outboxes failed: {e}"),
+        }
+    }
+
+    /// Runs the error handlers for the calls of `delivery` that failed for good, under the
+    /// gate, over storage that records no update (the update is recorded already).
+    async fn report_failed<B, C, U>(
+        &self,
+        role: ObjectRole,
+        settings: &Settings,
+        build: &impl BuildApplication<B, C, U>,
+        sending: &Sending<B, C, U>,
+        delivery: &Delivery,
+    ) where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        if delivery.failed().is_empty() {
+            return;
+        }
+        let _turn = self.gate.enter().await;
+        let Some(bot) = super::app::bot_api(settings, &self.env) else {
+            return;
+        };
+        let parts = Parts {
+            bot,
+            persistence: self.plain_persistence(role),
+            env: &self.env,
+            settings,
+        };
+        let update = sending.outbox.update();
+        let reported = match build(parts) {
+            Ok(app) => app.report_failed_calls(&update, delivery.failed()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = reported {
+            let id = update.update_id;
+            console_error!("update {id}: the error handlers of its failed calls: {e}");
+        }
+    }
+
+    /// Sends the stored outboxes that are due, each chat's in order in its lane, outside the
+    /// gate; answers when the next is due.
+    async fn send_stored<B, C, U>(
+        &self,
+        settings: &Settings,
+        build: &impl BuildApplication<B, C, U>,
+        outboxes: Vec<Outbox>,
+        now: i64,
+    ) -> Option<i64>
+    where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        let mut chats: Vec<(i64, Vec<Outbox>)> = Vec::new();
+        for outbox in outboxes {
+            match chats.last_mut() {
+                Some((chat, list)) if *chat == outbox.chat => list.push(outbox),
+                _ => chats.push((outbox.chat, vec![outbox])),
+            }
+        }
+        let routing = match settings.backend {
+            Backend::DurableObject(routing) => routing,
+            _ => Routing::Bot,
+        };
+        let sends = chats.into_iter().map(|(chat, outboxes)| async move {
+            // The object that ran the update: a chat's, or with chat routing the home object
+            // for updates without a chat.
+            let role = match (routing, chat) {
+                (Routing::Bot, _) => ObjectRole::Bot,
+                (Routing::Chat, 0) => ObjectRole::Home,
+                (Routing::Chat, chat) => ObjectRole::Chat(chat),
+            };
+            let lane = self.lane(chat);
+            let _lane_turn = lane.enter().await;
+            for outbox in outboxes {
+                if outbox.next_try_ms > now {
+                    return Some(outbox.next_try_ms);
+                }
+                let store: Rc<dyn Persistence> = Rc::new(self.storage());
+                let key = outbox.key();
+                // Sent meanwhile by the update's own request: gone.
+                let Some(mut sending) =
+                    Sending::stored(settings, &self.env, store.clone(), build, key).await
+                else {
+                    continue;
+                };
+                match sending.send(store.as_ref()).await {
+                    Ok(Delivery::Pending { retry_at_ms, .. }) => {
+                        self.stalled.borrow_mut().insert(chat);
+                        return Some(retry_at_ms);
+                    }
+                    Ok(delivery) => {
+                        self.report_failed(role, settings, build, &sending, &delivery)
+                            .await;
+                    }
+                    Err(_) => return Some(now + OUTBOX_NET_MS),
+                }
+            }
+            self.stalled.borrow_mut().remove(&chat);
+            None
+        });
+        futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The storage of an object's role with no update recorded: for writes after the update's
+    /// own (its error handlers' changes).
+    fn plain_persistence(&self, role: ObjectRole) -> Rc<dyn Persistence> {
+        match role {
+            ObjectRole::Bot => Rc::new(self.storage()),
+            _ => Rc::new(ChatRoutedPersistence::new(
+                Rc::new(self.storage().with_compare_and_set()),
+                self.env.clone(),
+                role,
+                false,
+            )),
+        }
     }
 
     /// The storage of one update in this object: its own (which records the update as

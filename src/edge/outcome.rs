@@ -44,6 +44,16 @@ pub enum WebhookOutcome {
     /// The update failed in a way that will not pass, or too many times: 200 so that Telegram
     /// stops, and kept in the dead-letter list (`GET /admin/dead-letters`).
     DeadLettered(i64),
+    /// The update's changes are stored, but a call it queued failed transiently and this
+    /// host has no alarm to retry it (KV, D1, memory): 500, so that Telegram delivers the
+    /// update again; the redelivery is a duplicate that sends the stored calls left
+    /// ([`crate::outbox`]), nothing else.
+    Unsent {
+        /// The update's id.
+        update_id: i64,
+        /// Queued calls not sent yet.
+        left: usize,
+    },
 }
 
 /// Why an update could not be handled; only the kind is told to the caller, never stored data.
@@ -129,7 +139,7 @@ impl WebhookOutcome {
             | WebhookOutcome::Ignored { .. }
             | WebhookOutcome::DeadLettered(_) => 200,
             WebhookOutcome::Rejected(rejection) => rejection.status(),
-            WebhookOutcome::Failed { .. } => 500,
+            WebhookOutcome::Failed { .. } | WebhookOutcome::Unsent { .. } => 500,
         }
     }
 
@@ -144,6 +154,10 @@ impl WebhookOutcome {
             WebhookOutcome::Rejected(rejection) => (rejection.message(), None),
             WebhookOutcome::Failed { failure, .. } => (failure.message().to_string(), None),
             WebhookOutcome::DeadLettered(_) => ("dead letter".into(), Some("dead-letter=1".into())),
+            WebhookOutcome::Unsent { left, .. } => (
+                "stored, a queued call is to be sent again".into(),
+                Some(format!("unsent={left}")),
+            ),
         };
         let mut response = Response::ok(body)?.with_status(status);
         if let Some(summary) = summary {
@@ -156,12 +170,19 @@ impl WebhookOutcome {
     }
 }
 
+/// `handled=1; reads=1; puts=3; deletes=0`, then for an update that queued calls
+/// `; queued=<calls>; sent=<calls Telegram accepted before the answer>`.
 fn summary(outcome: &Outcome) -> String {
-    format!(
+    let mut summary = format!(
         "handled={}; reads={}; puts={}; deletes={}",
         u8::from(outcome.handled),
         outcome.reads,
         outcome.written().len(),
         outcome.deleted().len()
-    )
+    );
+    if let Some(outbox) = &outcome.outbox {
+        let sent = outcome.delivery.as_ref().map_or(0, |d| d.sent());
+        summary.push_str(&format!("; queued={}; sent={sent}", outbox.calls.len()));
+    }
+    summary
 }

@@ -13,9 +13,9 @@ use crate::application::{Application, ApplicationBuilder, Outcome};
 use crate::bot::BotApi;
 use crate::context::{Data, DataType};
 use crate::error::Result;
+use crate::outbox::{self, Delivery, Outbox};
 use crate::persistence::memory::MemoryPersistence;
 use crate::persistence::spy::{Call, SpyPersistence};
-use crate::outbox::{self, Delivery, Outbox};
 use crate::persistence::{Change, Key, Persistence};
 use crate::types::Update;
 
@@ -337,7 +337,10 @@ mod tests {
             panic!("the reply should wait: {outcome:?}");
         };
         assert_eq!(retry_at_ms, START_MS + 5000);
-        assert_eq!(error.bot_api_kind(), Some(crate::BotApiErrorKind::RetryAfter(5)));
+        assert_eq!(
+            error.bot_api_kind(),
+            Some(crate::BotApiErrorKind::RetryAfter(5))
+        );
         assert_eq!(h.to_json()["chat_data"]["5"]["seen_at"], START_MS);
         assert!(h.bot().texts().is_empty());
         assert_eq!(h.stored_outboxes()[0].attempts, 1);
@@ -388,7 +391,11 @@ mod tests {
         // The queued reply failed for good after the commit: the update's change stays, the
         // reply is done with, and the failure is the delivery's.
         assert_eq!(outcome.handler_error, None);
-        let failed = outcome.delivery.as_ref().map(Delivery::failed).unwrap_or(&[]);
+        let failed = outcome
+            .delivery
+            .as_ref()
+            .map(Delivery::failed)
+            .unwrap_or(&[]);
         assert_eq!(failed.len(), 1, "{outcome:?}");
         assert!(failed[0].error.to_string().contains("(403)"));
         assert_eq!(h.to_json()["chat_data"]["5"]["seen_at"], START_MS);

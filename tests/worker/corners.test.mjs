@@ -85,9 +85,11 @@ test("item 1: DO_ROUTING=chat applies the home part once when the chat object's 
     assert.equal(state.chat_data[String(GROUP)].count, 1);
     const third = await post(mf, update);
     assert.equal(third.headers.get("x-edgegram-outcome"), "duplicate=1");
-    // The reply went out with each delivery; replies sent exactly once are the outbox's job
-    // (issue "Bot API calls after the commit").
-    assert.equal(botApi.texts().length, 2);
+    // The failed delivery sent nothing (its reply was queued, and its commit failed); the
+    // redelivery's reply went out once (before the outbox: one per delivery, 2). Known limit
+    // (README "Not yet"): the redelivery's handlers ran over the home part already applied,
+    // so that reply counts bot and user one higher than what is stored.
+    assert.equal(botApi.texts().length, 1);
   });
 });
 
@@ -128,9 +130,14 @@ test("item 21: a Bot API call that stalls times out instead of holding the objec
       post(mf, commandUpdate({ chat: 52, user: 52, text: "/count", updateId: 8002 })),
     ]);
     const took = Date.now() - started;
-    // A timed-out call is a transient failure: the update is not handled, Telegram redelivers.
-    assert.equal(stalled.status, 500);
-    assert.equal(other.status, 500);
+    // The replies are queued: each update commits, its call times out after the commit (a
+    // transient failure: the reply stays stored for the object's alarm), and the gate was
+    // never held across the network.
+    for (const res of [stalled, other]) {
+      assert.equal(res.status, 200, await res.text());
+      assert.equal(res.headers.get("x-edgegram-outcome"), "handled=1; reads=1; puts=3; deletes=0; queued=1; sent=0");
+    }
+    assert.equal((await exportState(mf)).bot_data.count, 2);
     assert.ok(took < 2500, `two updates behind a 3 s Bot API took ${took} ms; each call should give up after 0.3 s`);
   });
 });

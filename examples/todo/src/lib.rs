@@ -93,8 +93,7 @@ async fn add(ctx: Ctx) -> StateResult<Adding> {
         });
         list.clone()
     })?;
-    ctx.reply(|chat| SendMessage::new(chat, summary(&list)).reply_markup(keyboard(&list)))
-        ?;
+    ctx.reply(|chat| SendMessage::new(chat, summary(&list)).reply_markup(keyboard(&list)))?;
     Ok(Next::End)
 }
 
@@ -105,8 +104,7 @@ async fn cancel(ctx: Ctx) -> StateResult<Adding> {
 
 async fn show(ctx: Ctx) -> HandlerResult {
     let list = ctx.user_data(|list| list.clone())?;
-    ctx.reply(|chat| SendMessage::new(chat, summary(&list)).reply_markup(keyboard(&list)))
-        ?;
+    ctx.reply(|chat| SendMessage::new(chat, summary(&list)).reply_markup(keyboard(&list)))?;
     Ok(())
 }
 

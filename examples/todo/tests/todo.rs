@@ -47,7 +47,9 @@ fn a_reply_to_a_user_who_blocked_the_bot_fails_after_the_item_is_kept() {
     // The reply is queued: the handler succeeded, the delivery failed for good.
     assert_eq!(outcome.handler_error, None);
     let failed = outcome.delivery.as_ref().map(|d| d.failed().to_vec());
-    let error = failed.and_then(|f| f.first().cloned()).expect("the reply failed");
+    let error = failed
+        .and_then(|f| f.first().cloned())
+        .expect("the reply failed");
     assert!(error.error.to_string().contains("403"), "{}", error.error);
     assert_eq!(
         h.to_json()["user_data"][ANN.to_string()]["items"][0]["text"],

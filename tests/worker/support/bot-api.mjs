@@ -3,10 +3,18 @@
 // the tests and by `npm run dev`.
 import http from "node:http";
 
-export async function startBotApi({ port = 0, delayMs = 0, log = false, echoUrlInErrors = false } = {}) {
+// Faults, for the tests and benchmarks that inject them: `faults = { rate, methods, seed }` fails
+// that share of the calls of `methods` (default sendMessage), chosen by a seeded generator so a
+// run is repeatable, in turn as 500, 429 with `retry_after: 1`, and a dropped connection (the
+// socket closed without an answer). A failed call is recorded with its `fault`; Telegram would
+// not have acted on it.
+export async function startBotApi({ port = 0, delayMs = 0, log = false, echoUrlInErrors = false, faults = null } = {}) {
   const calls = [];
   const nextMessageId = new Map();
   let failNext = 0;
+  const random = mulberry32(faults?.seed ?? 1);
+  let faultTurn = 0;
+  const faultMethods = new Set(faults?.methods ?? ["sendMessage"]);
   const server = http.createServer((req, res) => {
     let body = "";
     req.on("data", (chunk) => (body += chunk));
@@ -27,10 +35,21 @@ export async function startBotApi({ port = 0, delayMs = 0, log = false, echoUrlI
       };
       if (!match) return reply(404, { ok: false, error_code: 404, description: "Not Found" });
       const [, token, method] = match;
-      calls.push({ token, method, params, at: Date.now() });
+      const call = { token, method, params, at: Date.now() };
+      calls.push(call);
       if (log) console.log(`[bot api] ${method} ${JSON.stringify(params)}`);
+      if (faults && faultMethods.has(method) && random() < faults.rate) {
+        const kind = ["500", "429", "drop"][faultTurn++ % 3];
+        call.fault = kind;
+        if (kind === "drop") return delayMs > 0 ? setTimeout(() => req.socket.destroy(), delayMs) : req.socket.destroy();
+        if (kind === "429") {
+          return reply(429, { ok: false, error_code: 429, description: "Too Many Requests: retry after 1", parameters: { retry_after: 1 } });
+        }
+        return reply(500, { ok: false, error_code: 500, description: "Internal Server Error" });
+      }
       if (failNext > 0) {
         failNext -= 1;
+        call.fault = "500";
         // Some proxies quote the URL (and so the token) in their errors; edgegram must not
         // pass that on.
         const description = echoUrlInErrors ? `Internal Server Error at ${req.url}` : "Internal Server Error";
@@ -46,9 +65,23 @@ export async function startBotApi({ port = 0, delayMs = 0, log = false, echoUrlI
     url,
     calls,
     texts: () => calls.filter((c) => c.params.text !== undefined).map((c) => c.params.text),
+    // The calls Telegram would have acted on: answered, not failed.
+    delivered: () => calls.filter((c) => c.fault === undefined),
     failNext: (n) => (failNext = n),
     clear: () => calls.splice(0, calls.length),
     close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+// A small seeded generator (Tommy Ettinger's mulberry32): repeatable fault patterns.
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
