@@ -37,6 +37,12 @@ pub const MAX_DELIVERY_ATTEMPTS: u32 = 12;
 /// The longest wait between two tries of a call, in milliseconds.
 pub const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 
+/// An outbox no try has failed yet is taken to be still on its way this long after it was
+/// queued (its update's first delivery is sending it); after that, a host that finds it sends
+/// it (the isolate that should have is gone). Longer than a delivery of a few calls takes,
+/// each bounded by the Bot API time-out.
+pub const IN_FLIGHT_MS: i64 = 60_000;
+
 /// A stored update larger than this keeps only its chat and user (the error handlers of a
 /// later delivery need those); the whole update is kept below it.
 const MAX_STORED_UPDATE_BYTES: usize = 8 * 1024;
@@ -99,6 +105,10 @@ pub struct Outbox {
     /// When the next try is due (ms since the epoch; 0: at once).
     #[serde(default)]
     pub next_try_ms: i64,
+    /// When a host that found it stored claimed it to send it (0: never), so that two
+    /// redeliveries do not both send it.
+    #[serde(default)]
+    pub claimed_at_ms: i64,
     /// The update (or, for a large one, its chat and user), for the error handlers of a
     /// delivery that fails for good after the request.
     #[serde(default)]
@@ -117,6 +127,7 @@ impl Outbox {
             done: 0,
             attempts: 0,
             next_try_ms: 0,
+            claimed_at_ms: 0,
             update: stored_update(update),
         }
     }
@@ -147,6 +158,15 @@ impl Outbox {
             key: key.encode(""),
             message,
         })
+    }
+
+    /// Whether a delivery may be sending it now ([`IN_FLIGHT_MS`]): the one of the update that
+    /// queued it (no try failed yet, and it is younger than that), or one that claimed it
+    /// less than that ago.
+    pub fn in_flight(&self, now_ms: i64) -> bool {
+        let first = self.attempts == 0 && self.done == 0;
+        now_ms - self.claimed_at_ms < IN_FLIGHT_MS
+            || (first && now_ms - self.queued_at_ms < IN_FLIGHT_MS)
     }
 
     /// The calls not done yet.
@@ -277,6 +297,8 @@ pub async fn deliver(
                 outbox.attempts += 1;
                 let retry_at_ms = now_ms + backoff_ms(outbox.attempts, error.bot_api_kind());
                 outbox.next_try_ms = retry_at_ms;
+                // The next delivery may be anyone's.
+                outbox.claimed_at_ms = 0;
                 store
                     .write(&[Change::Put(outbox.key(), outbox.encode()?)])
                     .await?;

@@ -18,7 +18,7 @@ use super::settings::{Backend, Settings, WebhookAuth};
 use super::{forward, D1_BINDING, KV_BINDING};
 use crate::context::DataType;
 use crate::outbox::Delivery;
-use crate::persistence::{Key, Persistence};
+use crate::persistence::{Change, Key, Persistence};
 use crate::webhook::{not_utf8, Incoming, Rejection};
 use crate::MemoryPersistence;
 
@@ -136,17 +136,51 @@ where
             }
         }
     }
-    // A redelivered update sends what its first delivery left unsent, and nothing else.
-    if let WebhookOutcome::Duplicate(_) = outcome {
-        let persistence = store.persistence();
-        sending = Sending::stored(settings, env, persistence, build, outbox_key).await;
+    // What sends (and deletes) the outbox: storage of its own, recording no update (the
+    // update's store would record it again with every write).
+    let sender = worker_store(settings, env).map(|store| store.persistence());
+    // A redelivered update sends what its first delivery left unsent, and nothing else; an
+    // outbox the first delivery may still be sending is left to it (answered 500, so that
+    // Telegram asks again), unless it is older than a delivery can take.
+    if let (WebhookOutcome::Duplicate(_), Some(sender)) = (&outcome, &sender) {
+        let stored = Sending::stored(settings, env, sender.clone(), build, outbox_key).await;
+        let now = js_sys::Date::now() as i64;
+        match stored {
+            Some(stored) if stored.outbox.in_flight(now) => {
+                let left = stored.outbox.remaining().len();
+                outcome = WebhookOutcome::Unsent { update_id, left };
+            }
+            Some(mut stored) => {
+                // Claimed with compare-and-set where the store has it (D1): of two copies
+                // redelivered at once, one sends, the other is answered 500.
+                stored.outbox.claimed_at_ms = now;
+                let claim = match stored.outbox.encode() {
+                    Ok(value) => {
+                        sender
+                            .write(&[Change::Put(stored.outbox.key(), value)])
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match claim {
+                    Ok(()) => sending = Some(stored),
+                    Err(e) => {
+                        console_log!("update {update_id}: its outbox is another delivery's: {e}");
+                        let left = stored.outbox.remaining().len();
+                        outcome = WebhookOutcome::Unsent { update_id, left };
+                    }
+                }
+            }
+            None => {}
+        }
     }
     // The queued calls, after the commit. There is no alarm here to retry a transient
     // failure: the update is answered 500 and Telegram's redelivery (a duplicate) sends them
     // — where update records are kept (KV, D1); memory keeps none, so there a redelivery
     // would apply the update again, and the calls stay unsent.
-    if let Some(sending) = sending.as_mut() {
-        let delivery = sending.send(store.persistence().as_ref()).await;
+    if let (Some(sending), Some(sender)) = (sending.as_mut(), &sender) {
+        let delivery = sending.send(sender.as_ref()).await;
+
         if let Ok(delivery) = &delivery {
             sending.report(delivery).await;
         }
