@@ -39,6 +39,7 @@ pub mod kv;
 mod macros;
 mod object;
 mod outcome;
+mod sender;
 mod settings;
 #[cfg(feature = "testing")]
 pub mod test_routes;
@@ -47,7 +48,9 @@ pub use app::{run_update, BuildApplication, Parts, Sending, SWEEP_EVERY};
 pub use entry::serve;
 pub use object::{ObjectHost, ObjectRole};
 pub use outcome::{Failure, WebhookOutcome, OUTCOME_HEADER};
-pub use settings::{setting, Backend, BotTarget, Routing, SettingError, Settings, WebhookAuth};
+pub use settings::{
+    setting, Backend, BotTarget, Routing, SendQueued, SettingError, Settings, WebhookAuth,
+};
 
 use worker::{console_error, Env, Method, Response, Stub};
 

@@ -15,8 +15,7 @@
 //! [`super::deadlines`]), forgets expired processed-update records (walking their time index)
 //! and, at most hourly, sweeps expired callback data; then it sets itself for the next of those.
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
 
@@ -26,33 +25,30 @@ use worker::{console_error, Env, Method, Request, Response, State};
 use super::admin::{
     export_from, import_answer, import_into, import_mode, import_options, with_mode,
 };
-use super::app::{checking_application, run_update, BuildApplication, Parts, Sending};
+use super::app::{checking_application, run_update, BuildApplication, Parts};
 use super::chat_routing::{merge_export, split_by_chat, ChatRoutedPersistence, HomeRequest};
 use super::dead_letters::{self, FailedUpdates};
 use super::deadlines;
 use super::durable::DurableObjectPersistence;
 use super::http::query_param;
 use super::outcome::WebhookOutcome;
-use super::settings::{Backend, Routing, Settings};
+use super::sender::{Alarm, Lanes, SendJob, OUTBOX_NET_MS};
+use super::settings::{Routing, SendQueued, Settings};
 use super::{forward, text};
 use crate::attempts::DeadLetter;
 use crate::callback_data::sweep;
 use crate::context::DataType;
 use crate::conversation;
-use crate::outbox::{self, Delivery, Outbox};
+use crate::outbox::{self, Outbox};
 use crate::persistence::dict::{self, ImportMode};
 use crate::persistence::processed::DEFAULT_WINDOW_MS;
-use crate::persistence::{codec, Change, Key, KeyKind, Persistence, DEFAULT_PREFIX};
+use crate::persistence::{codec, Change, Key, Persistence, DEFAULT_PREFIX};
 use crate::types::Update;
 use crate::update_gate::UpdateGate;
 use crate::webhook::{not_utf8, parse_body, Incoming};
 
 /// The alarm sweeps the stored callback data at most this often.
 pub const SWEEP_INTERVAL_MS: i64 = 60 * 60 * 1000;
-
-/// After an update that queued calls, the alarm comes at the latest this long after it: should
-/// the isolate end between the commit and the send, the alarm sends them.
-pub const OUTBOX_NET_MS: i64 = 10_000;
 
 /// Expired processed-update records one alarm forgets at most (it sets itself again when more
 /// are left).
@@ -126,32 +122,26 @@ impl ObjectRole {
 pub struct ObjectHost {
     state: State,
     env: Env,
-    gate: UpdateGate,
+    gate: Rc<UpdateGate>,
     /// Chat objects: whether the home object already knows this one (see
     /// [`ChatRoutedPersistence::new`]).
     registered: Cell<bool>,
-    /// When the alarm is set to fire, once read or set (`None`: not known yet).
-    alarm_at: Cell<Option<i64>>,
-    /// One lane per chat: its queued calls are sent one update at a time, in commit order.
-    lanes: RefCell<HashMap<i64, Rc<UpdateGate>>>,
-    /// Chats with an outbox waiting for a retry: their later outboxes wait behind it.
-    stalled: RefCell<HashSet<i64>>,
-    /// Whether this instance has looked for outboxes left by an earlier one.
-    outboxes_scanned: Cell<bool>,
+    /// When the alarm fires.
+    alarm: Alarm,
+    /// The chats' delivery lanes ([`super::sender`]).
+    lanes: Lanes,
 }
 
 impl ObjectHost {
     /// The host of the object the runtime just made.
     pub fn new(state: State, env: Env) -> Self {
         Self {
+            alarm: Alarm::new(state.storage()),
             state,
             env,
-            gate: UpdateGate::default(),
+            gate: Rc::default(),
             registered: Cell::new(false),
-            alarm_at: Cell::new(None),
-            lanes: RefCell::new(HashMap::new()),
-            stalled: RefCell::new(HashSet::new()),
-            outboxes_scanned: Cell::new(false),
+            lanes: Lanes::default(),
         }
     }
 
@@ -164,7 +154,7 @@ impl ObjectHost {
     pub async fn fetch<B, C, U>(
         &self,
         mut req: Request,
-        build: impl BuildApplication<B, C, U>,
+        build: impl BuildApplication<B, C, U> + Clone + 'static,
     ) -> worker::Result<Response>
     where
         B: DataType,
@@ -226,7 +216,7 @@ impl ObjectHost {
     /// then sets the next alarm.
     pub async fn alarm<B, C, U>(
         &self,
-        build: impl BuildApplication<B, C, U>,
+        build: impl BuildApplication<B, C, U> + Clone + 'static,
     ) -> worker::Result<Response>
     where
         B: DataType,
@@ -235,7 +225,7 @@ impl ObjectHost {
     {
         let turn = self.gate.enter().await;
         // The alarm that fired is spent; wake_at sets the next one.
-        self.alarm_at.set(None);
+        self.alarm.spent();
         let store = Rc::new(self.storage());
         let now = js_sys::Date::now() as i64;
         let mut next = Vec::new();
@@ -348,7 +338,7 @@ impl ObjectHost {
         req: &mut Request,
         role: ObjectRole,
         settings: &Settings,
-        build: &impl BuildApplication<B, C, U>,
+        build: &(impl BuildApplication<B, C, U> + Clone + 'static),
     ) -> worker::Result<Response>
     where
         B: DataType,
@@ -426,122 +416,65 @@ impl ObjectHost {
             let wake = deadlines.into_iter().chain(record_expiry).chain(outbox_net);
             self.wake_at(wake.min()).await;
         }
-        let Some(mut sending) = sending else {
+        let Some(sending) = sending else {
             return outcome.into_response();
         };
-        // The queued calls go out after the commit and outside the gate, in the chat's lane
-        // (taken before the gate is let go, so in commit order).
-        self.find_stalled_once(update_id).await;
+        // The queued calls go out after the commit and outside the gate, in the chat's lane,
+        // entered before the gate is let go (the first poll), so in commit order.
+        self.lanes
+            .find_stalled_once(&self.storage(), update_id)
+            .await;
         let chat = sending.outbox.chat;
-        let lane = self.lane(chat);
-        let mut in_lane = Box::pin(lane.enter());
-        // Polled once here: that puts it in the lane's queue now, while the gate is held.
+        let job = self.send_job(role, chat, settings, build.clone());
+        let mut delivery = Box::pin(job.committed(sending));
         let waker = futures::task::noop_waker();
-        let first = in_lane
+        let first = delivery
             .as_mut()
             .poll(&mut std::task::Context::from_waker(&waker));
         drop(turn);
-        let _lane_turn = match first {
-            std::task::Poll::Ready(lane_turn) => lane_turn,
-            std::task::Poll::Pending => in_lane.await,
+        let sent = match (first, settings.send_queued) {
+            (std::task::Poll::Ready(sent), _) => sent,
+            (std::task::Poll::Pending, SendQueued::BeforeAnswer) => delivery.await,
+            (std::task::Poll::Pending, SendQueued::AfterAnswer) => {
+                self.state.wait_until(async move {
+                    delivery.await;
+                });
+                None
+            }
         };
-        if self.stalled.borrow().contains(&chat) {
-            // An earlier outbox of this chat waits for its retry: this one goes after it,
-            // with the alarm.
-            return outcome.into_response();
-        }
-        match sending.send(&self.storage()).await {
-            Ok(Delivery::Pending { retry_at_ms, .. }) => {
-                self.stalled.borrow_mut().insert(chat);
-                self.wake_at(Some(retry_at_ms)).await;
-            }
-            Ok(delivery) => {
-                self.report_failed(role, settings, build, &sending, &delivery)
-                    .await;
-                if let WebhookOutcome::Processed(processed) = &mut outcome {
-                    processed.delivery = Some(delivery);
-                }
-            }
-            Err(_) => {}
+        if let (WebhookOutcome::Processed(processed), Some(sent)) = (&mut outcome, sent) {
+            processed.delivery = Some(sent);
         }
         outcome.into_response()
     }
 
-    /// The lane of `chat`'s deliveries in this object: one at a time, in the order taken.
-    fn lane(&self, chat: i64) -> Rc<UpdateGate> {
-        self.lanes.borrow_mut().entry(chat).or_default().clone()
-    }
-
-    /// Once per instance, before its first delivery: the chats with outboxes a previous
-    /// instance left (other than `update_id`'s own, just committed) wait for the alarm, so that
-    /// no later message overtakes them. One listing per instance.
-    async fn find_stalled_once(&self, update_id: i64) {
-        if self.outboxes_scanned.replace(true) {
-            return;
-        }
-        match self.storage().list(KeyKind::Outbox).await {
-            Ok(keys) => {
-                let mut stalled = self.stalled.borrow_mut();
-                for key in keys {
-                    if let Key::Outbox {
-                        chat,
-                        update_id: id,
-                    } = key
-                    {
-                        if id != update_id {
-                            stalled.insert(chat);
-                        }
-                    }
-                }
-            }
-            Err(e) => console_error!("listing the stored outboxes failed: {e}"),
-        }
-    }
-
-    /// Runs the error handlers for the calls of `delivery` that failed for good, under the
-    /// gate, over storage that records no update (the update is recorded already).
-    async fn report_failed<B, C, U>(
+    /// A delivery for `chat`'s outboxes in this object (`role`'s), owning what it needs.
+    fn send_job<F>(
         &self,
         role: ObjectRole,
+        chat: i64,
         settings: &Settings,
-        build: &impl BuildApplication<B, C, U>,
-        sending: &Sending<B, C, U>,
-        delivery: &Delivery,
-    ) where
-        B: DataType,
-        C: DataType,
-        U: DataType,
-    {
-        if delivery.failed().is_empty() {
-            return;
-        }
-        let _turn = self.gate.enter().await;
-        let Some(bot) = super::app::bot_api(settings, &self.env) else {
-            return;
-        };
-        let parts = Parts {
-            bot,
-            persistence: self.plain_persistence(role),
-            env: &self.env,
-            settings,
-        };
-        let update = sending.outbox.update();
-        let reported = match build(parts) {
-            Ok(app) => app.report_failed_calls(&update, delivery.failed()).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = reported {
-            let id = update.update_id;
-            console_error!("update {id}: the error handlers of its failed calls: {e}");
+        build: F,
+    ) -> SendJob<F> {
+        SendJob {
+            chat,
+            lanes: self.lanes.clone(),
+            gate: self.gate.clone(),
+            alarm: self.alarm.clone(),
+            store: Rc::new(self.storage()),
+            report: self.plain_persistence(role),
+            env: self.env.clone(),
+            settings: settings.clone(),
+            build,
         }
     }
 
-    /// Sends the stored outboxes that are due, each chat's in order in its lane, outside the
-    /// gate; answers when the next is due.
+    /// Sends the stored outboxes that are due (the alarm's part), each chat's in order in its
+    /// lane, the chats at once; answers when the next is due.
     async fn send_stored<B, C, U>(
         &self,
         settings: &Settings,
-        build: &impl BuildApplication<B, C, U>,
+        build: &(impl BuildApplication<B, C, U> + Clone + 'static),
         outboxes: Vec<Outbox>,
         now: i64,
     ) -> Option<i64>
@@ -557,11 +490,8 @@ impl ObjectHost {
                 _ => chats.push((outbox.chat, vec![outbox])),
             }
         }
-        let routing = match settings.backend {
-            Backend::DurableObject(routing) => routing,
-            _ => Routing::Bot,
-        };
-        let sends = chats.into_iter().map(|(chat, outboxes)| async move {
+        let routing = settings.routing().unwrap_or(Routing::Bot);
+        let sends = chats.into_iter().map(|(chat, outboxes)| {
             // The object that ran the update: a chat's, or with chat routing the home object
             // for updates without a chat.
             let role = match (routing, chat) {
@@ -569,34 +499,8 @@ impl ObjectHost {
                 (Routing::Chat, 0) => ObjectRole::Home,
                 (Routing::Chat, chat) => ObjectRole::Chat(chat),
             };
-            let lane = self.lane(chat);
-            let _lane_turn = lane.enter().await;
-            for outbox in outboxes {
-                if outbox.next_try_ms > now {
-                    return Some(outbox.next_try_ms);
-                }
-                let store: Rc<dyn Persistence> = Rc::new(self.storage());
-                let key = outbox.key();
-                // Sent meanwhile by the update's own request: gone.
-                let Some(mut sending) =
-                    Sending::stored(settings, &self.env, store.clone(), build, key).await
-                else {
-                    continue;
-                };
-                match sending.send(store.as_ref()).await {
-                    Ok(Delivery::Pending { retry_at_ms, .. }) => {
-                        self.stalled.borrow_mut().insert(chat);
-                        return Some(retry_at_ms);
-                    }
-                    Ok(delivery) => {
-                        self.report_failed(role, settings, build, &sending, &delivery)
-                            .await;
-                    }
-                    Err(_) => return Some(now + OUTBOX_NET_MS),
-                }
-            }
-            self.stalled.borrow_mut().remove(&chat);
-            None
+            self.send_job(role, chat, settings, build.clone())
+                .stored(outboxes, now)
         });
         futures::future::join_all(sends)
             .await
@@ -711,25 +615,9 @@ impl ObjectHost {
         }
     }
 
-    /// Makes sure the alarm fires at `at` or earlier. The alarm's time is kept in memory once
-    /// read, so an update costs a storage call for the alarm only when it moves it earlier.
+    /// Makes sure the alarm fires at `at` or earlier ([`Alarm::wake_at`]).
     async fn wake_at(&self, at: Option<i64>) {
-        let Some(at) = at else { return };
-        let storage = self.state.storage();
-        let current = match self.alarm_at.get() {
-            Some(known) => Some(known),
-            None => storage.get_alarm().await.ok().flatten(),
-        };
-        if current.is_some_and(|current| current <= at) {
-            self.alarm_at.set(current);
-            return;
-        }
-        // An i64 is an offset from now for set_alarm (an absolute time for get_alarm).
-        let offset = (at - js_sys::Date::now() as i64).max(0);
-        match storage.set_alarm(offset).await {
-            Ok(()) => self.alarm_at.set(Some(at)),
-            Err(e) => console_error!("setting the object's alarm failed: {e}"),
-        }
+        self.alarm.wake_at(at).await;
     }
 
     /// Serves other objects' reads and compare-and-set writes of the entries this one keeps.

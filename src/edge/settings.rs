@@ -48,6 +48,20 @@ pub enum Routing {
     Chat,
 }
 
+/// When a Durable Object sends the Bot API calls an update queued (`SEND_QUEUED_CALLS`). Either
+/// way they go out after the commit, outside the object's gate, each chat's in commit order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendQueued {
+    /// `before_answer` (the default): the webhook is answered once they are sent (or stored
+    /// for a retry), so its 200 means "stored and sent"; an update's latency includes its
+    /// calls, and those of its chat's earlier updates still on their way.
+    BeforeAnswer,
+    /// `after_answer`: the webhook is answered at the commit and the calls go out after it
+    /// (the object's alarm sends them if the isolate ends first). Telegram can send the next
+    /// update sooner; the answer no longer says that the calls went out.
+    AfterAnswer,
+}
+
 /// Where Bot API calls go. Its `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq)]
 pub enum BotTarget {
@@ -121,6 +135,8 @@ pub struct Settings {
     /// Deliveries of one update that may fail transiently before it is acknowledged and
     /// dead-lettered (`MAX_UPDATE_ATTEMPTS`, default [`DEFAULT_MAX_ATTEMPTS`]).
     pub max_attempts: u32,
+    /// When a Durable Object sends queued calls (`SEND_QUEUED_CALLS`).
+    pub send_queued: SendQueued,
 }
 
 /// A setting that cannot be used, named with what would be accepted.
@@ -144,6 +160,7 @@ impl std::fmt::Debug for Settings {
             .field("processed_window_ms", &self.processed_window_ms)
             .field("bot_api_timeout_ms", &self.bot_api_timeout_ms)
             .field("max_attempts", &self.max_attempts)
+            .field("send_queued", &self.send_queued)
             .finish()
     }
 }
@@ -220,7 +237,17 @@ impl Settings {
                 }
             },
         };
+        let send_queued = match get("SEND_QUEUED_CALLS").as_deref() {
+            None | Some("before_answer") => SendQueued::BeforeAnswer,
+            Some("after_answer") => SendQueued::AfterAnswer,
+            Some(other) => {
+                return Err(SettingError(format!(
+                    "unknown SEND_QUEUED_CALLS {other:?}: use before_answer or after_answer"
+                )))
+            }
+        };
         Ok(Self {
+            send_queued,
             max_attempts,
             processed_window_ms: millis("PROCESSED_UPDATE_TTL_SECONDS", 24 * 60 * 60)? as i64,
             bot_api_timeout_ms: millis("BOT_API_TIMEOUT_SECONDS", 10)?,

@@ -48,14 +48,17 @@ const parse = (text) => Object.fromEntries(text.split(", ").map((part) => part.s
 const setups = [
   { name: "Durable Objects, DO_ROUTING=bot", persistence: "durable_object", routing: "bot" },
   { name: "Durable Objects, DO_ROUTING=chat", persistence: "durable_object", routing: "chat" },
+  // The webhook answered at the commit, the replies sent after it.
+  { name: "Durable Objects, DO_ROUTING=bot, SEND_QUEUED_CALLS=after_answer", persistence: "durable_object", routing: "bot", bindings: { SEND_QUEUED_CALLS: "after_answer" } },
+  { name: "Durable Objects, DO_ROUTING=chat, SEND_QUEUED_CALLS=after_answer", persistence: "durable_object", routing: "chat", bindings: { SEND_QUEUED_CALLS: "after_answer" } },
   // No alarm: a reply that failed is answered 500 (unsent) and sent by the redelivery.
   { name: "D1", persistence: "d1", routing: "bot" },
 ];
 
-for (const { name, persistence, routing } of setups) {
+for (const { name, persistence, routing, bindings = {} } of setups) {
   test(`${name}: with 10 % of replies failing and every update twice, nothing is lost, doubled or sent twice`, async () => {
     const botApi = await startBotApi({ faults: { rate: 0.1, seed: 7 } });
-    const mf = await startWorker({ botApi, persistence, routing });
+    const mf = await startWorker({ botApi, persistence, routing, bindings });
     try {
       const updates = Array.from({ length: UPDATES }, (_, i) =>
         commandUpdate({ chat: CHATS[i % CHATS.length], user: USERS[i % USERS.length], text: "/count", updateId: 70000 + i }));
