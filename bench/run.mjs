@@ -14,6 +14,8 @@
 //   2. native: edgegram's Application vs PTB's on the same update streams, from JSON bytes
 //   3. workerd: edgegram (KV, Durable Objects) vs grammY (KvAdapter) vs floor workers under
 //      one Miniflare, same Bot API stand-in, same load driver, concurrency 1 and 32
+//   3b. the outbox: every worker with a Bot API that takes 50 ms, then with one failing 10 %
+//      of replies and every update delivered twice (bench/lib/outbox.mjs)
 //   4. storage operations per update, counted at the bindings
 //   5. size of the release .wasm (sections, code per crate) and of grammY's bundle
 //   6. cold start: a fresh Miniflare to the first answered update
@@ -28,6 +30,7 @@ import { countStream, profileStream, idleStream, jsonLines, GROUP } from "./lib/
 import * as W from "./lib/workerd.mjs";
 import { wasmReport, gzip } from "./lib/size.mjs";
 import { render } from "./lib/report.mjs";
+import { outboxWorkers, latencyRows, faultRows, storedCounts } from "./lib/outbox.mjs";
 
 const { root, out } = W;
 const args = new Set(process.argv.slice(2));
@@ -85,8 +88,8 @@ const median = (xs) => {
 // 1. Builds and installs
 
 const SIZES = QUICK
-  ? { count: 2000, profileCycles: 2, idle: 400, nativePasses: 3, ptbPasses: 1, c1: { batches: 2, batch: 50 }, c32: { batches: 2, batch: 100 }, cold: 1, opsCount: 40, opsProfileUsers: 10, opsIdle: 40 }
-  : { count: 10000, profileCycles: 10, idle: 2000, nativePasses: 5, ptbPasses: 3, c1: { batches: 6, batch: 80 }, c32: { batches: 3, batch: 160 }, cold: 3, opsCount: 100, opsProfileUsers: 20, opsIdle: 100 };
+  ? { count: 2000, profileCycles: 2, idle: 400, nativePasses: 3, ptbPasses: 1, c1: { batches: 2, batch: 50 }, c32: { batches: 2, batch: 100 }, cold: 1, opsCount: 40, opsProfileUsers: 10, opsIdle: 40, latency: 80, faults: 60 }
+  : { count: 10000, profileCycles: 10, idle: 2000, nativePasses: 5, ptbPasses: 3, c1: { batches: 6, batch: 80 }, c32: { batches: 3, batch: 160 }, cold: 3, opsCount: 100, opsProfileUsers: 20, opsIdle: 100, latency: 240, faults: 300 };
 
 await step("build/ (the demo worker's deploy build)", "build/", () => {
   const wasm = path.join(root, "build", "index_bg.wasm");
@@ -168,11 +171,15 @@ const WORKERS = [
   { id: "edgegram-kv", label: "edgegram, KV", start: (o = {}) => W.startEdgegram({ botApi, persistence: "kv", ...o }), counters: "edgegram" },
   { id: "edgegram-do", label: "edgegram, Durable Objects (DO_ROUTING=bot)", start: (o = {}) => W.startEdgegram({ botApi, persistence: "durable_object", ...o }), counters: "edgegram" },
   { id: "edgegram-do-chat", label: "edgegram, Durable Objects (DO_ROUTING=chat)", start: (o = {}) => W.startEdgegram({ botApi, persistence: "durable_object", routing: "chat", ...o }), counters: "edgegram", small: true },
+  // D1 (issue "D1"): grammY's D1Adapter (last write wins) against edgegram's compare-and-set.
+  { id: "grammy-multi-d1", label: "grammY, multi session: bot + chat + user (D1Adapter)", start: (o = {}) => W.startBundled({ botApi, script: bundles.grammy, bindings: { SESSION: "multi", STORAGE: "d1", ...o } }), counters: "grammy-d1", small: true },
+  { id: "edgegram-d1", label: "edgegram, D1", start: (o = {}) => W.startEdgegram({ botApi, persistence: "d1", ...o }), counters: "edgegram", small: true },
 ];
 
 /** bot, per-chat and per-user counters as the worker stored them. */
 async function counters(kind, mf) {
   const snap = { bot: 0, chats: 0, users: 0 };
+  if (kind === "grammy-d1") return storedCounts(W, kind, mf);
   if (kind === "edgegram") {
     const state = await W.exportState(mf);
     snap.bot = state.bot_data?.count ?? 0;
@@ -198,7 +205,7 @@ async function counters(kind, mf) {
 
 function lostIncrements(kind, before, after, n) {
   if (!kind) return null;
-  const has = { edgegram: ["bot", "chats", "users"], "grammy-multi": ["bot", "chats", "users"], "grammy-chat": ["chats"], floor: ["chats"] }[kind];
+  const has = { edgegram: ["bot", "chats", "users"], "grammy-multi": ["bot", "chats", "users"], "grammy-d1": ["bot", "chats", "users"], "grammy-chat": ["chats"], floor: ["chats"] }[kind];
   const lost = {};
   for (const k of has) lost[k] = n - (after[k] - before[k]);
   return { expected: n * has.length, lost: Object.values(lost).reduce((a, b) => a + b, 0), ...lost };
@@ -261,6 +268,18 @@ const throughput = await step("workerd: throughput at concurrency 1 and 32", "wo
   } finally {
     for (const { mf } of running) await mf.dispose();
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// 3b. The outbox: a Bot API that takes 50 ms, and one that fails 10 % of replies
+
+const outbox = await step("workerd: a 50 ms Bot API, and 10 % of replies failing", "outbox", async () => {
+  const workers = outboxWorkers(W, bundles);
+  log("  Bot API answering after 50 ms:");
+  const latency = await latencyRows(W, workers, { n: SIZES.latency, concurrency: 32, log });
+  log("  10 % of sendMessage calls failing, every update twice:");
+  const faults = await faultRows(W, workers, { n: SIZES.faults, inFlight: 24, log });
+  return { latency, faults };
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -380,6 +399,7 @@ const results = {
   sizes: SIZES,
   native: { edgegram: native, ptb, ptbFlush },
   throughput,
+  outbox,
   ops,
   size,
   cold,

@@ -11,6 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use futures::channel::oneshot;
 
@@ -77,6 +78,82 @@ struct Waiter<'a> {
     receiver: Option<oneshot::Receiver<()>>,
 }
 
+/// A place in the line of a shared gate, taken at once ([`UpdateGate::ticket`]) and turned into
+/// a turn later ([`Ticket::turn`]): what fixes an order (a chat's deliveries in commit order)
+/// while the caller still holds something else, without waiting there. Owns its gate, so a
+/// delivery that outlives its request can hold it.
+pub struct Ticket {
+    gate: Rc<UpdateGate>,
+    /// `None`: the gate was free, the turn is this ticket's.
+    receiver: Option<oneshot::Receiver<()>>,
+    /// Turned into a [`Turn`]: from there the turn passes the gate on.
+    used: bool,
+}
+
+/// The turn a [`Ticket`] got; passes the gate on when dropped.
+pub struct Turn {
+    gate: Rc<UpdateGate>,
+}
+
+impl UpdateGate {
+    /// Takes a place in line now, after everyone already waiting.
+    pub fn ticket(self: &Rc<Self>) -> Ticket {
+        let receiver = if self.busy.replace(true) {
+            let (sender, receiver) = oneshot::channel();
+            self.waiting.borrow_mut().push_back(sender);
+            Some(receiver)
+        } else {
+            None
+        };
+        Ticket {
+            gate: self.clone(),
+            receiver,
+            used: false,
+        }
+    }
+}
+
+impl Ticket {
+    /// Waits for the ticket's turn.
+    pub async fn turn(mut self) -> Turn {
+        if let Some(receiver) = self.receiver.as_mut() {
+            // A closed channel cannot happen while this ticket is alive (the sender is only
+            // dropped after sending).
+            let _ = receiver.await;
+        }
+        self.receiver = None;
+        self.used = true;
+        Turn {
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.used {
+            return;
+        }
+        match self.receiver.take() {
+            // The gate was free: the turn was this ticket's all along.
+            None => self.gate.pass_on(),
+            // Handed the turn before it was taken: pass it on. Still waiting: the sender in
+            // the line finds the receiver gone and is skipped.
+            Some(mut receiver) => {
+                if let Ok(Some(())) = receiver.try_recv() {
+                    self.gate.pass_on();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.gate.pass_on();
+    }
+}
+
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         if let Some(mut receiver) = self.receiver.take() {
@@ -131,6 +208,37 @@ mod tests {
             third.is_some(),
             "the turn was lost: every later update would wait for ever"
         );
+    }
+
+    #[test]
+    fn tickets_keep_the_order_they_were_taken_in_and_a_dropped_one_loses_no_turn() {
+        let gate = Rc::new(UpdateGate::default());
+        let first = gate.ticket();
+        let second = gate.ticket();
+        let third = gate.ticket();
+        let unused = gate.ticket();
+        let mut third = Box::pin(third.turn());
+        assert!(
+            third.as_mut().now_or_never().is_none(),
+            "the first two come first"
+        );
+        let first = first
+            .turn()
+            .now_or_never()
+            .expect("a free gate's ticket has the turn");
+        let mut second = Box::pin(second.turn());
+        assert!(second.as_mut().now_or_never().is_none());
+        drop(first);
+        let second = second.now_or_never().expect("the second's turn");
+        assert!(third.as_mut().now_or_never().is_none());
+        drop(second);
+        let third = third.now_or_never().expect("the third's turn");
+        // A ticket dropped while waiting is skipped; one dropped holding the turn passes it on.
+        drop(unused);
+        drop(third);
+        let after = gate.ticket();
+        drop(after);
+        assert!(gate.enter().now_or_never().is_some(), "no turn was lost");
     }
 
     #[test]

@@ -5,6 +5,7 @@ import { build } from "esbuild";
 import { readFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { applyMigrations } from "../../tests/worker/support/worker.mjs";
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const out = path.join(root, "target", "bench");
@@ -44,8 +45,11 @@ function common(botApi, bindings) {
   };
 }
 
-/** edgegram's release build (build/), optionally wrapped so that storage operations count. */
-export async function startEdgegram({ botApi, persistence, routing = "bot", counting = false }) {
+/**
+ * edgegram's release build (build/), optionally wrapped so that storage operations count;
+ * `bindings` add vars (SEND_QUEUED_CALLS), and a D1 database is bound with its tables.
+ */
+export async function startEdgegram({ botApi, persistence, routing = "bot", counting = false, bindings = {} }) {
   const buildDir = path.join(root, "build");
   const modules = counting
     ? {
@@ -69,21 +73,25 @@ export async function startEdgegram({ botApi, persistence, routing = "bot", coun
       PERSISTENCE: persistence,
       DO_ROUTING: routing,
       BOT_USERNAME: "edgegram_demo_bot",
+      ...bindings,
     }),
     kvNamespaces: ["EDGEGRAM_KV"],
+    d1Databases: ["EDGEGRAM_D1"],
     durableObjects: { EDGEGRAM_DO: { className: "EdgegramObject", useSQLite: true } },
   });
   await mf.ready;
+  await applyMigrations(await mf.getD1Database("EDGEGRAM_D1"));
   return mf;
 }
 
-/** A bundled bench worker (grammy, floor) with a KV namespace bound as KV. */
+/** A bundled bench worker (grammy, floor) with a KV namespace bound as KV, a D1 database as DB. */
 export async function startBundled({ botApi, script, bindings = {}, durableObjects }) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: script,
     ...common(botApi, bindings),
     kvNamespaces: ["KV"],
+    d1Databases: ["DB"],
     ...(durableObjects ? { durableObjects } : {}),
   });
   await mf.ready;

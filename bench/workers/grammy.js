@@ -4,10 +4,12 @@
 // webhookCallback(bot, "cloudflare-mod")). Bundled by bench/run.mjs with the repo's esbuild.
 //   SESSION=multi  bot, chat and user counters: a multi session with three fragments
 //   SESSION=chat   grammY's plain session, keyed per chat: the chat counter only
+//   STORAGE=d1     the multi session in D1 (the adapter's D1Adapter, table GrammySessions)
+//                  instead of KV
 // COUNT_OPS=1 wraps the KV binding in a counter of operations (GET /__ops reads and resets
 // it); the timed runs leave it off.
 import { Bot, session, webhookCallback } from "grammy";
-import { KvAdapter } from "@grammyjs/storage-cloudflare";
+import { D1Adapter, KvAdapter } from "@grammyjs/storage-cloudflare";
 import { countingKv, opsResponse } from "./counting.js";
 
 const botInfo = {
@@ -15,7 +17,10 @@ const botInfo = {
   can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false,
 };
 
-function build(env) {
+// D1Adapter.create makes its table; once per isolate, not per update.
+let d1Adapter;
+
+function build(env, d1) {
   const kv = env.COUNT_OPS === "1" ? countingKv(env.KV) : env.KV;
   const bot = new Bot(env.BOT_TOKEN, { botInfo, client: { apiRoot: env.TELEGRAM_API_BASE } });
   const initial = () => ({ count: 0 });
@@ -26,7 +31,7 @@ function build(env) {
       await ctx.reply(`chat: ${ctx.session.count}`);
     });
   } else {
-    const storage = new KvAdapter(kv);
+    const storage = d1 ?? new KvAdapter(kv);
     bot.use(session({
       type: "multi",
       bot: { storage, initial, prefix: "bot:", getSessionKey: () => "bot" },
@@ -49,7 +54,9 @@ export default {
     const url = new URL(request.url);
     if (url.pathname === "/__ops") return opsResponse();
     if (url.pathname !== "/webhook") return new Response("not found", { status: 404 });
-    const handle = webhookCallback(build(env), "cloudflare-mod", { secretToken: env.WEBHOOK_SECRET });
+    if (env.STORAGE === "d1") d1Adapter ??= D1Adapter.create(env.DB);
+    const d1 = env.STORAGE === "d1" ? await d1Adapter : undefined;
+    const handle = webhookCallback(build(env, d1), "cloudflare-mod", { secretToken: env.WEBHOOK_SECRET });
     return handle(request);
   },
 };

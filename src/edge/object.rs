@@ -16,7 +16,6 @@
 //! and, at most hourly, sweeps expired callback data; then it sets itself for the next of those.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::rc::Rc;
 
 use serde_json::json;
@@ -420,24 +419,18 @@ impl ObjectHost {
             return outcome.into_response();
         };
         // The queued calls go out after the commit and outside the gate, in the chat's lane,
-        // entered before the gate is let go (the first poll), so in commit order.
+        // whose place is taken before the gate is let go, so in commit order.
         self.lanes
             .find_stalled_once(&self.storage(), update_id)
             .await;
         let chat = sending.outbox.chat;
         let job = self.send_job(role, chat, settings, build.clone());
-        let mut delivery = Box::pin(job.committed(sending));
-        let waker = futures::task::noop_waker();
-        let first = delivery
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(&waker));
         drop(turn);
-        let sent = match (first, settings.send_queued) {
-            (std::task::Poll::Ready(sent), _) => sent,
-            (std::task::Poll::Pending, SendQueued::BeforeAnswer) => delivery.await,
-            (std::task::Poll::Pending, SendQueued::AfterAnswer) => {
+        let sent = match settings.send_queued {
+            SendQueued::BeforeAnswer => job.committed(sending).await,
+            SendQueued::AfterAnswer => {
                 self.state.wait_until(async move {
-                    delivery.await;
+                    job.committed(sending).await;
                 });
                 None
             }
@@ -448,7 +441,8 @@ impl ObjectHost {
         outcome.into_response()
     }
 
-    /// A delivery for `chat`'s outboxes in this object (`role`'s), owning what it needs.
+    /// A delivery for `chat`'s outboxes in this object (`role`'s), owning what it needs, with
+    /// its place in the chat's lane taken now.
     fn send_job<F>(
         &self,
         role: ObjectRole,
@@ -458,6 +452,7 @@ impl ObjectHost {
     ) -> SendJob<F> {
         SendJob {
             chat,
+            ticket: Some(self.lanes.ticket(chat)),
             lanes: self.lanes.clone(),
             gate: self.gate.clone(),
             alarm: self.alarm.clone(),

@@ -17,7 +17,7 @@ use super::settings::Settings;
 use crate::context::DataType;
 use crate::outbox::{Delivery, Outbox};
 use crate::persistence::{Key, KeyKind, Persistence};
-use crate::update_gate::UpdateGate;
+use crate::update_gate::{Ticket, Turn, UpdateGate};
 
 /// After an update that queued calls, the alarm comes at the latest this long after it: should
 /// the isolate end between the commit and the send, the alarm sends them.
@@ -33,9 +33,11 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    /// The lane of `chat`'s deliveries: one at a time, in the order entered.
-    fn lane(&self, chat: i64) -> Rc<UpdateGate> {
-        self.lanes.borrow_mut().entry(chat).or_default().clone()
+    /// A place in `chat`'s lane: its deliveries run one at a time, in the order the places
+    /// were taken.
+    pub(crate) fn ticket(&self, chat: i64) -> Ticket {
+        let lane = self.lanes.borrow_mut().entry(chat).or_default().clone();
+        lane.ticket()
     }
 
     fn is_stalled(&self, chat: i64) -> bool {
@@ -124,6 +126,8 @@ impl Alarm {
 /// ([`SendJob::committed`]) or the stored ones the alarm found ([`SendJob::stored`]).
 pub(crate) struct SendJob<F> {
     pub(crate) chat: i64,
+    /// The place in the chat's lane, taken when the job was made (`None`: take one when run).
+    pub(crate) ticket: Option<Ticket>,
     pub(crate) lanes: Lanes,
     /// The object's update gate: the error handlers of failed calls change data under it.
     pub(crate) gate: Rc<UpdateGate>,
@@ -139,17 +143,28 @@ pub(crate) struct SendJob<F> {
 }
 
 impl<F> SendJob<F> {
-    /// Sends the outbox an update just committed, in the chat's lane (enter it before letting
-    /// the gate go: poll the future once). Left to the alarm when the chat is stalled.
-    pub(crate) async fn committed<B, C, U>(self, mut sending: Sending<B, C, U>) -> Option<Delivery>
+    /// Waits for the job's turn in its chat's lane.
+    async fn take_turn(&mut self) -> Turn {
+        let ticket = match self.ticket.take() {
+            Some(ticket) => ticket,
+            None => self.lanes.ticket(self.chat),
+        };
+        ticket.turn().await
+    }
+
+    /// Sends the outbox an update just committed, in the chat's lane (make the job before
+    /// letting the gate go: that takes its place). Left to the alarm when the chat is stalled.
+    pub(crate) async fn committed<B, C, U>(
+        mut self,
+        mut sending: Sending<B, C, U>,
+    ) -> Option<Delivery>
     where
         F: BuildApplication<B, C, U>,
         B: DataType,
         C: DataType,
         U: DataType,
     {
-        let lane = self.lanes.lane(self.chat);
-        let _turn = lane.enter().await;
+        let _turn = self.take_turn().await;
         if self.lanes.is_stalled(self.chat) {
             // An earlier outbox of this chat waits for its retry: this one goes after it.
             return None;
@@ -167,15 +182,14 @@ impl<F> SendJob<F> {
 
     /// Sends the chat's stored `outboxes` that are due at `now`, in order, in the chat's lane;
     /// answers when the next try is due, if one is left.
-    pub(crate) async fn stored<B, C, U>(self, outboxes: Vec<Outbox>, now: i64) -> Option<i64>
+    pub(crate) async fn stored<B, C, U>(mut self, outboxes: Vec<Outbox>, now: i64) -> Option<i64>
     where
         F: BuildApplication<B, C, U>,
         B: DataType,
         C: DataType,
         U: DataType,
     {
-        let lane = self.lanes.lane(self.chat);
-        let _turn = lane.enter().await;
+        let _turn = self.take_turn().await;
         for outbox in outboxes {
             if outbox.next_try_ms > now {
                 return Some(outbox.next_try_ms);
