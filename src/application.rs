@@ -40,7 +40,7 @@ use crate::callback_data::{self, CallbackDataSettings};
 use crate::context::{Context, Data, DataType};
 use crate::error::{Error, HandlerError, Result};
 use crate::handlers::Handler;
-use crate::outbox::{self, Delivery, FailedCall, Outbox};
+use crate::outbox::{self, Call, Delivery, FailedCall, Outbox};
 use crate::persistence::dict::{self, ImportOptions};
 use crate::persistence::{Change, Key, Persistence, PersistenceInput};
 use crate::sources::{system_clock, system_random, Clock, RandomSource};
@@ -100,6 +100,9 @@ pub struct Outcome {
     /// What became of them, once delivered ([`Application::process_update`] delivers; a host
     /// that calls [`Application::handle_update`] delivers them itself).
     pub delivery: Option<Delivery>,
+    /// With [`ApplicationBuilder::webhook_reply`]: the update's first queued call, not
+    /// stored, for the webhook's answer.
+    pub webhook_reply: Option<Call>,
 }
 
 impl Outcome {
@@ -138,6 +141,7 @@ pub struct Application<B = Data, C = Data, U = Data> {
     groups: Groups<B, C, U>,
     error_handlers: Vec<ErrorCallback<B, C, U>>,
     on_handler_error: OnHandlerError,
+    webhook_reply: bool,
     bot_username: RefCell<Option<String>>,
     schema_version: u32,
     clock: Clock,
@@ -276,7 +280,10 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         }
         state.settle_keyboards();
         let changes = state.changes()?;
-        let queued = state.take_queued();
+        let mut queued = state.take_queued();
+        if self.webhook_reply && !queued.is_empty() {
+            outcome.webhook_reply = Some(queued.remove(0));
+        }
         let outbox =
             (!queued.is_empty()).then(|| Outbox::new(&state.update, queued, state.now_ms()));
         let mut write = changes.clone();
@@ -479,6 +486,7 @@ pub struct ApplicationBuilder<B = Data, C = Data, U = Data> {
     groups: Groups<B, C, U>,
     error_handlers: Vec<ErrorCallback<B, C, U>>,
     on_handler_error: OnHandlerError,
+    webhook_reply: bool,
     bot_username: Option<String>,
     schema_version: u32,
     clock: Clock,
@@ -504,6 +512,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             groups: BTreeMap::new(),
             error_handlers: Vec::new(),
             on_handler_error: OnHandlerError::default(),
+            webhook_reply: false,
             bot_username: None,
             schema_version: 1,
             clock: system_clock(),
@@ -583,6 +592,16 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
         random: impl Fn(&mut [u8]) -> std::result::Result<(), String> + 'static,
     ) -> Self {
         self.random = Some(Rc::new(random));
+        self
+    }
+
+    /// Gives each update's first queued call back in [`Outcome::webhook_reply`] instead of
+    /// storing and sending it, for the host to answer the webhook with (Telegram then makes
+    /// the call). Saves that call's round trip; gives up its result and any error (Telegram
+    /// reports neither), its retries, and its place after the chat's calls that wait for a
+    /// retry. The other calls go through the outbox as usual.
+    pub fn webhook_reply(mut self, on: bool) -> Self {
+        self.webhook_reply = on;
         self
     }
 
@@ -679,6 +698,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             groups: self.groups,
             error_handlers: self.error_handlers,
             on_handler_error: self.on_handler_error,
+            webhook_reply: self.webhook_reply,
             bot_username: RefCell::new(self.bot_username),
             schema_version: self.schema_version,
             clock: self.clock,

@@ -1011,3 +1011,37 @@ fn an_import_refuses_data_the_bot_cannot_read() {
         Ok(2)
     );
 }
+
+#[test]
+fn with_webhook_reply_the_first_queued_call_is_given_back_and_the_rest_stored_and_sent() {
+    let h = harness();
+    let app = h
+        .builder()
+        .webhook_reply(true)
+        .handler(CommandHandler::new("two", |ctx: Context| async move {
+            ctx.user_data(bump)?;
+            ctx.reply_text("first")?;
+            ctx.reply_text("second")?;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let outcome = h.process_in(&app, h.updates().command(GROUP, 7, "/two"));
+    let reply = outcome
+        .webhook_reply
+        .expect("the first call is the webhook's answer");
+    assert_eq!(
+        (reply.method.as_str(), &reply.params["text"]),
+        ("sendMessage", &json!("first"))
+    );
+    assert_eq!(
+        outcome.outbox.map(|o| o.calls.len()),
+        Some(1),
+        "the second is stored"
+    );
+    assert_eq!(
+        h.bot().texts(),
+        ["second"],
+        "and sent; the first is Telegram's to make"
+    );
+}

@@ -24,6 +24,7 @@ export function outboxWorkers(W, bundles) {
     { id: "edgegram-d1", label: "edgegram, D1", start: edgegram("d1"), counters: "edgegram" },
     { id: "edgegram-do", label: "edgegram, Durable Objects (bot routing)", start: edgegram("durable_object"), counters: "edgegram" },
     { id: "edgegram-do-after", label: "edgegram, Durable Objects (bot routing), SEND_QUEUED_CALLS=after_answer", start: edgegram("durable_object", "bot", after), counters: "edgegram" },
+    { id: "edgegram-do-reply", label: "edgegram, Durable Objects (bot routing), WEBHOOK_REPLY=1", start: edgegram("durable_object", "bot", { WEBHOOK_REPLY: "1" }), counters: "edgegram" },
     { id: "edgegram-do-chat", label: "edgegram, Durable Objects (chat routing)", start: edgegram("durable_object", "chat"), counters: "edgegram" },
     { id: "edgegram-do-chat-after", label: "edgegram, Durable Objects (chat routing), SEND_QUEUED_CALLS=after_answer", start: edgegram("durable_object", "chat", after), counters: "edgegram" },
   ];
@@ -58,24 +59,34 @@ export async function storedCounts(W, kind, mf) {
   return snap;
 }
 
-/** Posts `body` until it is answered 200 (Telegram redelivers a non-200); answers the tries. */
-async function untilAccepted(W, mf, body) {
+/**
+ * Posts `body` until it is answered 200 (Telegram redelivers a non-200), making the call a
+ * webhook answer carries (WEBHOOK_REPLY) as Telegram would; answers the tries.
+ */
+async function untilAccepted(W, mf, body, botApi) {
   for (let attempt = 1; ; attempt++) {
     const res = await W.post(mf, body);
-    await res.arrayBuffer();
-    if (res.status === 200) return attempt;
+    const text = await res.text();
+    if (res.status === 200) {
+      W.performWebhookReply(botApi, res, text);
+      return attempt;
+    }
     if (attempt >= 60) throw new Error(`an update answered ${res.status} ${attempt} times`);
     await sleep(Math.random() * Math.min(400, 10 * 2 ** attempt));
   }
 }
 
-/** Waits until the stand-in's accepted replies stop growing for `quietMs` (or `maxMs`). */
-async function settle(botApi, quietMs = 2500, maxMs = 60_000) {
+/**
+ * Waits until the stand-in's accepted replies stop growing: for `quietMs` once there are `n`
+ * of them, for 15 s (longer than the retries' back-off between two tries) while fewer; at most
+ * `maxMs`.
+ */
+async function settle(botApi, n = 0, quietMs = 2500, maxMs = 90_000) {
   const count = () => botApi.delivered().filter((c) => c.method === "sendMessage").length;
   const end = Date.now() + maxMs;
   let last = count();
   let since = Date.now();
-  while (Date.now() < end && Date.now() - since < quietMs) {
+  while (Date.now() < end && Date.now() - since < (last >= n ? quietMs : 15_000)) {
     await sleep(200);
     const now = count();
     if (now !== last) [last, since] = [now, Date.now()];
@@ -95,12 +106,12 @@ export async function latencyRows(W, workers, { n, concurrency, log }) {
     const botApi = await startBotApi({ delayMs: 50 });
     const mf = await worker.start(botApi);
     try {
-      await W.drive(mf, countStream(20, { firstId: 1, groupEvery: 4 }), 4);
-      await settle(botApi, 1000);
+      await W.drive(mf, countStream(20, { firstId: 1, groupEvery: 4 }), 4, { performWebhookReplies: botApi });
+      await settle(botApi, 20, 1000);
       const before = await storedCounts(W, worker.counters, mf);
       botApi.clear();
-      const run = await W.drive(mf, countStream(n, { firstId: 1000, groupEvery: 4 }), concurrency);
-      await settle(botApi);
+      const run = await W.drive(mf, countStream(n, { firstId: 1000, groupEvery: 4 }), concurrency, { performWebhookReplies: botApi });
+      await settle(botApi, n);
       const after = await storedCounts(W, worker.counters, mf);
       const row = {
         id: worker.id, label: worker.label, updates: n, concurrency,
@@ -127,8 +138,8 @@ export async function faultRows(W, workers, { n, inFlight, log }) {
     const mf = await worker.start(botApi);
     try {
       // Warm up without faults' effect on the counts below.
-      await untilAccepted(W, mf, JSON.stringify(message(1, 900, "/count", 900)));
-      await settle(botApi, 1000);
+      await untilAccepted(W, mf, JSON.stringify(message(1, 900, "/count", 900)), botApi);
+      await settle(botApi, 1, 1000);
       const before = await storedCounts(W, worker.counters, mf);
       botApi.clear();
       const bodies = Array.from({ length: n }, (_, i) => JSON.stringify(message(10_000 + i, 1 + (i % 20), "/count", chats[i % chats.length])));
@@ -138,17 +149,19 @@ export async function faultRows(W, workers, { n, inFlight, log }) {
       await Promise.all(Array.from({ length: inFlight }, async () => {
         while (next < bodies.length) {
           const i = next++;
+          // (`tries += await ...` would read tries before the await and lose the others' adds.)
           if (i % 2 === 0) {
-            const both = await Promise.all([untilAccepted(W, mf, bodies[i]), untilAccepted(W, mf, bodies[i])]);
+            const both = await Promise.all([untilAccepted(W, mf, bodies[i], botApi), untilAccepted(W, mf, bodies[i], botApi)]);
             tries += both[0] + both[1];
           } else {
-            tries += await untilAccepted(W, mf, bodies[i]);
-            tries += await untilAccepted(W, mf, bodies[i]);
+            const first = await untilAccepted(W, mf, bodies[i], botApi);
+            const second = await untilAccepted(W, mf, bodies[i], botApi);
+            tries += first + second;
           }
         }
       }));
       const seconds = (performance.now() - started) / 1000;
-      await settle(botApi);
+      await settle(botApi, n);
       const after = await storedCounts(W, worker.counters, mf);
       const counted = { bot: after.bot - before.bot, chats: after.chats - before.chats, users: after.users - before.users };
       const row = {

@@ -111,7 +111,7 @@ export function post(mf, update) {
  * max_connections: each update is sent until it is answered 200 (a 5xx is redelivered, as
  * Telegram would). Latency runs from an update's first send to its 200.
  */
-export async function drive(mf, updates, concurrency) {
+export async function drive(mf, updates, concurrency, { performWebhookReplies } = {}) {
   const bodies = updates.map((u) => JSON.stringify(u));
   const latencies = new Array(bodies.length);
   let next = 0;
@@ -123,8 +123,12 @@ export async function drive(mf, updates, concurrency) {
       const sent = performance.now();
       for (let attempt = 1; ; attempt++) {
         const res = await post(mf, bodies[i]);
-        await res.arrayBuffer();
-        if (res.status === 200) break;
+        const text = await res.text();
+        if (res.status === 200) {
+          // WEBHOOK_REPLY: the answer is a call, which Telegram makes.
+          if (performWebhookReplies) performWebhookReply(performWebhookReplies, res, text);
+          break;
+        }
         retries++;
         if (attempt >= 100) throw new Error(`update ${i} answered ${res.status} ${attempt} times`);
         // Telegram redelivers after a while; back off with jitter so that updates that
@@ -140,6 +144,13 @@ export async function drive(mf, updates, concurrency) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Makes the call a webhook answer carries (`{"method": ..., ...params}`), as Telegram does. */
+export function performWebhookReply(botApi, res, text) {
+  if (!(res.headers.get("content-type") ?? "").includes("json")) return;
+  const { method, ...params } = JSON.parse(text);
+  if (method) botApi.perform(method, params);
+}
 
 export function percentiles(values) {
   const sorted = [...values].sort((a, b) => a - b);

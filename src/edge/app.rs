@@ -41,12 +41,14 @@ pub struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    /// An [`ApplicationBuilder`] with the bot, the persistence and the bot's username (from
-    /// `BOT_USERNAME`, or learned earlier in this isolate) already set: add handlers and build.
+    /// An [`ApplicationBuilder`] with the bot, the persistence, the bot's username (from
+    /// `BOT_USERNAME`, or learned earlier in this isolate) and `WEBHOOK_REPLY` already set: add
+    /// handlers and build.
     pub fn builder<B: DataType, C: DataType, U: DataType>(&self) -> ApplicationBuilder<B, C, U> {
         let builder = ApplicationBuilder::new()
             .bot(self.bot.clone())
-            .persistence(self.persistence.clone());
+            .persistence(self.persistence.clone())
+            .webhook_reply(self.settings.webhook_reply);
         let username = self
             .settings
             .bot_username

@@ -159,7 +159,22 @@ impl WebhookOutcome {
                 Some(format!("unsent={left}")),
             ),
         };
-        let mut response = Response::ok(body)?.with_status(status);
+        // WEBHOOK_REPLY: the update's first queued call, for Telegram to make.
+        let reply = match &self {
+            WebhookOutcome::Processed(outcome) => outcome.webhook_reply.as_ref(),
+            _ => None,
+        };
+        let mut response = match reply {
+            Some(call) => {
+                let mut answer = match &call.params {
+                    serde_json::Value::Object(params) => params.clone(),
+                    _ => serde_json::Map::new(),
+                };
+                answer.insert("method".into(), call.method.clone().into());
+                Response::from_json(&answer)?.with_status(status)
+            }
+            None => Response::ok(body)?.with_status(status),
+        };
         if let Some(summary) = summary {
             response.headers_mut().set(OUTCOME_HEADER, &summary)?;
         }
@@ -171,7 +186,8 @@ impl WebhookOutcome {
 }
 
 /// `handled=1; reads=1; puts=3; deletes=0`, then for an update that queued calls
-/// `; queued=<calls>; sent=<calls Telegram accepted before the answer>`.
+/// `; queued=<calls in the outbox>; sent=<calls Telegram accepted before the answer>`, and
+/// `; webhook_reply=1` when the answer carries one.
 fn summary(outcome: &Outcome) -> String {
     let mut summary = format!(
         "handled={}; reads={}; puts={}; deletes={}",
@@ -183,6 +199,9 @@ fn summary(outcome: &Outcome) -> String {
     if let Some(outbox) = &outcome.outbox {
         let sent = outcome.delivery.as_ref().map_or(0, |d| d.sent());
         summary.push_str(&format!("; queued={}; sent={sent}", outbox.calls.len()));
+    }
+    if outcome.webhook_reply.is_some() {
+        summary.push_str("; webhook_reply=1");
     }
     summary
 }

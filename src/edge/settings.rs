@@ -137,6 +137,9 @@ pub struct Settings {
     pub max_attempts: u32,
     /// When a Durable Object sends queued calls (`SEND_QUEUED_CALLS`).
     pub send_queued: SendQueued,
+    /// `WEBHOOK_REPLY=1`: each update's first queued call is the webhook's answer, which
+    /// Telegram makes ([`crate::ApplicationBuilder::webhook_reply`]).
+    pub webhook_reply: bool,
 }
 
 /// A setting that cannot be used, named with what would be accepted.
@@ -161,6 +164,7 @@ impl std::fmt::Debug for Settings {
             .field("bot_api_timeout_ms", &self.bot_api_timeout_ms)
             .field("max_attempts", &self.max_attempts)
             .field("send_queued", &self.send_queued)
+            .field("webhook_reply", &self.webhook_reply)
             .finish()
     }
 }
@@ -246,7 +250,17 @@ impl Settings {
                 )))
             }
         };
+        let webhook_reply = match get("WEBHOOK_REPLY").as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => {
+                return Err(SettingError(format!(
+                    "WEBHOOK_REPLY {other:?}: use 1 (on) or 0 (off, the default)"
+                )))
+            }
+        };
         Ok(Self {
+            webhook_reply,
             send_queued,
             max_attempts,
             processed_window_ms: millis("PROCESSED_UPDATE_TTL_SECONDS", 24 * 60 * 60)? as i64,

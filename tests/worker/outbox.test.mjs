@@ -105,3 +105,24 @@ for (const { name, persistence, routing, bindings = {} } of setups) {
     }
   });
 }
+
+test("WEBHOOK_REPLY=1: the first queued call is the webhook's answer, made by Telegram; a duplicate answers none", async () => {
+  const botApi = await startBotApi();
+  const mf = await startWorker({ botApi, persistence: "durable_object", routing: "bot", bindings: { WEBHOOK_REPLY: "1" } });
+  try {
+    const update = commandUpdate({ chat: -1001500000711, user: 21, text: "/count", updateId: 71000 });
+    const res = await post(mf, update);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type"), /application\/json/);
+    assert.deepEqual(await res.json(), { method: "sendMessage", chat_id: -1001500000711, text: "bot: 1, chat: 1, user: 1" });
+    assert.equal(res.headers.get("x-edgegram-outcome"), "handled=1; reads=1; puts=3; deletes=0; webhook_reply=1", "nothing queued is stored");
+    assert.equal(botApi.calls.length, 0, "the worker made no call itself");
+    const again = await post(mf, update);
+    assert.equal(again.headers.get("x-edgegram-outcome"), "duplicate=1");
+    assert.equal(await again.text(), "duplicate");
+    assert.equal((await exportState(mf)).bot_data.count, 1);
+  } finally {
+    await mf.dispose();
+    await botApi.close();
+  }
+});

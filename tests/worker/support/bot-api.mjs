@@ -67,6 +67,11 @@ export async function startBotApi({ port = 0, delayMs = 0, log = false, echoUrlI
     texts: () => calls.filter((c) => c.params.text !== undefined).map((c) => c.params.text),
     // The calls Telegram would have acted on: answered, not failed.
     delivered: () => calls.filter((c) => c.fault === undefined),
+    // A call Telegram makes itself: the one a webhook answer carries (WEBHOOK_REPLY).
+    perform: (method, params) => {
+      calls.push({ token: null, method, params, at: Date.now(), webhookReply: true });
+      answer(method, params, nextMessageId);
+    },
     failNext: (n) => (failNext = n),
     clear: () => calls.splice(0, calls.length),
     close: () => new Promise((resolve) => server.close(resolve)),
