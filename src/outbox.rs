@@ -43,10 +43,6 @@ pub const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 /// each bounded by the Bot API time-out.
 pub const IN_FLIGHT_MS: i64 = 60_000;
 
-/// A stored update larger than this keeps only its chat and user (the error handlers of a
-/// later delivery need those); the whole update is kept below it.
-const MAX_STORED_UPDATE_BYTES: usize = 8 * 1024;
-
 thread_local! {
     /// The next [`Outbox::seq`] of this isolate (Workers run one thread per isolate).
     static NEXT_SEQ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
@@ -109,8 +105,9 @@ pub struct Outbox {
     /// redeliveries do not both send it.
     #[serde(default)]
     pub claimed_at_ms: i64,
-    /// The update (or, for a large one, its chat and user), for the error handlers of a
-    /// delivery that fails for good after the request.
+    /// The update's chat and user (as a message's), for the error handlers of a call that
+    /// fails for good: they read and change that chat's and user's data. Not the whole
+    /// update: it would make every outbox several times larger.
     #[serde(default)]
     pub update: Value,
 }
@@ -174,7 +171,7 @@ impl Outbox {
         &self.calls[self.done.min(self.calls.len())..]
     }
 
-    /// The update as the error handlers of a delivery get it.
+    /// The update as the error handlers of a delivery get it: its id, chat and user.
     pub fn update(&self) -> Update {
         Update::from_value(self.update.clone()).unwrap_or_else(|_| Update {
             update_id: self.update_id,
@@ -183,13 +180,9 @@ impl Outbox {
     }
 }
 
-/// What the update keeps of itself in its outbox: all of it when small, else what the error
-/// handlers' context reads (the effective chat and user) under its kind.
+/// What the update keeps of itself in its outbox: what the error handlers' context reads (the
+/// effective chat and user), as a message's.
 fn stored_update(update: &Update) -> Value {
-    let size = serde_json::to_string(&update.raw).map_or(usize::MAX, |s| s.len());
-    if size <= MAX_STORED_UPDATE_BYTES && update.raw.is_object() {
-        return update.raw.clone();
-    }
     let mut message = serde_json::Map::new();
     message.insert("message_id".into(), Value::from(0));
     message.insert("date".into(), Value::from(0));
