@@ -19,7 +19,7 @@ pub const OUTCOME_HEADER: &str = "X-Edgegram-Outcome";
 #[derive(Debug)]
 pub enum WebhookOutcome {
     /// The Application ran and its changes are stored: 200.
-    Processed(Outcome),
+    Processed(Box<Outcome>),
     /// The update id was already processed (a redelivery): 200, no handler ran.
     Duplicate(i64),
     /// A known update type whose content could not be typed: 200, logged, never retried
@@ -121,7 +121,7 @@ impl WebhookOutcome {
     /// The outcome of an Application's `process_update` result.
     pub fn of(result: crate::Result<Outcome>) -> Self {
         match result {
-            Ok(outcome) => WebhookOutcome::Processed(outcome),
+            Ok(outcome) => WebhookOutcome::Processed(Box::new(outcome)),
             Err(Error::AlreadyProcessed(id)) => WebhookOutcome::Duplicate(id),
             Err(error) => WebhookOutcome::Failed {
                 failure: Failure::of(&error),
