@@ -1045,3 +1045,29 @@ fn with_webhook_reply_the_first_queued_call_is_given_back_and_the_rest_stored_an
         "and sent; the first is Telegram's to make"
     );
 }
+
+#[test]
+fn a_replacing_import_leaves_the_replies_still_to_be_sent() {
+    use edgegram::testing::Answer;
+    let h = Harness::new(counting_app);
+    h.bot()
+        .answer_next_to("sendMessage", Answer::server_error());
+    h.process(h.updates().command(GROUP, 7, "/count"));
+    assert_eq!(
+        h.stored_outboxes().len(),
+        1,
+        "the reply waits for its retry"
+    );
+    let app = h.application().unwrap();
+    let doc = json!({"bot_data": {"count": 41}, "chat_data": {}, "user_data": {}, "conversations": {}, "callback_data": null});
+    block_on(app.import(&doc.to_string(), Default::default())).unwrap();
+    assert_eq!(h.to_json()["bot_data"]["count"], 41);
+    assert_eq!(
+        h.stored_outboxes().len(),
+        1,
+        "an import replaces data, not unsent replies"
+    );
+    h.advance(std::time::Duration::from_secs(1));
+    h.deliver_pending().unwrap();
+    assert_eq!(h.bot().texts(), ["1 1 1"]);
+}

@@ -695,7 +695,7 @@ pub fn from_entries(entries: impl IntoIterator<Item = (Key, Value)>) -> Value {
 /// that cannot be decoded fails the export with an error naming its key.
 pub async fn export(persistence: &dyn Persistence) -> Result<Value> {
     let mut keys = Vec::new();
-    for kind in KeyKind::ALL {
+    for kind in KeyKind::ALL.into_iter().filter(|kind| kind.in_documents()) {
         keys.extend(persistence.list(kind).await?);
     }
     let values = persistence.read(&keys).await?;
@@ -753,7 +753,8 @@ pub async fn import_text(
     if options.mode == ImportMode::Replace {
         let kept: std::collections::HashSet<&Key> = changes.iter().map(Change::key).collect();
         let mut deletes = Vec::new();
-        for kind in KeyKind::ALL {
+        // Replies still to be sent are not the bot's data: an import leaves them be.
+        for kind in KeyKind::ALL.into_iter().filter(|kind| kind.in_documents()) {
             for key in persistence.list(kind).await? {
                 if !kept.contains(&key) {
                     deletes.push(Change::Delete(key));

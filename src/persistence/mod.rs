@@ -98,6 +98,13 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    /// Whether DictPersistence documents (export, a replacing import) cover this kind: every
+    /// kind but [`KeyKind::Outbox`], the replies still to be sent, which are no data of the
+    /// bot (an export skips them, an import leaves them).
+    pub fn in_documents(self) -> bool {
+        self != KeyKind::Outbox
+    }
+
     /// Every kind, in export order.
     pub const ALL: [KeyKind; 8] = [
         KeyKind::BotData,
