@@ -125,6 +125,10 @@ fn one_of_each() -> Vec<Key> {
         Key::CallbackKeyboard("kb-1".into()),
         Key::CallbackQuery("q-1".into()),
         Key::KeyboardIndex("chat.-1001500000001".into()),
+        Key::Outbox {
+            chat: -1001500000001,
+            update_id: 9_007_199_254_740_993,
+        },
     ]
 }
 
