@@ -41,7 +41,7 @@ mod update_state;
 pub mod edge;
 
 pub use application::{Application, ApplicationBuilder, OnHandlerError, Outcome};
-pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, SendMessage};
+pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, Method, SendMessage};
 pub use callback_data::{CallbackData, CallbackDataSettings, InvalidCallbackData};
 pub use context::{
     system_clock, system_random, Clock, Context, Data, DataType, Match, RandomSource,

@@ -180,7 +180,6 @@ where
     // would apply the update again, and the calls stay unsent.
     if let (Some(sending), Some(sender)) = (sending.as_mut(), &sender) {
         let delivery = sending.send(sender.as_ref()).await;
-
         if let Ok(delivery) = &delivery {
             sending.report(delivery).await;
         }
