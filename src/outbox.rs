@@ -67,11 +67,6 @@ impl Call {
         })?;
         Ok(Self { method, params })
     }
-
-    /// The chat the call goes to, when its parameters name one by number.
-    pub fn chat_id(&self) -> Option<i64> {
-        self.params.get("chat_id").and_then(Value::as_i64)
-    }
 }
 
 /// An update's queued calls as stored under [`Key::Outbox`], with how far delivery got.
@@ -373,6 +368,5 @@ mod tests {
         let update = back.update();
         assert_eq!(update.effective_chat().map(|c| c.id), Some(5));
         assert_eq!(update.effective_user().map(|u| u.id), Some(5));
-        assert_eq!(back.calls[0].chat_id(), Some(5));
     }
 }

@@ -6,8 +6,10 @@
 //! get → fetch → put left a counter at 1, see `docs/platform.md`). Two updates would then read
 //! the same value and one write would be lost. The gate is an async mutex held from before the
 //! read until after the commit, so the updates of one object run strictly one after the
-//! other. It caps one object at 1 / (handler time including Bot API latency) updates per
-//! second; `DO_ROUTING=chat` spreads chats over objects to go past that.
+//! other. It caps one object at 1 / (handler time) updates per second: the calls handlers
+//! queue are sent after the commit, outside it (a call made at once, `ctx.bot()`, counts);
+//! `DO_ROUTING=chat` spreads chats over objects to go past that. The same gate, one per chat,
+//! keeps each chat's deliveries in order ([`Ticket`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -24,31 +26,12 @@ pub struct UpdateGate {
     waiting: RefCell<VecDeque<oneshot::Sender<()>>>,
 }
 
-/// Held while an update runs; passes the gate to the next in line when dropped.
-pub struct GateTurn<'a> {
-    gate: &'a UpdateGate,
-}
-
 impl UpdateGate {
-    /// Waits until every update that arrived earlier is done.
-    pub async fn enter(&self) -> GateTurn<'_> {
-        if self.busy.replace(true) {
-            let (sender, receiver) = oneshot::channel();
-            self.waiting.borrow_mut().push_back(sender);
-            let mut waiter = Waiter {
-                gate: self,
-                receiver: Some(receiver),
-            };
-            if let Some(receiver) = waiter.receiver.as_mut() {
-                // The turn is handed over with the gate still busy. A closed channel cannot
-                // happen while this future is alive (the sender is only dropped after
-                // sending).
-                let _ = receiver.await;
-            }
-            // The turn is taken: from here the GateTurn passes it on.
-            waiter.receiver = None;
-        }
-        GateTurn { gate: self }
+    /// Waits until every update that arrived earlier is done; the [`Turn`] passes the gate
+    /// on when dropped. A caller dropped while waiting (a cancelled request) loses no turn
+    /// (see [`Ticket`]).
+    pub async fn enter(self: &Rc<Self>) -> Turn {
+        self.ticket().turn().await
     }
 
     /// Hands the turn to the first waiter still waiting, or frees the gate.
@@ -62,20 +45,6 @@ impl UpdateGate {
         }
         self.busy.set(false);
     }
-}
-
-impl Drop for GateTurn<'_> {
-    fn drop(&mut self) {
-        self.gate.pass_on();
-    }
-}
-
-/// A place in the queue. Dropped while still waiting (the request was cancelled): if the
-/// turn had already been handed to it, it passes the turn on, or every later update would
-/// wait for ever.
-struct Waiter<'a> {
-    gate: &'a UpdateGate,
-    receiver: Option<oneshot::Receiver<()>>,
 }
 
 /// A place in the line of a shared gate, taken at once ([`UpdateGate::ticket`]) and turned into
@@ -154,16 +123,6 @@ impl Drop for Turn {
     }
 }
 
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        if let Some(mut receiver) = self.receiver.take() {
-            if let Ok(Some(())) = receiver.try_recv() {
-                self.gate.pass_on();
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,7 +130,7 @@ mod tests {
 
     #[test]
     fn turns_are_handed_over_in_arrival_order() {
-        let gate = UpdateGate::default();
+        let gate = Rc::new(UpdateGate::default());
         let first = gate
             .enter()
             .now_or_never()
@@ -192,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_waiter_dropped_after_being_handed_the_turn_passes_it_on() {
-        let gate = UpdateGate::default();
+        let gate = Rc::new(UpdateGate::default());
         let first = gate
             .enter()
             .now_or_never()
@@ -243,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_waiter_dropped_before_its_turn_is_skipped() {
-        let gate = UpdateGate::default();
+        let gate = Rc::new(UpdateGate::default());
         let first = gate
             .enter()
             .now_or_never()

@@ -137,8 +137,11 @@ where
         }
     }
     // What sends (and deletes) the outbox: storage of its own, recording no update (the
-    // update's store would record it again with every write).
-    let sender = worker_store(settings, env).map(|store| store.persistence());
+    // update's store would record it again with every write); made only when there is an
+    // outbox to send or to look for.
+    let sender = (sending.is_some() || matches!(outcome, WebhookOutcome::Duplicate(_)))
+        .then(|| worker_store(settings, env).map(|store| store.persistence()))
+        .flatten();
     // A redelivered update sends what its first delivery left unsent, and nothing else; an
     // outbox the first delivery may still be sending is left to it (answered 500, so that
     // Telegram asks again), unless it is older than a delivery can take.

@@ -72,9 +72,14 @@ pub enum ObjectRole {
 impl ObjectRole {
     /// The object that handles `update`.
     pub fn for_update(routing: Routing, update: &Update) -> Self {
-        match (routing, update.effective_chat()) {
+        Self::for_chat(routing, update.effective_chat().map(|chat| chat.id))
+    }
+
+    /// The object that handles the updates of `chat` (`None`: updates without a chat).
+    pub fn for_chat(routing: Routing, chat: Option<i64>) -> Self {
+        match (routing, chat) {
             (Routing::Bot, _) => ObjectRole::Bot,
-            (Routing::Chat, Some(chat)) => ObjectRole::Chat(chat.id),
+            (Routing::Chat, Some(chat)) => ObjectRole::Chat(chat),
             (Routing::Chat, None) => ObjectRole::Home,
         }
     }
@@ -487,13 +492,8 @@ impl ObjectHost {
         }
         let routing = settings.routing().unwrap_or(Routing::Bot);
         let sends = chats.into_iter().map(|(chat, outboxes)| {
-            // The object that ran the update: a chat's, or with chat routing the home object
-            // for updates without a chat.
-            let role = match (routing, chat) {
-                (Routing::Bot, _) => ObjectRole::Bot,
-                (Routing::Chat, 0) => ObjectRole::Home,
-                (Routing::Chat, chat) => ObjectRole::Chat(chat),
-            };
+            // The object that ran the update (an outbox's chat is 0 for none).
+            let role = ObjectRole::for_chat(routing, (chat != 0).then_some(chat));
             self.send_job(role, chat, settings, build.clone())
                 .stored(outboxes, now)
         });
