@@ -38,7 +38,7 @@ use futures::future::LocalBoxFuture;
 use crate::bot::{Bot, BotApi};
 use crate::callback_data::{self, CallbackDataSettings};
 use crate::context::{Context, Data, DataType};
-use crate::error::{Error, HandlerError, Result};
+use crate::error::{Error, HandlerError, HandlerResult, Result};
 use crate::handlers::Handler;
 use crate::outbox::{self, Call, Delivery, FailedCall, Outbox};
 use crate::persistence::dict::{self, ImportOptions};
@@ -73,6 +73,14 @@ pub enum OnHandlerError {
     /// Side effects are not undone: messages the handlers sent are sent again.
     Retry,
 }
+
+/// A job callback ([`ApplicationBuilder::job`]): gets the run's context, whose
+/// [`Context::job`] is the job.
+pub type JobCallback<B, C, U> =
+    Rc<dyn Fn(Context<B, C, U>) -> LocalBoxFuture<'static, HandlerResult>>;
+
+/// The job callbacks by name.
+pub(crate) type JobCallbacks<B, C, U> = Rc<BTreeMap<String, JobCallback<B, C, U>>>;
 
 /// An error handler: gets the context of the failed update and the error.
 pub type ErrorCallback<B, C, U> =
@@ -134,17 +142,19 @@ impl Outcome {
 /// `B`, `C` and `U` are the types of bot_data, chat_data and user_data (PTB's ContextTypes),
 /// JSON objects by default. On Workers, build one per request: building is cheap (no I/O).
 pub struct Application<B = Data, C = Data, U = Data> {
-    api: Rc<dyn BotApi>,
+    pub(crate) api: Rc<dyn BotApi>,
     bot: Bot,
-    persistence: Rc<dyn Persistence>,
+    pub(crate) persistence: Rc<dyn Persistence>,
     store: PersistenceInput,
     groups: Groups<B, C, U>,
-    error_handlers: Vec<ErrorCallback<B, C, U>>,
+    pub(crate) error_handlers: Vec<ErrorCallback<B, C, U>>,
+    /// The job callbacks, by name ([`ApplicationBuilder::job`]).
+    pub(crate) jobs: JobCallbacks<B, C, U>,
     on_handler_error: OnHandlerError,
     webhook_reply: bool,
     bot_username: RefCell<Option<String>>,
-    schema_version: u32,
-    clock: Clock,
+    pub(crate) schema_version: u32,
+    pub(crate) clock: Clock,
     random: Option<RandomSource>,
     callback_data: Option<CallbackDataSettings>,
     migrations: Migrations,
@@ -347,8 +357,9 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
     }
 
     /// What an update's state needs of the Application's settings.
-    fn update_settings(&self) -> Settings {
+    pub(crate) fn update_settings(&self) -> Settings {
         Settings {
+            job_names: self.jobs.keys().cloned().collect(),
             store: self.store,
             schema_version: self.schema_version,
             bot_username: self.bot_username(),
@@ -413,7 +424,9 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
                 ))),
             },
             // edgegram's own bookkeeping: never in a document.
-            Key::KeyboardIndex(_) | Key::Outbox { .. } => Ok(()),
+            Key::KeyboardIndex(_) | Key::Outbox { .. } | Key::Job { .. } | Key::JobDue { .. } => {
+                Ok(())
+            }
         }
     }
 
@@ -485,6 +498,7 @@ pub struct ApplicationBuilder<B = Data, C = Data, U = Data> {
     store: PersistenceInput,
     groups: Groups<B, C, U>,
     error_handlers: Vec<ErrorCallback<B, C, U>>,
+    jobs: BTreeMap<String, JobCallback<B, C, U>>,
     on_handler_error: OnHandlerError,
     webhook_reply: bool,
     bot_username: Option<String>,
@@ -511,6 +525,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             store: PersistenceInput::ALL,
             groups: BTreeMap::new(),
             error_handlers: Vec::new(),
+            jobs: BTreeMap::new(),
             on_handler_error: OnHandlerError::default(),
             webhook_reply: false,
             bot_username: None,
@@ -652,6 +667,23 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
         self
     }
 
+    /// Registers the job callback `name` (PTB passes the callable to `run_once`; a stored job
+    /// names its callback instead, so that it still runs after a deploy): jobs scheduled with
+    /// [`JobSpec`](crate::jobs::JobSpec)s naming it run it ([`crate::jobs`]). Its context is
+    /// like a handler's, over the job's chat and user, with [`Context::job`] set. An `Err`
+    /// fails the run, which is tried again ([`crate::jobs::MAX_JOB_ATTEMPTS`] times in all).
+    pub fn job<F, Fut>(mut self, name: &str, callback: F) -> Self
+    where
+        F: Fn(Context<B, C, U>) -> Fut + 'static,
+        Fut: Future<Output = HandlerResult> + 'static,
+    {
+        self.jobs.insert(
+            name.to_string(),
+            Rc::new(move |ctx| Box::pin(callback(ctx))),
+        );
+        self
+    }
+
     /// Builds the Application, or says what is missing.
     pub fn build(self) -> Result<Application<B, C, U>> {
         let api = self.api.ok_or_else(|| {
@@ -697,6 +729,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             store: self.store,
             groups: self.groups,
             error_handlers: self.error_handlers,
+            jobs: Rc::new(self.jobs),
             on_handler_error: self.on_handler_error,
             webhook_reply: self.webhook_reply,
             bot_username: RefCell::new(self.bot_username),

@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::bot::{Bot, Method, SendMessage};
 use crate::conversation::Route;
 use crate::error::{Error, Result};
+use crate::jobs::{Job, JobQueue};
 use crate::outbox::Call;
 use crate::persistence::Key;
 use crate::types::{CallbackQuery, Chat, Message, Update, User};
@@ -87,6 +88,17 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
             args: matched.args.clone(),
             matches: matched.matches.clone(),
         }
+    }
+
+    /// The job queue (PTB's `context.job_queue`): what it schedules or removes is written
+    /// with this update's changes ([`crate::jobs`]).
+    pub fn job_queue(&self) -> JobQueue<'_, B, C, U> {
+        JobQueue { state: &self.state }
+    }
+
+    /// In a job callback, the job that runs (PTB's `context.job`); `None` in a handler.
+    pub fn job(&self) -> Option<Job> {
+        self.state.job()
     }
 
     /// The update being handled.

@@ -26,6 +26,7 @@ pub mod context;
 pub mod conversation;
 pub mod error;
 pub mod handlers;
+pub mod jobs;
 pub mod outbox;
 pub mod persistence;
 #[cfg(any(test, feature = "testing"))]
@@ -51,6 +52,7 @@ pub use error::{BotApiErrorKind, Error, HandlerError, HandlerResult, Result};
 pub use handlers::{
     filters, CallbackQueryHandler, CommandHandler, Filter, Handler, MessageHandler, TypeHandler,
 };
+pub use jobs::{Days, Job, JobQueue, JobSpec, When};
 pub use persistence::dict::{ImportMode, ImportOptions};
 pub use persistence::memory::MemoryPersistence;
 pub use persistence::{Change, Key, KeyKind, Persistence, PersistenceExt, PersistenceInput};

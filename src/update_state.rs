@@ -18,8 +18,11 @@ use crate::bot::{Bot, BotApi};
 use crate::callback_data::{self, CallbackDataSettings, Keyboards};
 use crate::context::DataType;
 use crate::error::{Error, Result};
+use crate::jobs::Job;
 use crate::outbox::Call;
-use crate::persistence::{codec, describe_keys, Change, Key, Persistence, PersistenceInput};
+use crate::persistence::{
+    codec, describe_keys, Change, Key, KeyKind, Persistence, PersistenceInput,
+};
 use crate::sources::{Clock, RandomSource};
 use crate::types::Update;
 
@@ -40,6 +43,8 @@ pub(crate) struct Settings {
     pub(crate) random: Option<RandomSource>,
     pub(crate) callback_data: Option<CallbackDataSettings>,
     pub(crate) migrations: Migrations,
+    /// The names of the Application's job callbacks.
+    pub(crate) job_names: std::collections::BTreeSet<String>,
 }
 
 /// Everything one update loaded; shared by the contexts of its handlers.
@@ -67,6 +72,9 @@ pub(crate) struct UpdateState<B, C, U> {
     bot_username: Option<String>,
     /// The Bot API calls handlers queued ([`crate::outbox`]), in order.
     queued: RefCell<Vec<Call>>,
+    job_names: std::collections::BTreeSet<String>,
+    /// The job this state runs, for a job run ([`crate::jobs`]).
+    job: RefCell<Option<Job>>,
 }
 
 /// One loaded typed entry.
@@ -109,6 +117,7 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             random,
             callback_data,
             migrations,
+            job_names,
         } = settings;
         let state = Rc::new_cyclic(|weak: &std::rc::Weak<Self>| Self {
             bot: match callback_data {
@@ -131,6 +140,8 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             reads: Cell::new(0),
             bot_username,
             queued: RefCell::new(Vec::new()),
+            job_names,
+            job: RefCell::new(None),
             update,
         });
         let mut keys = Vec::with_capacity(3 + extra.len());
@@ -303,6 +314,48 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
         drop_slot(&self.users, user_id, key, "user_data", self.store.user_data)
     }
 
+    /// The persistence the update reads and writes.
+    pub(crate) fn persistence(&self) -> &dyn Persistence {
+        self.persistence.as_ref()
+    }
+
+    /// Whether the Application has a job callback named `name`.
+    pub(crate) fn has_job_callback(&self, name: &str) -> bool {
+        self.job_names.contains(name)
+    }
+
+    /// The job this state runs, if it is a job run's.
+    pub(crate) fn job(&self) -> Option<Job> {
+        self.job.borrow().clone()
+    }
+
+    /// Makes this state a run of `job`.
+    pub(crate) fn set_job(&self, job: Job) {
+        *self.job.borrow_mut() = Some(job);
+    }
+
+    /// What this update set an untyped entry to: `None` when it did not touch it,
+    /// `Some(None)` when it removed it.
+    pub(crate) fn touched(&self, key: &Key) -> Option<Option<Value>> {
+        let entries = self.entries.borrow();
+        let slot = entries.get(key)?;
+        (!slot.known || slot.value != slot.baseline).then(|| slot.value.clone())
+    }
+
+    /// The untyped entries of `kind` this update set or removed.
+    pub(crate) fn touched_entries(&self, kind: KeyKind) -> Vec<(Key, Option<Value>)> {
+        let keys: Vec<Key> = self
+            .entries
+            .borrow()
+            .keys()
+            .filter(|key| key.kind() == kind)
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| Some((key.clone(), self.touched(&key)?)))
+            .collect()
+    }
+
     /// An untyped entry, `None` if absent or not loaded.
     pub(crate) fn entry(&self, key: &Key) -> Option<Value> {
         self.entries.borrow().get(key)?.value.clone()
@@ -377,7 +430,10 @@ impl<B: DataType, C: DataType, U: DataType> UpdateState<B, C, U> {
             Key::CallbackKeyboard(_) | Key::CallbackQuery(_) | Key::KeyboardIndex(_) => {
                 self.store.callback_data
             }
-            Key::Conversation { .. } | Key::Outbox { .. } => true,
+            Key::Conversation { .. }
+            | Key::Outbox { .. }
+            | Key::Job { .. }
+            | Key::JobDue { .. } => true,
         }
     }
 

@@ -152,6 +152,10 @@ pub fn entry_path(key: &Key) -> String {
         Key::CallbackQuery(id) => format!("callback_data.1.{}", segment(id)),
         Key::KeyboardIndex(id) => format!("(keyboard index {})", segment(id)),
         Key::Outbox { chat, update_id } => format!("(outbox of update {update_id}, chat {chat})"),
+        Key::Job { chat, id } => format!("(job {}, chat {chat})", segment(id)),
+        Key::JobDue { at_ms, chat, id } => {
+            format!("(job index {} at {at_ms}, chat {chat})", segment(id))
+        }
     }
 }
 
@@ -669,7 +673,7 @@ pub fn from_entries(entries: impl IntoIterator<Item = (Key, Value)>) -> Value {
             }
             // edgegram's own bookkeeping: not part of PTB's shapes (an import lets the sweep
             // bound the keyboards no index lists).
-            Key::KeyboardIndex(_) | Key::Outbox { .. } => {}
+            Key::KeyboardIndex(_) | Key::Outbox { .. } | Key::Job { .. } | Key::JobDue { .. } => {}
         }
     }
     // PTB keeps keyboards in access order (oldest first).

@@ -93,6 +93,7 @@ impl FilePersistence {
                     "callback"
                 }
                 KeyKind::Outbox => "outbox",
+                KeyKind::Job | KeyKind::JobDue => "jobs",
             })),
         }
     }
@@ -235,6 +236,16 @@ impl Persistence for FilePersistence {
 
     fn flush(&self) -> LocalBoxFuture<'_, Result<()>> {
         ready(self.save_dirty()).boxed_local()
+    }
+
+    fn jobs_due(&self, until_ms: i64, limit: usize) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        self.memory.jobs_due(until_ms, limit)
+    }
+
+    /// As memory's: the process that owns the file runs them
+    /// ([`Application::run_due_jobs`](crate::Application::run_due_jobs)).
+    fn runs_jobs(&self) -> bool {
+        true
     }
 }
 

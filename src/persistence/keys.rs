@@ -2,7 +2,8 @@
 //!
 //! `{prefix}bot`, `{prefix}chat:{id}`, `{prefix}user:{id}`, `{prefix}conv:{name}:{key}`,
 //! `{prefix}cbk:{keyboard id}`, `{prefix}cbq:{query id}`, `{prefix}cbi:{chat.<id> | user.<id>}`,
-//! `{prefix}obx:{chat id}:{update id, 19 digits}`. The default prefix `eg1:` names the
+//! `{prefix}obx:{chat id}:{update id, 19 digits}`, `{prefix}job:{chat id}:{job id}`,
+//! `{prefix}jobq:{next run ms, 15 digits}:{chat id}:{job id}`. The default prefix `eg1:` names the
 //! scheme's version, so that a future scheme can live beside this one during a migration.
 //! In conversation names `%` and `:` are percent-escaped so that the name ends at the first
 //! `:`; the conversation key and callback ids are written as they are.
@@ -22,6 +23,8 @@ fn tag(kind: KeyKind) -> &'static str {
         KeyKind::CallbackQuery => "cbq:",
         KeyKind::KeyboardIndex => "cbi:",
         KeyKind::Outbox => "obx:",
+        KeyKind::Job => "job:",
+        KeyKind::JobDue => "jobq:",
     }
 }
 
@@ -43,6 +46,11 @@ pub(super) fn encode(key: &Key, prefix: &str) -> String {
         }
         // Zero-padded, so that listing a chat's outboxes gives them in update order.
         Key::Outbox { chat, update_id } => format!("{prefix}{tag}{chat}:{update_id:019}"),
+        Key::Job { chat, id } => format!("{prefix}{tag}{chat}:{id}"),
+        // Zero-padded, so that listing the index gives the jobs in the order they are due.
+        Key::JobDue { at_ms, chat, id } => {
+            format!("{prefix}{tag}{:015}:{chat}:{id}", (*at_ms).max(0))
+        }
     }
 }
 
@@ -73,8 +81,30 @@ pub(super) fn parse(encoded: &str, prefix: &str) -> Option<Key> {
                 update_id: digits.then(|| update_id.parse().ok()).flatten()?,
             }
         }
+        "job" => {
+            let (chat, id) = value.split_once(':')?;
+            Key::Job {
+                chat: parse_id(chat)?,
+                id: job_id(id)?,
+            }
+        }
+        "jobq" => {
+            let (at, rest) = value.split_once(':')?;
+            let (chat, id) = rest.split_once(':')?;
+            let digits = at.len() == 15 && at.bytes().all(|b| b.is_ascii_digit());
+            Key::JobDue {
+                at_ms: digits.then(|| at.parse().ok()).flatten()?,
+                chat: parse_id(chat)?,
+                id: job_id(id)?,
+            }
+        }
         _ => return None,
     })
+}
+
+/// A job id as keys hold it: not empty, no `:` (the key's separator).
+fn job_id(text: &str) -> Option<String> {
+    (!text.is_empty() && !text.contains(':')).then(|| text.to_string())
 }
 
 /// Parses an id written by `encode`: canonical decimal only, so that parse(encode(k)) == k and
@@ -124,7 +154,27 @@ mod tests {
                 chat: -1001500000001,
                 update_id: 815,
             },
+            Key::Job {
+                chat: 0,
+                id: "00ff00ff00ff00ff".into(),
+            },
+            Key::JobDue {
+                at_ms: 1_790_000_000_123,
+                chat: -1001500000001,
+                id: "a1".into(),
+            },
         ]
+    }
+
+    #[test]
+    fn the_job_index_lists_in_the_order_jobs_are_due() {
+        let at = |at_ms: i64, chat: i64| {
+            let id = "j".into();
+            encode(&Key::JobDue { at_ms, chat, id }, DEFAULT_PREFIX)
+        };
+        // A later time sorts after an earlier one whatever their digits and chats.
+        assert!(at(999, -5) < at(1000, -100));
+        assert!(at(1_700_000_000_000, 5) < at(10_000_000_000_000, -1));
     }
 
     #[test]
@@ -155,6 +205,10 @@ mod tests {
             "eg1:botx",
             "eg1:obx:5:815",
             "eg1:obx:5:-000000000000000815",
+            "eg1:job:5:",
+            "eg1:job:05:a",
+            "eg1:jobq:1000:5:a",
+            "eg1:jobq:000000000001000:5:a:b",
         ] {
             assert_eq!(parse(bad, DEFAULT_PREFIX), None, "{bad}");
         }

@@ -121,6 +121,31 @@ impl Persistence for MemoryPersistence {
             .collect();
         ready(Ok(keys)).boxed_local()
     }
+
+    /// A range of the ordered map: the index entries sort by time within their kind.
+    fn jobs_due(&self, until_ms: i64, limit: usize) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        let first = Key::JobDue {
+            at_ms: i64::MIN,
+            chat: i64::MIN,
+            id: String::new(),
+        };
+        let due = self
+            .entries
+            .borrow()
+            .range(first..)
+            .map(|(key, _)| key)
+            .take_while(|key| matches!(key, Key::JobDue { at_ms, .. } if *at_ms <= until_ms))
+            .take(limit)
+            .cloned()
+            .collect();
+        ready(Ok(due)).boxed_local()
+    }
+
+    /// Jobs stored here run when the process that owns them calls
+    /// [`Application::run_due_jobs`](crate::Application::run_due_jobs) (the test kit does).
+    fn runs_jobs(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

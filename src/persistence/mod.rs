@@ -74,6 +74,26 @@ pub enum Key {
         /// The update's id.
         update_id: i64,
     },
+    /// One scheduled job ([`crate::jobs`]): by its chat (0 for none), so that with
+    /// `DO_ROUTING=chat` it lives in that chat's object, and its id. edgegram's own, not part
+    /// of PTB's DictPersistence export (PTB does not persist jobs).
+    Job {
+        /// The job's chat id (0 when it has none).
+        chat: i64,
+        /// The job's id.
+        id: String,
+    },
+    /// The job index: one entry per scheduled job, at the time of its next run, so that the
+    /// due jobs are the first entries of an ordered listing
+    /// ([`Persistence::jobs_due`]) whatever the number of jobs.
+    JobDue {
+        /// When the job runs next (ms since the epoch).
+        at_ms: i64,
+        /// The job's chat id (0 when it has none).
+        chat: i64,
+        /// The job's id.
+        id: String,
+    },
 }
 
 /// The kinds of [`Key`], for listing.
@@ -95,18 +115,22 @@ pub enum KeyKind {
     KeyboardIndex,
     /// [`Key::Outbox`]
     Outbox,
+    /// [`Key::Job`]
+    Job,
+    /// [`Key::JobDue`]
+    JobDue,
 }
 
 impl KeyKind {
     /// Whether DictPersistence documents (export, a replacing import) cover this kind: every
-    /// kind but [`KeyKind::Outbox`], the replies still to be sent, which are no data of the
-    /// bot (an export skips them, an import leaves them).
+    /// kind but [`KeyKind::Outbox`] (the replies still to be sent) and the jobs, which are no
+    /// data of the bot in PTB's sense (an export skips them, an import leaves them).
     pub fn in_documents(self) -> bool {
-        self != KeyKind::Outbox
+        !matches!(self, KeyKind::Outbox | KeyKind::Job | KeyKind::JobDue)
     }
 
     /// Every kind, in export order.
-    pub const ALL: [KeyKind; 8] = [
+    pub const ALL: [KeyKind; 10] = [
         KeyKind::BotData,
         KeyKind::ChatData,
         KeyKind::UserData,
@@ -115,6 +139,8 @@ impl KeyKind {
         KeyKind::CallbackQuery,
         KeyKind::KeyboardIndex,
         KeyKind::Outbox,
+        KeyKind::Job,
+        KeyKind::JobDue,
     ];
 }
 
@@ -130,6 +156,8 @@ impl Key {
             Key::CallbackQuery(_) => KeyKind::CallbackQuery,
             Key::KeyboardIndex(_) => KeyKind::KeyboardIndex,
             Key::Outbox { .. } => KeyKind::Outbox,
+            Key::Job { .. } => KeyKind::Job,
+            Key::JobDue { .. } => KeyKind::JobDue,
         }
     }
 
@@ -244,6 +272,32 @@ pub trait Persistence {
 
     /// Lists the stored keys of one kind, for export and import. Not called per update.
     fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>>;
+
+    /// The job index's entries ([`Key::JobDue`]) due at or before `until_ms`, earliest first,
+    /// at most `limit`: what a host's timer runs ([`crate::jobs`]). The default lists every
+    /// entry of the index and sorts them, a scan, fine for memory and files; ordered stores
+    /// override it with one ranged listing (Durable Objects), so that a run costs the same
+    /// with a thousand jobs pending as with one.
+    fn jobs_due(&self, until_ms: i64, limit: usize) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        Box::pin(async move {
+            let mut due: Vec<Key> = self
+                .list(KeyKind::JobDue)
+                .await?
+                .into_iter()
+                .filter(|key| matches!(key, Key::JobDue { at_ms, .. } if *at_ms <= until_ms))
+                .collect();
+            due.sort();
+            due.truncate(limit);
+            Ok(due)
+        })
+    }
+
+    /// Whether a host runs the jobs stored here when they are due ([`crate::jobs`]): a
+    /// Durable Object's alarm does; KV and D1 have no timer, and scheduling a job on them is
+    /// refused with an error rather than kept for ever unrun. The default says no.
+    fn runs_jobs(&self) -> bool {
+        false
+    }
 
     /// Where the store keeps processed-update records ([`processed`]), the update it is
     /// recording: the state behind [`begin_update`](Persistence::begin_update) and

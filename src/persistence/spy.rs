@@ -26,6 +26,8 @@ pub enum Call {
     List(KeyKind),
     /// `flush()`
     Flush,
+    /// `jobs_due(until_ms, limit)`
+    JobsDue(i64, usize),
 }
 
 /// A recording, fault-injecting wrapper around another backend.
@@ -128,5 +130,14 @@ impl Persistence for SpyPersistence {
     fn flush(&self) -> LocalBoxFuture<'_, Result<()>> {
         self.calls.borrow_mut().push(Call::Flush);
         self.inner.flush()
+    }
+
+    fn jobs_due(&self, until_ms: i64, limit: usize) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        self.calls.borrow_mut().push(Call::JobsDue(until_ms, limit));
+        self.inner.jobs_due(until_ms, limit)
+    }
+
+    fn runs_jobs(&self) -> bool {
+        self.inner.runs_jobs()
     }
 }

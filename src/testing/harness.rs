@@ -13,6 +13,7 @@ use crate::application::{Application, ApplicationBuilder, Outcome};
 use crate::bot::BotApi;
 use crate::context::{Data, DataType};
 use crate::error::Result;
+use crate::jobs::{Job, JobsRun};
 use crate::outbox::{self, Delivery, Outbox};
 use crate::persistence::memory::MemoryPersistence;
 use crate::persistence::spy::{Call, SpyPersistence};
@@ -150,6 +151,22 @@ impl<B: DataType, C: DataType, U: DataType> Harness<B, C, U> {
             }
             Ok(deliveries)
         })
+    }
+
+    /// Runs the jobs due at the harness's clock, as a Durable Object's alarm does, in a fresh
+    /// Application, and delivers the calls they queued
+    /// ([`Application::run_due_jobs`]). Move the clock first ([`Harness::advance`]).
+    pub fn run_due_jobs(&self) -> Result<JobsRun> {
+        let application = self.application()?;
+        block_on(application.run_due_jobs())
+    }
+
+    /// The jobs stored, by next run.
+    pub fn jobs(&self) -> Vec<Job> {
+        let application = self
+            .application()
+            .unwrap_or_else(|e| panic!("the bot could not be built: {e}"));
+        block_on(application.jobs()).unwrap_or_else(|e| panic!("the jobs cannot be read: {e}"))
     }
 
     /// The outboxes stored: queued calls not sent yet.
