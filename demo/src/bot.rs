@@ -32,6 +32,8 @@ use edgegram::handlers::{filters, CallbackQueryHandler, CommandHandler, MessageH
 use edgegram::types::ReplyMarkup;
 use edgegram::{Application, ApplicationBuilder};
 
+use crate::reminders;
+
 /// Settings of the demo beyond the contract's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
@@ -54,6 +56,9 @@ pub fn application_with(builder: ApplicationBuilder, options: &DemoOptions) -> R
         .handler(CommandHandler::new("show_data", show_data))
         .handler(CommandHandler::new("count", count))
         .handler(CommandHandler::new("list", list))
+        .handler(CommandHandler::new("remind", reminders::remind))
+        .handler(CommandHandler::new("reminders", reminders::reminders))
+        .job(reminders::REMINDER, reminders::reminder)
         .handler(CallbackQueryHandler::new(expired_button).invalid_data())
         .handler(CallbackQueryHandler::new(number_pressed))
         .handler(MessageHandler::new(

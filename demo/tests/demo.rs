@@ -278,3 +278,32 @@ fn an_import_of_a_profile_state_the_conversation_does_not_have_is_refused() {
     assert_eq!(h.to_json()["conversations"], json!({}));
     assert_eq!(import(json!("TYPING_REPLY")), Ok(1));
 }
+
+#[test]
+fn remind_sets_a_reminder_that_fires_once_at_its_time_and_reminders_lists_it() {
+    let h = demo_bot();
+    assert_eq!(text(&say(&h, 5, 5, "/remind 60 stretch")), "Reminder set.");
+    say(&h, 5, 5, "/remind 600 lunch");
+    h.advance(std::time::Duration::from_secs(10));
+    assert_eq!(
+        text(&say(&h, 5, 5, "/reminders")),
+        "Pending reminders:\nin 50 s: stretch\nin 590 s: lunch"
+    );
+    // Another chat's reminders are not listed here.
+    assert_eq!(text(&say(&h, 6, 6, "/reminders")), "No reminders pending.");
+    h.bot().clear();
+    h.advance(std::time::Duration::from_secs(50));
+    h.run_due_jobs().unwrap();
+    let sent = h.bot().calls();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].params["chat_id"], 5);
+    assert_eq!(sent[0].params["text"], "stretch");
+    h.advance(std::time::Duration::from_secs(60));
+    h.run_due_jobs().unwrap();
+    assert_eq!(h.bot().calls().len(), 1, "sent once");
+    assert_eq!(
+        text(&say(&h, 5, 5, "/reminders")),
+        "Pending reminders:\nin 480 s: lunch"
+    );
+    assert!(text(&say(&h, 5, 5, "/remind soon x")).starts_with("Usage: /remind"));
+}

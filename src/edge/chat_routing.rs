@@ -243,6 +243,12 @@ pub fn owner(key: &Key) -> Option<ObjectRole> {
         Key::Conversation { key, .. } => {
             Some(conversation_chat(key).map_or(ObjectRole::Home, ObjectRole::Chat))
         }
+        // A job runs in its chat's object (the home object's without a chat), where its
+        // chat_data is: the alarm of that object runs it.
+        Key::Job { chat, .. } | Key::JobDue { chat, .. } => Some(match chat {
+            0 => ObjectRole::Home,
+            chat => ObjectRole::Chat(*chat),
+        }),
         Key::CallbackKeyboard(_)
         | Key::CallbackQuery(_)
         | Key::KeyboardIndex(_)
@@ -548,6 +554,16 @@ impl Persistence for ChatRoutedPersistence {
             }
             self.local.write(&local).await
         })
+    }
+
+    /// This object's jobs: each job lives in its chat's object ([`owner`]).
+    fn jobs_due(&self, until_ms: i64, limit: usize) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        self.local.jobs_due(until_ms, limit)
+    }
+
+    /// Each object's alarm runs its own.
+    fn runs_jobs(&self) -> bool {
+        true
     }
 
     fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>> {

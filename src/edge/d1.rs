@@ -56,12 +56,14 @@ fn table(kind: KeyKind) -> Table {
         KeyKind::CallbackQuery => ("callback_queries", &["query_id"]),
         KeyKind::KeyboardIndex => ("keyboard_index", &["owner"]),
         KeyKind::Outbox => ("outbox", &["chat_id", "update_id"]),
+        KeyKind::Job => ("jobs", &["chat_id", "job_id"]),
+        KeyKind::JobDue => ("job_index", &["at_ms", "job"]),
     };
     Table { name, columns }
 }
 
 /// Every table edgegram keeps (for [`D1Persistence::clear`]).
-const ALL_TABLES: [&str; 12] = [
+const ALL_TABLES: [&str; 14] = [
     "bot_data",
     "chat_data",
     "user_data",
@@ -70,6 +72,8 @@ const ALL_TABLES: [&str; 12] = [
     "callback_queries",
     "keyboard_index",
     "outbox",
+    "jobs",
+    "job_index",
     "processed_updates",
     "edgegram_conflicts",
     "failed_attempts",
@@ -87,6 +91,8 @@ fn key_values(key: &Key) -> Vec<String> {
             vec![id.clone()]
         }
         Key::Outbox { chat, update_id } => vec![chat.to_string(), update_id.to_string()],
+        Key::Job { chat, id } => vec![chat.to_string(), id.clone()],
+        Key::JobDue { at_ms, chat, id } => vec![at_ms.to_string(), format!("{chat}:{id}")],
     }
 }
 
@@ -111,6 +117,18 @@ fn key_of(kind: KeyKind, k1: &str, k2: Option<&str>) -> Option<Key> {
             chat: id()?,
             update_id: k2?.parse().ok()?,
         },
+        KeyKind::Job => Key::Job {
+            chat: id()?,
+            id: k2?.to_string(),
+        },
+        KeyKind::JobDue => {
+            let (chat, job) = k2?.split_once(':')?;
+            Key::JobDue {
+                at_ms: id()?,
+                chat: chat.parse().ok()?,
+                id: job.to_string(),
+            }
+        }
     })
 }
 

@@ -493,6 +493,30 @@ impl Persistence for DurableObjectPersistence {
         })
     }
 
+    /// One ranged listing of the index (`jobq:<time>:…` sorts by time): the work is the
+    /// number of due entries, whatever the number of jobs.
+    fn jobs_due(&self, until_ms: i64, limit: usize) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
+        Box::pin(async move {
+            let index = Key::kind_prefix(KeyKind::JobDue, &self.prefix);
+            let end = format!("{index}{:015}", until_ms.saturating_add(1).max(0));
+            let options = ListOptions::new().prefix(&index).end(&end).limit(limit);
+            let listed = self
+                .storage
+                .list_with_options(options)
+                .await
+                .map_err(|e| storage_error("durable_object", "list", index, e.to_string()))?;
+            Ok(map_entries(&listed)
+                .into_iter()
+                .filter_map(|(k, _)| Key::parse(&k, &self.prefix))
+                .collect())
+        })
+    }
+
+    /// The object's alarm runs them (`edge::object`).
+    fn runs_jobs(&self) -> bool {
+        true
+    }
+
     fn list(&self, kind: KeyKind) -> LocalBoxFuture<'_, Result<Vec<Key>>> {
         Box::pin(async move {
             let prefix = Key::kind_prefix(kind, &self.prefix);

@@ -38,6 +38,7 @@ use crate::attempts::DeadLetter;
 use crate::callback_data::sweep;
 use crate::context::DataType;
 use crate::conversation;
+use crate::jobs::{JobRun, JOBS_PER_RUN};
 use crate::outbox::{self, Outbox};
 use crate::persistence::dict::{self, ImportMode};
 use crate::persistence::processed::DEFAULT_WINDOW_MS;
@@ -251,6 +252,11 @@ impl ObjectHost {
         }
         // Parsed once for the whole alarm; without valid settings the records still expire.
         let settings = Settings::from_env(&self.env).ok();
+        // The jobs due: each run one write under the gate; their queued calls are stored
+        // outboxes, sent below with the others.
+        if let Some(settings) = settings.as_ref() {
+            next.extend(self.run_jobs(settings, &build, &store, now).await);
+        }
         let window = settings
             .as_ref()
             .map_or(DEFAULT_WINDOW_MS, |s| s.processed_window_ms);
@@ -289,6 +295,85 @@ impl ObjectHost {
         }
         self.wake_at(next.into_iter().min()).await;
         Response::ok("done")
+    }
+
+    /// Runs the jobs due at `now`, at most [`JOBS_PER_RUN`], each in the object its chat's
+    /// updates run in (the caller holds the gate); a run given up goes to the dead letters.
+    /// Answers when the alarm is next needed for jobs.
+    async fn run_jobs<B, C, U>(
+        &self,
+        settings: &Settings,
+        build: &impl BuildApplication<B, C, U>,
+        store: &DurableObjectPersistence,
+        now: i64,
+    ) -> Option<i64>
+    where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        // A storage failure is tried again by the next alarm, a second later.
+        let retry = Some(now + 1000);
+        let due = match store.jobs_due(now, JOBS_PER_RUN).await {
+            Ok(due) => due,
+            Err(e) => {
+                console_error!("listing the due jobs failed: {e}");
+                return retry;
+            }
+        };
+        let routing = settings.routing().unwrap_or(Routing::Bot);
+        for index in &due {
+            let Key::JobDue { chat, .. } = index else {
+                continue;
+            };
+            let role = ObjectRole::for_chat(routing, (*chat != 0).then_some(*chat));
+            let bot = super::app::bot_api(settings, &self.env)?;
+            let parts = Parts {
+                bot,
+                persistence: self.plain_persistence(role),
+                env: &self.env,
+                settings,
+            };
+            let ran = match build(parts) {
+                Ok(app) => app.run_job(index).await,
+                Err(e) => Err(e),
+            };
+            match ran {
+                Ok(JobRun::GaveUp { letter, .. }) => {
+                    let id = letter.update_id;
+                    if let Err(e) = self.keep_letter(role, &letter).await {
+                        console_error!("job run {id}: keeping its dead letter failed: {e}");
+                    }
+                }
+                Ok(_) => {}
+                // A job that cannot be read fails the same way every time: its index entry
+                // goes, so that it does not hold up the others, and the job stays for a
+                // person to look at.
+                Err(e @ crate::Error::Decode { .. }) => {
+                    console_error!("job {index}: {e}; it is taken out of the job index");
+                    if let Err(e) = store.write(&[Change::Delete(index.clone())]).await {
+                        console_error!("job {index}: {e}");
+                    }
+                }
+                Err(e) => {
+                    console_error!("job {index}: {e}");
+                    return retry;
+                }
+            }
+        }
+        if due.len() == JOBS_PER_RUN {
+            return Some(now);
+        }
+        match store.jobs_due(i64::MAX, 1).await {
+            Ok(first) => first.first().and_then(|key| match key {
+                Key::JobDue { at_ms, .. } => Some(*at_ms),
+                _ => None,
+            }),
+            Err(e) => {
+                console_error!("listing the next job failed: {e}");
+                retry
+            }
+        }
     }
 
     /// Whether the alarm should sweep the stored callback data now: the last sweep, kept in
@@ -415,9 +500,14 @@ impl ObjectHost {
             // when it expires, also if no update ever comes to this object again; and it sends
             // the queued calls should this isolate end before it does.
             let deadlines = conversation_deadlines(&processed.changes);
+            let jobs = job_times(&processed.changes);
             let record_expiry = processed.handled.then_some(now + window);
             let outbox_net = sending.is_some().then_some(now + OUTBOX_NET_MS);
-            let wake = deadlines.into_iter().chain(record_expiry).chain(outbox_net);
+            let wake = deadlines
+                .into_iter()
+                .chain(jobs)
+                .chain(record_expiry)
+                .chain(outbox_net);
             self.wake_at(wake.min()).await;
         }
         let Some(sending) = sending else {
@@ -559,21 +649,7 @@ impl ObjectHost {
         letter: DeadLetter,
     ) -> Option<WebhookOutcome> {
         let update_id = letter.update_id;
-        let kept = match role {
-            ObjectRole::Chat(_) => {
-                let body = serde_json::to_string(&letter).ok();
-                match forward(&self.env, BOT_OBJECT, "/dead-letter", Method::Post, body).await {
-                    Ok(response) if response.status_code() == 200 => Ok(()),
-                    Ok(response) => Err(format!(
-                        "the home object answered {}",
-                        response.status_code()
-                    )),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            _ => counts.keep(&letter).await.map_err(|e| e.to_string()),
-        };
-        if let Err(e) = kept {
+        if let Err(e) = self.keep_letter(role, &letter).await {
             console_error!("update {update_id}: keeping its dead letter failed: {e}");
             return None;
         }
@@ -585,6 +661,32 @@ impl ObjectHost {
             console_error!("update {update_id}: forgetting its attempts failed: {e}");
         }
         Some(WebhookOutcome::DeadLettered(update_id))
+    }
+
+    /// Keeps `letter` in the dead-letter list: the bot or home object's (a chat object sends
+    /// it there).
+    async fn keep_letter(&self, role: ObjectRole, letter: &DeadLetter) -> Result<(), String> {
+        match role {
+            ObjectRole::Chat(_) => {
+                let body = serde_json::to_string(letter).ok();
+                match forward(&self.env, BOT_OBJECT, "/dead-letter", Method::Post, body).await {
+                    Ok(response) if response.status_code() == 200 => Ok(()),
+                    Ok(response) => Err(format!(
+                        "the home object answered {}",
+                        response.status_code()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            _ => {
+                let storage = self.state.storage();
+                let letters = FailedUpdates::Object {
+                    storage: &storage,
+                    prefix: DEFAULT_PREFIX,
+                };
+                letters.keep(letter).await.map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// `POST /dead-letter` (a chat object's dead letter, kept here) and `GET /dead-letters`.
@@ -636,6 +738,7 @@ impl ObjectHost {
                 let record = update.map(|record| record.at_ms + record.window_ms);
                 conversation_deadlines(&changes)
                     .into_iter()
+                    .chain(job_times(&changes))
                     .chain(record)
                     .min()
             }
@@ -759,6 +862,17 @@ impl ObjectHost {
             Err(e) => text(500, e.to_string()),
         }
     }
+}
+
+/// When the jobs scheduled (or moved) among `changes` run: the object's alarm must come then.
+fn job_times(changes: &[Change]) -> Vec<i64> {
+    changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::Put(Key::JobDue { at_ms, .. }, _) => Some(*at_ms),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The deadlines of the conversation entries among `changes`.

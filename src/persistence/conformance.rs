@@ -54,6 +54,7 @@ cases!(
     a_processed_update_is_recognised_within_its_window,
     a_record_older_than_its_window_turns_nothing_away,
     reads_of_128_keys_and_more_with_the_check_pending_are_complete,
+    due_jobs_come_earliest_first_and_no_more_than_asked,
 );
 
 /// Runs one case by name against `store`. `None` for an unknown name.
@@ -128,6 +129,15 @@ fn one_of_each() -> Vec<Key> {
         Key::Outbox {
             chat: -1001500000001,
             update_id: 9_007_199_254_740_993,
+        },
+        Key::Job {
+            chat: -1001500000001,
+            id: "00ff00ff00ff00ff".into(),
+        },
+        Key::JobDue {
+            at_ms: 1_796_083_200_000,
+            chat: -1001500000001,
+            id: "00ff00ff00ff00ff".into(),
         },
     ]
 }
@@ -291,6 +301,51 @@ async fn awkward_keys_and_values_survive(store: &dyn Persistence) -> CaseResult 
     let mut want = keys[2..4].to_vec();
     want.sort();
     ensure!(listed == want, "conversations listed as {listed:?}");
+    Ok(())
+}
+
+async fn due_jobs_come_earliest_first_and_no_more_than_asked(
+    store: &dyn Persistence,
+) -> CaseResult {
+    let due = |at_ms: i64, chat: i64, id: &str| Key::JobDue {
+        at_ms,
+        chat,
+        id: id.into(),
+    };
+    // Times of different digit counts and chats of either sign, written out of order.
+    let index = [
+        due(10_000_000_000_000, 1, "late"),
+        due(1_796_083_200_000, -1001500000001, "b"),
+        due(999, 5, "early"),
+        due(1_796_083_200_000, 7, "a"),
+        due(1_796_083_200_001, 7, "c"),
+    ];
+    let puts: Vec<Change> = index
+        .iter()
+        .map(|k| Change::Put(k.clone(), value(Value::Null)))
+        .collect();
+    put(store, &puts).await?;
+    let job = Key::Job {
+        chat: 7,
+        id: "a".into(),
+    };
+    put(store, &[Change::Put(job, value(json!({"id": "a"})))]).await?;
+    let until = store.jobs_due(1_796_083_200_000, 10).await.map_err(err)?;
+    let want = vec![index[2].clone(), index[1].clone(), index[3].clone()];
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    ensure!(until.len() == 3, "due by then: {until:?}");
+    ensure!(
+        until[0] == index[2] && until == want_sorted,
+        "due by then, earliest first: {until:?}"
+    );
+    let first = store.jobs_due(i64::MAX, 1).await.map_err(err)?;
+    ensure!(first == [index[2].clone()], "the first: {first:?}");
+    let all = store.jobs_due(i64::MAX, 100).await.map_err(err)?;
+    ensure!(
+        all.len() == 5 && all.last() == Some(&index[0]),
+        "all: {all:?}"
+    );
     Ok(())
 }
 
