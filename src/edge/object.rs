@@ -12,8 +12,10 @@
 //! - with features: `/devlog/` (the dev recorder), `/__test/` (tests).
 //!
 //! The alarm ends conversations whose deadline passed (walking the deadline index,
-//! [`super::deadlines`]), forgets expired processed-update records (walking their time index)
-//! and, at most hourly, sweeps expired callback data; then it sets itself for the next of those.
+//! [`super::deadlines`]), runs the jobs due ([`crate::jobs`], walking the job index),
+//! forgets expired processed-update records (walking their time index), at most hourly sweeps
+//! expired callback data, and sends the stored outboxes (the jobs' replies among them); then it
+//! sets itself for the next of those.
 
 use std::cell::Cell;
 use std::rc::Rc;
