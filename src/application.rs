@@ -226,10 +226,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
     pub async fn handle_update(&self, update: Update) -> Result<Outcome> {
         let update_id = update.update_id;
         self.resolve_username(&update).await?;
-        let mut keys = Vec::new();
-        for handler in self.groups.values().flatten() {
-            handler.keys(&update, &mut keys);
-        }
+        let mut keys = self.handler_keys(&update);
         if self.callback_data.is_some() {
             // The pressed keyboard's data, so that the press resolves without another read,
             // and the index of the chat's keyboards, which bounds them.
@@ -354,6 +351,41 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             self.persistence.write(&changes).await?;
         }
         Ok(())
+    }
+
+    /// Writes what a run without a webhook (a job, a conversation's timeout) changed and the
+    /// calls it queued, in one write, then flushes; answers the outbox to deliver.
+    pub(crate) async fn write_state(
+        &self,
+        state: &UpdateState<B, C, U>,
+        now: i64,
+    ) -> Result<Option<Outbox>> {
+        state.settle_keyboards();
+        let mut write = state.changes()?;
+        let queued = state.take_queued();
+        let outbox = (!queued.is_empty()).then(|| Outbox::new(&state.update, queued, now));
+        if let Some(outbox) = &outbox {
+            write.push(Change::Put(outbox.key(), outbox.encode()?));
+        }
+        if !write.is_empty() {
+            self.persistence.write(&write).await?;
+        }
+        self.persistence.flush().await?;
+        Ok(outbox)
+    }
+
+    /// The keys the handlers need for `update`, for its one read.
+    pub(crate) fn handler_keys(&self, update: &Update) -> Vec<Key> {
+        let mut keys = Vec::new();
+        for handler in self.groups.values().flatten() {
+            handler.keys(update, &mut keys);
+        }
+        keys
+    }
+
+    /// The handlers, group by group.
+    pub(crate) fn handlers(&self) -> impl Iterator<Item = &dyn Handler<B, C, U>> {
+        self.groups.values().flatten().map(|h| h.as_ref())
     }
 
     /// What an update's state needs of the Application's settings.

@@ -56,6 +56,19 @@ pub trait Handler<B, C, U> {
         None
     }
 
+    /// At a conversation's deadline, with no update (a host's timer,
+    /// [`Application::expire_conversation`](crate::Application::expire_conversation)): when
+    /// the stored conversation entry `key` is this handler's, runs its TIMEOUT handlers with
+    /// `ctx` (whose update is the one that last moved the conversation) and ends it. `None`
+    /// when `key` is not this handler's (the default).
+    fn expire<'a>(
+        &'a self,
+        _key: &'a Key,
+        _ctx: Context<B, C, U>,
+    ) -> Option<LocalBoxFuture<'a, HandlerResult>> {
+        None
+    }
+
     /// The only kinds of update this handler can match, or `None` when any kind may match.
     /// Handlers that contain others use it to refuse configurations that can never match, e.g.
     /// a [`ConversationHandler`](crate::ConversationHandler) with `per_message(true)` (which

@@ -685,10 +685,13 @@ fn a_late_entry_point_runs_the_timeout_handlers_then_starts_a_new_conversation()
     let outcome = h.process_in(&app, tg.message(CHAT, USER, "/start"));
     assert!(outcome.handled);
     assert_eq!(*log.borrow(), ["start", "timeout: /start", "start"]);
+    let stored = stored(&h, "ask", "[5, 7]").unwrap();
     assert_eq!(
-        stored(&h, "ask", "[5, 7]"),
-        Some(json!({"state": "ASKING", "expires_at_ms": 6_000}))
+        (&stored["state"], &stored["expires_at_ms"]),
+        (&json!("ASKING"), &json!(6_000))
     );
+    // With TIMEOUT handlers, the update that moved it is kept for them, for the deadline.
+    assert_eq!(stored["update"]["message"]["date"], 5);
 }
 
 #[test]
@@ -1030,4 +1033,86 @@ fn nested_and_per_message_conversations_check_their_own_entries() {
         message.contains("conversation \"profile\" is not persistent"),
         "{message}"
     );
+}
+
+#[test]
+fn at_the_deadline_with_no_update_the_timeout_handlers_run_with_the_last_update_and_reply() {
+    let h = harness();
+    let tg = h.updates();
+    let log = Log::default();
+    let noted = note(&log, "timeout");
+    let app = h
+        .builder()
+        .handler(
+            asking(&log)
+                .timeout_handler(TypeHandler::all(move |ctx: Context| {
+                    let noted = noted(ctx.clone());
+                    async move {
+                        ctx.user_data(|d| d.insert("timed_out".into(), true.into()))?;
+                        ctx.reply_text("Timed out.")?;
+                        noted.await
+                    }
+                }))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    h.set_now_ms(0);
+    h.process_in(&app, tg.message(CHAT, USER, "/start"));
+    h.set_now_ms(500);
+    h.process_in(&app, tg.message(CHAT, USER, "my answer"));
+    // The answer moved the deadline to 1,500: at 1,000 nothing is due.
+    h.set_now_ms(1_000);
+    assert_eq!(block_on(app.expire_conversations()).unwrap(), 0);
+    h.bot().clear();
+    h.set_now_ms(1_500);
+    assert_eq!(block_on(app.expire_conversations()).unwrap(), 1);
+    // PTB's timeout job hands TIMEOUT handlers the last update: "my answer".
+    assert_eq!(*log.borrow(), ["start", "answer", "timeout: my answer"]);
+    assert_eq!(h.bot().texts(), ["Timed out."]);
+    assert_eq!(h.bot().calls()[0].params["chat_id"], CHAT);
+    assert_eq!(stored(&h, "ask", "[5, 7]"), None);
+    assert_eq!(
+        h.to_json()["user_data"][USER.to_string()]["timed_out"],
+        true
+    );
+    // Once: nothing is left to time out, and the next free text is not handled.
+    assert_eq!(block_on(app.expire_conversations()).unwrap(), 0);
+    assert!(!h.process_in(&app, tg.message(CHAT, USER, "again")).handled);
+    assert_eq!(h.bot().texts(), ["Timed out."]);
+}
+
+#[test]
+fn a_timeout_handler_that_fails_reaches_the_error_handlers_and_the_conversation_ends_all_the_same()
+{
+    let h = harness();
+    let tg = h.updates();
+    let log = Log::default();
+    let errors = log.clone();
+    let app = h
+        .builder()
+        .handler(
+            asking(&log)
+                .timeout_handler(TypeHandler::all(|_ctx: Context| async {
+                    Err::<(), _>("the timeout handler failed".into())
+                }))
+                .build()
+                .unwrap(),
+        )
+        .error_handler(move |_ctx, error| {
+            errors.borrow_mut().push(format!("error: {error}"));
+            async {}
+        })
+        .build()
+        .unwrap();
+    h.set_now_ms(0);
+    h.process_in(&app, tg.message(CHAT, USER, "/start"));
+    h.set_now_ms(1_000);
+    assert_eq!(block_on(app.expire_conversations()).unwrap(), 1);
+    assert_eq!(
+        *log.borrow(),
+        ["start", "error: the timeout handler failed"]
+    );
+    assert_eq!(stored(&h, "ask", "[5, 7]"), None);
 }

@@ -1,11 +1,22 @@
-//! Sweeping timed-out conversations without an update: [`expire_due`] for a Durable Object
-//! alarm, [`deadline`] to set the alarm.
+//! Conversations at their deadline, without an update:
+//! [`Application::expire_conversation`] runs one's TIMEOUT handlers and ends it (a Durable
+//! Object's alarm calls it for each due entry of its deadline index),
+//! [`Application::expire_conversations`] does it for every due one (a process, the test kit);
+//! [`expire_due`] only deletes the due entries; [`deadline`] sets the alarm.
+
+use std::rc::Rc;
 
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::application::Application;
+use crate::context::{Context, DataType};
+use crate::error::{Error, Result};
+use crate::jobs::JOB_RUN_IDS;
+use crate::outbox::Outbox;
 use crate::persistence::dict::ConversationEntry;
 use crate::persistence::{codec, Change, Key, KeyKind, Persistence};
+use crate::types::Update;
+use crate::update_state::UpdateState;
 
 /// When a stored conversation entry times out (milliseconds since the Unix epoch), if it was
 /// stored with a deadline. `stored` is the entry's data (what [`Context::entry`](crate::Context::entry) or a
@@ -61,4 +72,112 @@ pub async fn expire_due(persistence: &dyn Persistence, now_ms: i64) -> Result<Ex
         persistence.flush().await?;
     }
     Ok(expired)
+}
+
+impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
+    /// The conversation entry `key` at its deadline, with no update (a Durable Object's
+    /// alarm walking its deadline index): if it is still past its deadline, the conversation's
+    /// TIMEOUT handlers run with the update that last moved it (PTB's timeout job), it ends,
+    /// and what they changed and queued is written in one write, like an update's. A
+    /// conversation without TIMEOUT handlers (or stored before they kept the update) just
+    /// ends. Answers whether it ended, and the outbox of the calls to deliver.
+    ///
+    /// The handlers' errors go to the error handlers, and the conversation ends all the same.
+    /// `Err` when storage failed (nothing was written) or the entry cannot be decoded.
+    pub async fn expire_conversation(&self, key: &Key) -> Result<(bool, Option<Outbox>)> {
+        let persistence = self.persistence.as_ref();
+        let Some(raw) = persistence
+            .read(std::slice::from_ref(key))
+            .await?
+            .into_iter()
+            .next()
+            .flatten()
+        else {
+            return Ok((false, None));
+        };
+        let stored = codec::decode(&raw).map_err(|message| Error::Decode {
+            backend: persistence.backend(),
+            key: key.encode(""),
+            message,
+        })?;
+        let entry = ConversationEntry::from_stored(&stored.data);
+        let now = (self.clock)();
+        let Some(deadline) = entry.expires_at_ms.filter(|at| *at <= now) else {
+            return Ok((false, None));
+        };
+        let last = entry
+            .last_update
+            .and_then(|raw| Update::from_value(raw).ok());
+        let Some(mut update) = last else {
+            persistence.write(&[Change::Delete(key.clone())]).await?;
+            persistence.flush().await?;
+            return Ok((true, None));
+        };
+        // Its own id, at or above JOB_RUN_IDS: the timeout's outbox is not the last update's.
+        update.update_id = timeout_id(key, deadline);
+        let mut keys = self.handler_keys(&update);
+        keys.push(key.clone());
+        let state = UpdateState::load(
+            update,
+            self.api.clone(),
+            self.persistence.clone(),
+            self.update_settings(),
+            keys,
+        )
+        .await?;
+        let ctx = Context::new(state.clone());
+        let owner = self.handlers().find_map(|h| h.expire(key, ctx.clone()));
+        match owner {
+            Some(timed_out) => {
+                if let Err(error) = timed_out.await {
+                    let error = Rc::new(error);
+                    for error_handler in &self.error_handlers {
+                        error_handler(ctx.clone(), error.clone()).await;
+                    }
+                }
+            }
+            // No handler owns it any more (a conversation removed from the bot): it ends.
+            None => state.delete_entry(key.clone()),
+        }
+        let ended = state.touched(key) == Some(None);
+        let outbox = self.write_state(&state, now).await?;
+        Ok((ended, outbox))
+    }
+
+    /// Runs [`expire_conversation`](Self::expire_conversation) for every stored
+    /// conversation past its deadline and delivers what their TIMEOUT handlers queued: for a
+    /// process that keeps its Application, and the test kit (it lists every conversation; a
+    /// Durable Object walks its deadline index instead). Answers how many ended.
+    pub async fn expire_conversations(&self) -> Result<usize> {
+        let now = (self.clock)();
+        let keys = self.persistence.list(KeyKind::Conversation).await?;
+        let values = self.persistence.read(&keys).await?;
+        let mut ended = 0;
+        for (key, raw) in keys.iter().zip(values) {
+            let due = raw
+                .and_then(|raw| codec::decode(&raw).ok())
+                .and_then(|stored| deadline(&stored.data))
+                .is_some_and(|at| at <= now);
+            if !due {
+                continue;
+            }
+            let (done, outbox) = self.expire_conversation(key).await?;
+            ended += usize::from(done);
+            if let Some(outbox) = outbox {
+                self.deliver(outbox, self.persistence.as_ref()).await?;
+            }
+        }
+        Ok(ended)
+    }
+}
+
+/// The id of a conversation's timeout run: at or above [`JOB_RUN_IDS`], from the key and the
+/// deadline (FNV-1a), like a job run's.
+fn timeout_id(key: &Key, deadline: i64) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.encode("").bytes().chain(deadline.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    JOB_RUN_IDS | (hash & ((1 << 61) - 1)) as i64
 }

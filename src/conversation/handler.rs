@@ -321,6 +321,30 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationHa
         self.apply(&ctx, &key, state, next)
     }
 
+    /// The conversation `key` at its deadline, with no update (`ctx` holds the one that last
+    /// moved it): runs every TIMEOUT handler that matches that update, as PTB's
+    /// `_trigger_timeout`, and ends the conversation whatever they do; the first error is
+    /// answered after. Nothing when the conversation moved on meanwhile (a later deadline) or
+    /// ended.
+    async fn time_out(&self, ctx: Context<B, C, U>, key: &str) -> HandlerResult {
+        let Some(entry) = self.load(&ctx, key) else {
+            return Ok(());
+        };
+        if entry.expires_at_ms.is_none_or(|at| ctx.now_ms() < at) {
+            return Ok(());
+        }
+        let mut failure = None;
+        for handler in &self.timeout_handlers {
+            if let Some(m) = handler.check_update(&ctx) {
+                if let Err(e) = handler.handle(ctx.with_match(&m), m).await {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        self.store(&ctx, key, None)?;
+        failure.map_or(Ok(()), Err)
+    }
+
     /// Stores the state `next` leads to and answers the parent's transition.
     fn apply(
         &self,
@@ -342,9 +366,13 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationHa
             Next::End => None,
         };
         // Every handled update restarts the timeout, as PTB reschedules its job.
+        let deadline = self.timeout_ms.map(|t| ctx.now_ms().saturating_add(t));
+        // TIMEOUT handlers run at the deadline with this update, as PTB's job runs them.
+        let keep_update = deadline.is_some() && !self.timeout_handlers.is_empty();
         let entry = state.map(|state| ConversationEntry {
             state,
-            expires_at_ms: self.timeout_ms.map(|t| ctx.now_ms().saturating_add(t)),
+            expires_at_ms: deadline,
+            last_update: keep_update.then(|| ctx.update().raw.clone()),
         });
         self.store(ctx, key, entry)?;
         Ok(Next::Stay)
@@ -377,6 +405,20 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> Handler<B, C, 
 
     fn check_stored(&self, key: &Key, value: &Value) -> Option<Result<()>> {
         self.check_owned(key, value)
+    }
+
+    fn expire<'a>(
+        &'a self,
+        key: &'a Key,
+        ctx: Context<B, C, U>,
+    ) -> Option<LocalBoxFuture<'a, HandlerResult>> {
+        let Key::Conversation { name, key } = key else {
+            return None;
+        };
+        if !self.persistent || self.name.as_deref() != Some(name.as_str()) {
+            return None;
+        }
+        Some(Box::pin(self.time_out(ctx, key)))
     }
 
     fn handle<'a>(

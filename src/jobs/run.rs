@@ -185,7 +185,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         let error = match result {
             Ok(()) => {
                 let next_run_ms = continue_after(&state, &job, now);
-                let outbox = self.write_run(&state, now).await?;
+                let outbox = self.write_state(&state, now).await?;
                 return Ok(JobRun::Ran {
                     job,
                     outbox,
@@ -232,28 +232,12 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             update: serde_json::json!({ "job": job.to_value() }),
         };
         let next_run_ms = continue_after(&state, &job, now);
-        let outbox = self.write_run(&state, now).await?;
+        let outbox = self.write_state(&state, now).await?;
         Ok(JobRun::GaveUp {
             letter,
             outbox,
             next_run_ms,
         })
-    }
-
-    /// Writes a run's changes and queued calls in one write.
-    async fn write_run(&self, state: &UpdateState<B, C, U>, now: i64) -> Result<Option<Outbox>> {
-        state.settle_keyboards();
-        let mut write = state.changes()?;
-        let queued = state.take_queued();
-        let outbox = (!queued.is_empty()).then(|| Outbox::new(&state.update, queued, now));
-        if let Some(outbox) = &outbox {
-            write.push(Change::Put(outbox.key(), outbox.encode()?));
-        }
-        if !write.is_empty() {
-            self.persistence.write(&write).await?;
-        }
-        self.persistence.flush().await?;
-        Ok(outbox)
     }
 
     /// A state with nothing loaded but bot_data, for scheduling and listing from outside a

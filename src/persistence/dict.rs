@@ -26,8 +26,10 @@ pub fn conversation_key(parts: &[Value]) -> String {
 ///
 /// Without a deadline the stored value is the state itself (`"CHOOSING"`), exactly as PTB's
 /// DictPersistence writes it. With one it is `{"state": <state>, "expires_at_ms": <ms since
-/// the Unix epoch>}`: the edge has no job queue to end a conversation on time, so the deadline
-/// travels with the state and the next update (or a Durable Object alarm) acts on it. Export
+/// the Unix epoch>}`, and for a conversation with TIMEOUT handlers also `"update": <the update
+/// that last moved it>`, which they get at the deadline (PTB's timeout job hands them the last
+/// update): the deadline travels with the state, and a Durable Object alarm (or the next
+/// update) acts on it. Export
 /// ([`from_entries`]) writes only the state either way, so a PTB bot can import it; an import
 /// stores what the document holds (a plain state has no deadline until the conversation next
 /// moves).
@@ -37,25 +39,32 @@ pub struct ConversationEntry {
     pub state: Value,
     /// When the conversation times out, in milliseconds since the Unix epoch.
     pub expires_at_ms: Option<i64>,
+    /// The update that last moved the conversation, as Telegram sent it: kept with a deadline
+    /// when the conversation has TIMEOUT handlers, which run with it at the deadline.
+    pub last_update: Option<Value>,
 }
 
 /// The field names of a conversation entry with a deadline.
 const STATE_FIELD: &str = "state";
 const DEADLINE_FIELD: &str = "expires_at_ms";
+const UPDATE_FIELD: &str = "update";
 
 impl ConversationEntry {
     /// Reads a stored value. Only an object with exactly the fields `state` and an integer
-    /// `expires_at_ms` is taken as state-with-deadline; any other value is a plain state.
+    /// `expires_at_ms`, and maybe an object `update`, is taken as state-with-deadline; any
+    /// other value is a plain state.
     pub fn from_stored(stored: &Value) -> Self {
-        if let Some((state, deadline)) = Self::split(stored) {
+        if let Some((state, deadline, update)) = Self::split(stored) {
             return Self {
                 state: state.clone(),
                 expires_at_ms: Some(deadline),
+                last_update: update.cloned(),
             };
         }
         Self {
             state: stored.clone(),
             expires_at_ms: None,
+            last_update: None,
         }
     }
 
@@ -63,7 +72,13 @@ impl ConversationEntry {
     pub fn to_stored(&self) -> Value {
         match self.expires_at_ms {
             None => self.state.clone(),
-            Some(at) => json!({STATE_FIELD: self.state, DEADLINE_FIELD: at}),
+            Some(at) => {
+                let mut stored = json!({STATE_FIELD: self.state, DEADLINE_FIELD: at});
+                if let Some(update) = &self.last_update {
+                    stored[UPDATE_FIELD] = update.clone();
+                }
+                stored
+            }
         }
     }
 
@@ -73,13 +88,15 @@ impl ConversationEntry {
         Self::split(state).is_some()
     }
 
-    fn split(stored: &Value) -> Option<(&Value, i64)> {
+    fn split(stored: &Value) -> Option<(&Value, i64, Option<&Value>)> {
         let object = stored.as_object()?;
-        if object.len() != 2 {
-            return None;
-        }
+        let update = match object.get(UPDATE_FIELD) {
+            Some(update) if update.is_object() && object.len() == 3 => Some(update),
+            None if object.len() == 2 => None,
+            _ => return None,
+        };
         let deadline = object.get(DEADLINE_FIELD)?.as_i64()?;
-        Some((object.get(STATE_FIELD)?, deadline))
+        Some((object.get(STATE_FIELD)?, deadline, update))
     }
 }
 
@@ -816,6 +833,7 @@ mod tests {
         let entry = ConversationEntry {
             state: json!("CHOOSING"),
             expires_at_ms: Some(1_700_000_000_000),
+            last_update: None,
         };
         let stored = entry.to_stored();
         assert_eq!(
@@ -835,6 +853,7 @@ mod tests {
             json!({"state": "A"}),
             json!({"state": "A", "expires_at_ms": "soon"}),
             json!({"state": "A", "expires_at_ms": 1, "x": 2}),
+            json!({"state": "A", "expires_at_ms": 1, "update": 2}),
         ] {
             let entry = ConversationEntry::from_stored(&plain);
             assert_eq!((entry.state, entry.expires_at_ms), (plain.clone(), None));
@@ -843,6 +862,25 @@ mod tests {
                 plain
             );
         }
+    }
+
+    #[test]
+    fn the_last_update_is_kept_beside_a_deadline_and_not_exported() {
+        let entry = ConversationEntry {
+            state: json!("TYPING_REPLY"),
+            expires_at_ms: Some(5),
+            last_update: Some(json!({"update_id": 9, "message": {"text": "12"}})),
+        };
+        let stored = entry.to_stored();
+        assert_eq!(stored["update"]["update_id"], 9);
+        assert_eq!(ConversationEntry::from_stored(&stored), entry);
+        assert!(ConversationEntry::looks_wrapped(&stored));
+        let key = Key::Conversation {
+            name: "profile".into(),
+            key: "[1, 2]".into(),
+        };
+        let doc = from_entries([(key, stored)]);
+        assert_eq!(doc["conversations"]["profile"]["[1, 2]"], "TYPING_REPLY");
     }
 
     #[test]

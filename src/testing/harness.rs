@@ -161,6 +161,15 @@ impl<B: DataType, C: DataType, U: DataType> Harness<B, C, U> {
         block_on(application.run_due_jobs())
     }
 
+    /// Ends the conversations past their deadline at the harness's clock, running their
+    /// TIMEOUT handlers with the update that last moved each, as a Durable Object's alarm
+    /// does, and delivers what they queued ([`Application::expire_conversations`]). Answers
+    /// how many ended.
+    pub fn expire_conversations(&self) -> Result<usize> {
+        let application = self.application()?;
+        block_on(application.expire_conversations())
+    }
+
     /// The jobs stored, by next run.
     pub fn jobs(&self) -> Vec<Job> {
         let application = self
