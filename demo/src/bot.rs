@@ -28,7 +28,9 @@ use edgegram::callback_data::CallbackDataSettings;
 use edgegram::context::{Context, Data};
 use edgegram::conversation::{on, ConversationHandler, Next, StateResult};
 use edgegram::error::{HandlerResult, Result};
-use edgegram::handlers::{filters, CallbackQueryHandler, CommandHandler, MessageHandler};
+use edgegram::handlers::{
+    filters, CallbackQueryHandler, CommandHandler, MessageHandler, TypeHandler,
+};
 use edgegram::types::ReplyMarkup;
 use edgegram::{Application, ApplicationBuilder};
 
@@ -179,7 +181,9 @@ fn profile_conversation(
     let free_text = || filters::text() & !filters::command() & !filters::text_eq(DONE);
     let mut builder = ConversationHandler::builder();
     if let Some(timeout) = timeout {
-        builder = builder.conversation_timeout(timeout);
+        builder = builder
+            .conversation_timeout(timeout)
+            .timeout_handler(TypeHandler::all(timed_out));
     }
     builder
         .name("profile")
@@ -255,6 +259,15 @@ async fn done(ctx: Context) -> StateResult<Profile> {
     let text = format!("I learned:\n{known}\nUntil next time!");
     ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(ReplyMarkup::remove()))?;
     Ok(Next::End)
+}
+
+/// The profile conversation's TIMEOUT handler: at the deadline, with no update (the Durable
+/// Object's alarm), it says so and takes the keyboard away; `choice` half-answered is dropped.
+async fn timed_out(ctx: Context) -> HandlerResult {
+    ctx.user_data(|d| d.remove("choice"))?;
+    let text = "Timed out. Send /start to begin again.";
+    ctx.reply(|chat| SendMessage::new(chat, text).reply_markup(ReplyMarkup::remove()))?;
+    Ok(())
 }
 
 /// `/show_data`, in or out of the conversation: the facts in user_data.

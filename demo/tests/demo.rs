@@ -202,6 +202,35 @@ fn with_a_timeout_an_idle_profile_conversation_ends_and_exports_only_its_state()
 }
 
 #[test]
+fn with_a_timeout_an_idle_profile_conversation_says_timed_out_at_its_deadline_with_no_update() {
+    use edgegram_demo::bot::{application_with, DemoOptions};
+    use std::time::Duration;
+
+    let h = Harness::new(|builder| {
+        let options = DemoOptions {
+            conversation_timeout: Some(Duration::from_secs(60)),
+        };
+        application_with(builder, &options)
+    });
+    say(&h, 3, 3, "/start");
+    say(&h, 3, 3, "Age");
+    assert_eq!(h.to_json()["user_data"]["3"]["choice"], "age");
+    h.advance(Duration::from_secs(59));
+    assert_eq!(h.expire_conversations().unwrap(), 0);
+    h.bot().clear();
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.expire_conversations().unwrap(), 1);
+    let calls = h.bot().take_calls();
+    assert_eq!(text(&calls), "Timed out. Send /start to begin again.");
+    assert_eq!(calls[0].params["chat_id"], 3);
+    assert_eq!(calls[0].params["reply_markup"]["remove_keyboard"], true);
+    assert!(h.to_json()["conversations"].as_object().unwrap().is_empty());
+    assert_eq!(h.to_json()["user_data"]["3"].get("choice"), None);
+    // A new /start begins again.
+    assert!(text(&say(&h, 3, 3, "/start")).starts_with("Hi!"));
+}
+
+#[test]
 fn a_group_that_becomes_a_supergroup_keeps_its_chat_data() {
     const SUPERGROUP: i64 = -1001500000999;
     let old_group = -4242;

@@ -4,8 +4,9 @@
 //! `cdl:<deadline ms, 13 digits>:<conversation key>` is put in the same atomic write as a
 //! conversation entry that has a deadline. Entries are never updated in place: a conversation
 //! that moves on gets a new entry and its old one stays until its time comes. The alarm walks
-//! only the entries whose time has come ([`expire_due`]), ends the conversations whose
-//! *current* deadline has passed, and deletes the entries it walked — so its work is the number
+//! only the entries whose time has come ([`due`]), times out the conversations whose
+//! *current* deadline has passed (their TIMEOUT handlers run, through the Application), and
+//! deletes the entries it dealt with ([`forget`]) — so its work is the number
 //! of due entries, not the number of conversations. Objects that kept conversations before the
 //! index existed get it built once, on their first alarm ([`build_once`]).
 
@@ -58,9 +59,10 @@ pub struct Walked {
     pub next: Option<i64>,
 }
 
-/// Ends the conversations whose deadline is at or before `now_ms`, walking at most `limit`
-/// due index entries, in one transaction: a conversation written meanwhile by another object
-/// (chat routing) is judged on what it holds then.
+/// Ends the conversations whose deadline is at or before `now_ms` without their TIMEOUT
+/// handlers, walking at most `limit` due index entries, in one transaction: the alarm's way
+/// when it cannot build the Application (no valid settings). A conversation written
+/// meanwhile by another object (chat routing) is judged on what it holds then.
 pub async fn expire_due(
     store: &DurableObjectPersistence,
     now_ms: i64,
@@ -130,6 +132,60 @@ pub async fn expire_due(
         .first()
         .and_then(|(key, _)| parse_entry(&prefix, key).map(|(at, _)| at));
     Ok(walked)
+}
+
+/// The due index entries (at most `limit`), each with its conversation's key: for the alarm
+/// to time each conversation out through the Application (its TIMEOUT handlers), then
+/// [`forget`] the entries it dealt with.
+pub async fn due(
+    store: &DurableObjectPersistence,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<(String, Key)>> {
+    let index = prefix_of(&store.prefix);
+    let end = format!("{index}{:013}", now_ms.saturating_add(1).max(0));
+    let options = ListOptions::new().prefix(&index).end(&end).limit(limit);
+    let listed = store
+        .storage
+        .list_with_options(options)
+        .await
+        .map_err(|e| storage_error("durable_object", "list", index.clone(), e.to_string()))?;
+    Ok(map_entries(&listed)
+        .into_iter()
+        .filter_map(|(entry, _)| {
+            let key = parse_entry(&store.prefix, &entry)
+                .and_then(|(_, key)| Key::parse(key, &store.prefix))?;
+            Some((entry, key))
+        })
+        .collect())
+}
+
+/// Deletes index entries the alarm dealt with.
+pub async fn forget(store: &DurableObjectPersistence, entries: Vec<String>) -> Result<()> {
+    for chunk in entries.chunks(BATCH) {
+        store
+            .storage
+            .delete_multiple(chunk.to_vec())
+            .await
+            .map_err(|e| {
+                storage_error("durable_object", "delete", "deadline index", e.to_string())
+            })?;
+    }
+    Ok(())
+}
+
+/// The first deadline in the index, for the next alarm.
+pub async fn next(store: &DurableObjectPersistence) -> Result<Option<i64>> {
+    let index = prefix_of(&store.prefix);
+    let options = ListOptions::new().prefix(&index).limit(1);
+    let first = store
+        .storage
+        .list_with_options(options)
+        .await
+        .map_err(|e| storage_error("durable_object", "list", index, e.to_string()))?;
+    Ok(map_entries(&first)
+        .first()
+        .and_then(|(key, _)| parse_entry(&store.prefix, key).map(|(at, _)| at)))
 }
 
 /// Builds the index from the stored conversations once per object (those stored before the

@@ -236,12 +236,20 @@ impl ObjectHost {
         let store = Rc::new(self.storage());
         let now = js_sys::Date::now() as i64;
         let mut next = Vec::new();
-        // Only the deadlines whose time has come, not every conversation.
-        let walked = async {
-            deadlines::build_once(&store).await?;
-            deadlines::expire_due(&store, now, deadlines::WALK_PER_ALARM).await
+        // Parsed once for the whole alarm; without valid settings the records still expire.
+        let settings = Settings::from_env(&self.env).ok();
+        // Only the deadlines whose time has come, not every conversation: their TIMEOUT
+        // handlers run through the Application, or without settings they just end.
+        let walked = match settings.as_ref() {
+            Some(settings) => self.time_out(settings, &build, &store, now).await,
+            None => {
+                let walked = async {
+                    deadlines::build_once(&store).await?;
+                    deadlines::expire_due(&store, now, deadlines::WALK_PER_ALARM).await
+                };
+                walked.await
+            }
         };
-        let walked = walked.await;
         #[cfg(feature = "testing")]
         if let Ok(walked) = &walked {
             super::test_routes::note_walk(walked.walked, walked.ended);
@@ -252,8 +260,6 @@ impl ObjectHost {
             Ok(walked) => next.extend(walked.next),
             Err(e) => console_error!("expiring conversations failed: {e}"),
         }
-        // Parsed once for the whole alarm; without valid settings the records still expire.
-        let settings = Settings::from_env(&self.env).ok();
         // The jobs due: each run one write under the gate; their queued calls are stored
         // outboxes, sent below with the others.
         if let Some(settings) = settings.as_ref() {
@@ -297,6 +303,76 @@ impl ObjectHost {
         }
         self.wake_at(next.into_iter().min()).await;
         Response::ok("done")
+    }
+
+    /// Times out the conversations whose deadline came (at most
+    /// [`deadlines::WALK_PER_ALARM`] index entries), each in the object that keeps it, through
+    /// [`crate::Application::expire_conversation`] (the caller holds the gate); their replies
+    /// are stored outboxes, sent with the others.
+    async fn time_out<B, C, U>(
+        &self,
+        settings: &Settings,
+        build: &impl BuildApplication<B, C, U>,
+        store: &DurableObjectPersistence,
+        now: i64,
+    ) -> crate::Result<deadlines::Walked>
+    where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        deadlines::build_once(store).await?;
+        let due = deadlines::due(store, now, deadlines::WALK_PER_ALARM).await?;
+        let mut walked = deadlines::Walked {
+            walked: due.len(),
+            ..deadlines::Walked::default()
+        };
+        let routing = settings.routing().unwrap_or(Routing::Bot);
+        let (mut done, mut failed) = (Vec::new(), false);
+        for (entry, key) in due {
+            let role = match routing {
+                Routing::Bot => ObjectRole::Bot,
+                Routing::Chat => super::chat_routing::owner(&key).unwrap_or(ObjectRole::Home),
+            };
+            let bot = super::app::bot_api(settings, &self.env)
+                .ok_or_else(|| crate::Error::Config("no Bot API client (BOT_TOKEN)".into()))?;
+            let parts = Parts {
+                bot,
+                persistence: self.plain_persistence(role),
+                env: &self.env,
+                settings,
+            };
+            let timed_out = match build(parts) {
+                Ok(app) => app.expire_conversation(&key).await,
+                Err(e) => Err(e),
+            };
+            match timed_out {
+                Ok((ended, _)) => {
+                    walked.ended += usize::from(ended);
+                    done.push(entry);
+                }
+                // An entry that cannot be read fails the same way every time: its index
+                // entry goes (the update that loads it reports it).
+                Err(e @ crate::Error::Decode { .. }) => {
+                    console_error!("conversation {key}: {e}");
+                    done.push(entry);
+                }
+                Err(e) => {
+                    console_error!("timing out conversation {key} failed: {e}");
+                    failed = true;
+                }
+            }
+        }
+        deadlines::forget(store, done).await?;
+        walked.next = if failed {
+            // Tried again a second later, not at once for ever.
+            Some(now + 1000)
+        } else if walked.walked == deadlines::WALK_PER_ALARM {
+            Some(now)
+        } else {
+            deadlines::next(store).await?
+        };
+        Ok(walked)
     }
 
     /// Runs the jobs due at `now`, at most [`JOBS_PER_RUN`], each in the object its chat's

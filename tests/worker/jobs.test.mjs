@@ -1,7 +1,8 @@
 // Jobs on the Durable Object's alarm (issue "Jobs at the edge"): the demo's `/remind <seconds>
 // <text>` schedules a job with the update; the alarm sends the text at its time with no update
 // arriving — on both routings, across a restart of the runtime, and for 100 reminders due in
-// the same second with 10 % of Bot API calls failing: each sent exactly once. On KV the
+// the same second with 10 % of Bot API calls failing: each sent exactly once. A conversation
+// times out at its deadline with no update, its TIMEOUT handler replying. On KV the
 // command is refused with a reply that says why.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -9,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startBotApi } from "./support/bot-api.mjs";
-import { startWorker, commandUpdate, post } from "./support/worker.mjs";
+import { startWorker, commandUpdate, post, exportState } from "./support/worker.mjs";
 
 /** Posts `text` as a command in `chat` and answers the webhook's status. */
 async function say(mf, chat, text, user = 5) {
@@ -134,3 +135,30 @@ test("on KV /remind is refused with a reply that says why, and nothing else brea
     await botApi.close();
   }
 });
+
+for (const routing of ["bot", "chat"]) {
+  test(`DO_ROUTING=${routing}: an idle profile conversation times out at its deadline with no update, its TIMEOUT handler replying once`, async () => {
+    const botApi = await startBotApi();
+    const mf = await startWorker({ botApi, persistence: "durable_object", routing, bindings: { CONVERSATION_TIMEOUT_SECONDS: "2" } });
+    const chat = -1001500000921;
+    try {
+      assert.equal(await say(mf, chat, "/start", 31), 200);
+      const started = Date.now();
+      const timedOut = () => sent(botApi).filter((s) => s.text === "Timed out. Send /start to begin again.");
+      assert.ok(await until(() => timedOut().length > 0, 10_000), "the TIMEOUT handler replied");
+      const late = timedOut()[0].at - (started + 2000);
+      assert.ok(late >= -100 && late < 2500, `replied ${late} ms after the deadline`);
+      assert.equal(timedOut()[0].chat, chat);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(timedOut().length, 1, "once");
+      const state = await exportState(mf);
+      assert.equal(state.conversations.profile?.[`[${chat}, 31]`], undefined, "the conversation ended");
+      // /start begins again.
+      assert.equal(await say(mf, chat, "/start", 31), 200);
+      assert.match(sent(botApi).at(-1).text, /^Hi!/);
+    } finally {
+      await mf.dispose();
+      await botApi.close();
+    }
+  });
+}
