@@ -700,6 +700,13 @@ $("#refresh").addEventListener("click", () =>
   }),
 );
 
+// What the bot sends with no message of ours (a reminder, a conversation's timeout) shows up by
+// itself: a quiet poll every 2 seconds while the page is visible and nothing else is queued.
+setInterval(() => {
+  if (pending > 0 || document.hidden || recorderOff || document.body.dataset.ready !== "1") return;
+  queue = queue.then(pollCalls).catch((e) => console.error(e));
+}, 2000);
+
 // Keep the newest message in view when the window (or the keyboard below it) changes size.
 new ResizeObserver(() => {
   const list = $("#messages");

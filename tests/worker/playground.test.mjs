@@ -2,7 +2,8 @@
 // `npm run dev` (wrangler dev, local Durable Objects, the in-worker Bot API recorder): the profile
 // conversation by keyboard buttons and typing, /list buttons edited in place, two users in a
 // group, a restart of the dev server after which the reloaded page shows the conversation where
-// it was and the state unchanged, and a python-telegram-bot DictPersistence export imported with
+// it was and the state unchanged, a reminder that appears in the chat by itself when it fires,
+// and a python-telegram-bot DictPersistence export imported with
 // `npm run ptb-import` showing up in the state pane. Screenshots go to test-artifacts/.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -149,6 +150,13 @@ test("playground: chat in a browser, restart the worker, find everything where i
     assert.equal(await lastBotText(page), "bot: 2, chat: 2, user: 1");
     assert.deepEqual(await page.locator(".msg.other .name").allTextContents(), ["Bob", "Bob"], "others' messages carry their names");
     assert.equal(await page.locator(".msg.me").count(), 1);
+    // A reminder arrives by itself, with nothing typed: the alarm sends it, the page polls.
+    await click(page.locator(".chip", { hasText: "/remind 5" }));
+    assert.equal(await lastBotText(page), "Reminder set.");
+    await click(page.locator(".chip", { hasText: "/reminders" }));
+    assert.match(await lastBotText(page), /^Pending reminders:\nin [1-5] s: Stretch your legs$/);
+    await page.locator(".msg.bot .text", { hasText: /^Stretch your legs$/ }).waitFor({ timeout: 30_000 });
+    await settle(page);
     persisted = await state(page);
     assert.deepEqual(persisted.chat_data, { [GROUP]: { count: 2 } });
     assert.deepEqual(persisted.bot_data, { count: 2 });
