@@ -184,10 +184,13 @@ impl<B: DataType, C: DataType, U: DataType, S: ConversationState> ConversationBu
     }
 
     /// Adds a handler of PTB's `ConversationHandler.TIMEOUT` state: an ordinary handler (its
-    /// own callback runs, its result is not a state). When an update arrives for a
-    /// conversation past its [`conversation_timeout`](Self::conversation_timeout), *every*
-    /// timeout handler that matches that update runs, in order, and the conversation ends.
-    /// (PTB gives them the last update before the timeout; here it is the late update.)
+    /// own callback runs, its result is not a state). At the deadline of
+    /// [`conversation_timeout`](Self::conversation_timeout), *every* timeout handler that
+    /// matches the conversation's last update runs, in order, and the conversation ends, as in
+    /// PTB: a Durable Object's alarm does it with no update
+    /// ([`Application::expire_conversation`](crate::Application::expire_conversation)). Where
+    /// no alarm came first (KV, D1), the first update after the deadline does it, and the
+    /// handlers get that late update.
     pub fn timeout_handler(mut self, handler: impl Handler<B, C, U> + 'static) -> Self {
         self.handler.timeout_handlers.push(Box::new(handler));
         self

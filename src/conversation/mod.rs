@@ -74,12 +74,15 @@
 //! at most: use it for tests, or for a process that keeps one Application. Its state changes
 //! as soon as its callback succeeds, even if a later handler of the same update fails.
 //!
-//! ## Timeouts without a job queue
+//! ## Timeouts
 //! PTB ends a conversation from a job when
-//! [`conversation_timeout`](ConversationBuilder::conversation_timeout) passes. A Worker has no
-//! timer that outlives the request, so the deadline is stored with the state and acted on when
-//! the next update for the conversation arrives (see [`ConversationBuilder::timeout_handler`]),
-//! or swept by a Durable Object alarm with [`expire_due`] / [`deadline`].
+//! [`conversation_timeout`](ConversationBuilder::conversation_timeout) passes, and runs its
+//! TIMEOUT handlers with the last update. A Worker has no timer that outlives the request, so
+//! the deadline is stored with the state (and, with TIMEOUT handlers, the last update), and
+//! acted on by whichever comes first: a Durable Object's alarm at the deadline
+//! ([`Application::expire_conversation`](crate::Application::expire_conversation), with the
+//! last update), or the next update for the conversation (with that update; see
+//! [`ConversationBuilder::timeout_handler`]).
 //!
 //! ## Nested conversations
 //! A conversation may be an entry point, state handler or fallback of another
