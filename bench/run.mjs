@@ -16,6 +16,8 @@
 //      one Miniflare, same Bot API stand-in, same load driver, concurrency 1 and 32
 //   3b. the outbox: every worker with a Bot API that takes 50 ms, then with one failing 10 %
 //      of replies and every update delivered twice (bench/lib/outbox.mjs)
+//   3c. jobs: 100 reminders due at once against a bare Durable Object alarm, with 10 % of
+//      sends failing, and the storage work of one run with 1,000 jobs pending (bench/lib/jobs.mjs)
 //   4. storage operations per update, counted at the bindings
 //   5. size of the release .wasm (sections, code per crate) and of grammY's bundle
 //   6. cold start: a fresh Miniflare to the first answered update
@@ -31,6 +33,7 @@ import * as W from "./lib/workerd.mjs";
 import { wasmReport, gzip } from "./lib/size.mjs";
 import { render } from "./lib/report.mjs";
 import { outboxWorkers, latencyRows, faultRows, storedCounts } from "./lib/outbox.mjs";
+import { jobsRows } from "./lib/jobs.mjs";
 
 const { root, out } = W;
 const args = new Set(process.argv.slice(2));
@@ -139,6 +142,7 @@ const streamArgs = Object.entries(streams).map(([name, updates]) => {
 const bundles = await step("bundle the grammY and floor workers (esbuild)", "esbuild", async () => ({
   grammy: await W.bundle("grammy"),
   floor: await W.bundle("floor"),
+  floorAlarm: await W.bundle("floor-alarm"),
 }));
 
 // ---------------------------------------------------------------------------------------------
@@ -283,6 +287,12 @@ const outbox = await step("workerd: a 50 ms Bot API, and 10 % of replies failing
 });
 
 // ---------------------------------------------------------------------------------------------
+// 3c. Jobs: reminders on the Durable Object's alarm
+
+const jobs = await step("workerd: 100 reminders due at once, a bare alarm as the floor; one run's storage work", "jobs", () =>
+  jobsRows(W, bundles.floorAlarm, { n: QUICK ? 40 : 100, log, firstId: 9_000_000 }));
+
+// ---------------------------------------------------------------------------------------------
 // 4. Storage operations per update
 
 const ops = await step("storage operations per update (counted at the bindings)", "storage operations", async () => {
@@ -400,6 +410,7 @@ const results = {
   native: { edgegram: native, ptb, ptbFlush },
   throughput,
   outbox,
+  jobs,
   ops,
   size,
   cold,

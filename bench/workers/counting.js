@@ -112,7 +112,11 @@ function countingStorage(storage, inTransaction = false) {
     },
     list(options) {
       bump(`${tag}list`);
-      return trip("list", storage.list(options));
+      const listed = storage.list(options).then((entries) => {
+        bump(`${tag}list_keys`, entries.size);
+        return entries;
+      });
+      return trip("list", listed);
     },
     transaction(closure) {
       bump("do_transaction");

@@ -21,4 +21,7 @@ export class EdgegramObject {
   fetch(request) {
     return this.inner.fetch(request);
   }
+  alarm() {
+    return this.inner.alarm();
+  }
 }
