@@ -137,19 +137,21 @@ impl DurableObjectPersistence {
         limit: usize,
     ) -> Result<Option<i64>> {
         let prefix = index_prefix(&self.prefix);
-        let listed = self.list_prefix(&prefix, Some(limit + 1)).await?;
-        let mut expired: Vec<(String, i64, i64)> = Vec::new();
-        let mut next_expiry = None;
-        for (key, _) in listed {
-            let Some((at, id)) = key.strip_prefix(&prefix).and_then(parse_index) else {
-                continue;
-            };
-            if now_ms - at <= window_ms || expired.len() == limit {
-                next_expiry = Some(at + window_ms);
-                break; // the index is in time order: the rest are newer (or left for later)
-            }
-            expired.push((key, at, id));
-        }
+        // Only the expired entries are listed (older than now - window: the index sorts by
+        // time), so that an alarm in an object with many fresh records lists none of them.
+        let end = format!("{prefix}{:013}", now_ms.saturating_sub(window_ms).max(0));
+        let options = ListOptions::new().prefix(&prefix).end(&end).limit(limit);
+        let listed =
+            self.storage.list_with_options(options).await.map_err(|e| {
+                storage_error("durable_object", "list", prefix.clone(), e.to_string())
+            })?;
+        let expired: Vec<(String, i64, i64)> = map_entries(&listed)
+            .into_iter()
+            .filter_map(|(key, _)| {
+                let (at, id) = key.strip_prefix(&prefix).and_then(parse_index)?;
+                Some((key, at, id))
+            })
+            .collect();
         for chunk in expired.chunks(BATCH / 2) {
             let records: Vec<String> = chunk
                 .iter()
@@ -179,7 +181,16 @@ impl DurableObjectPersistence {
                 storage_error("durable_object", "delete", prefix.clone(), e.to_string())
             })?;
         }
-        Ok(next_expiry)
+        if expired.len() == limit {
+            // More are expired than one call forgets: the next comes at once.
+            return Ok(Some(now_ms));
+        }
+        // The oldest record left: when it expires.
+        let first = self.list_prefix(&prefix, Some(1)).await?;
+        Ok(first
+            .first()
+            .and_then(|(key, _)| key.strip_prefix(&prefix).and_then(parse_index))
+            .map(|(at, _)| at + window_ms))
     }
 
     /// The record the next read must look for, once.
