@@ -24,7 +24,7 @@ use crate::MemoryPersistence;
 
 thread_local! {
     /// `PERSISTENCE=memory`: lives as long as the isolate.
-    static MEMORY: Rc<MemoryPersistence> = Rc::new(MemoryPersistence::new());
+    static MEMORY: Rc<MemoryPersistence> = Rc::new(MemoryPersistence::new().without_timer());
 }
 
 /// Serves one request to the worker: `POST /webhook`, `GET /admin/export`,

@@ -18,12 +18,21 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default)]
 pub struct MemoryPersistence {
     entries: RefCell<BTreeMap<Key, String>>,
+    /// Nothing runs the jobs stored here ([`MemoryPersistence::without_timer`]).
+    no_timer: bool,
 }
 
 impl MemoryPersistence {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store, saying that nothing runs its jobs, so that scheduling one is refused
+    /// ([`Persistence::runs_jobs`]): a Worker's `PERSISTENCE=memory`, which has no alarm.
+    pub fn without_timer(mut self) -> Self {
+        self.no_timer = true;
+        self
     }
 
     /// A store holding a DictPersistence-shaped document (see [`dict`]), validated as a whole.
@@ -34,6 +43,7 @@ impl MemoryPersistence {
             .collect();
         Ok(Self {
             entries: RefCell::new(entries),
+            no_timer: false,
         })
     }
 
@@ -58,6 +68,7 @@ impl MemoryPersistence {
     pub(crate) fn from_raw(entries: BTreeMap<Key, String>) -> Self {
         Self {
             entries: RefCell::new(entries),
+            no_timer: false,
         }
     }
 
@@ -142,9 +153,10 @@ impl Persistence for MemoryPersistence {
     }
 
     /// Jobs stored here run when the process that owns them calls
-    /// [`Application::run_due_jobs`](crate::Application::run_due_jobs) (the test kit does).
+    /// [`Application::run_due_jobs`](crate::Application::run_due_jobs) (the test kit does),
+    /// unless the store was made [`without_timer`](MemoryPersistence::without_timer).
     fn runs_jobs(&self) -> bool {
-        true
+        !self.no_timer
     }
 }
 
