@@ -233,14 +233,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             keys.extend(callback_data::keyboard_key(&update));
             keys.extend(callback_data::index_key(&update));
         }
-        let state = UpdateState::load(
-            update,
-            self.api.clone(),
-            self.persistence.clone(),
-            self.update_settings(),
-            keys,
-        )
-        .await?;
+        let state = self.load_state(update, keys).await?;
         let ctx = Context::new(state.clone());
         let mut outcome = Outcome {
             update_id,
@@ -331,14 +324,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         if failed.is_empty() || self.error_handlers.is_empty() {
             return Ok(());
         }
-        let state = UpdateState::load(
-            update.clone(),
-            self.api.clone(),
-            self.persistence.clone(),
-            self.update_settings(),
-            Vec::new(),
-        )
-        .await?;
+        let state = self.load_state(update.clone(), Vec::new()).await?;
         let ctx = Context::new(state.clone());
         for failure in failed {
             let error: Rc<HandlerError> = Rc::new(Box::new(failure.error.clone()));
@@ -372,6 +358,23 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         }
         self.persistence.flush().await?;
         Ok(outbox)
+    }
+
+    /// Loads what `update` needs (bot_data, its chat's and user's data, `keys`) in one read,
+    /// over the Application's persistence and Bot API.
+    pub(crate) async fn load_state(
+        &self,
+        update: Update,
+        keys: Vec<Key>,
+    ) -> Result<Rc<UpdateState<B, C, U>>> {
+        UpdateState::load(
+            update,
+            self.api.clone(),
+            self.persistence.clone(),
+            self.update_settings(),
+            keys,
+        )
+        .await
     }
 
     /// The keys the handlers need for `update`, for its one read.

@@ -143,13 +143,7 @@ impl Outbox {
 
     /// Reads an outbox stored under `key` in `backend`.
     pub fn decode(backend: &'static str, key: &Key, raw: &str) -> Result<Self> {
-        let decoded = codec::decode(raw)
-            .and_then(|stored| serde_json::from_value(stored.data).map_err(|e| e.to_string()));
-        decoded.map_err(|message| Error::Decode {
-            backend,
-            key: key.encode(""),
-            message,
-        })
+        codec::decode_as(backend, key, raw)
     }
 
     /// Whether a delivery may be sending it now ([`IN_FLIGHT_MS`]): the one of the update that

@@ -11,12 +11,11 @@ use serde_json::Value;
 use crate::application::Application;
 use crate::context::{Context, DataType};
 use crate::error::{Error, Result};
-use crate::jobs::JOB_RUN_IDS;
+use crate::jobs;
 use crate::outbox::Outbox;
 use crate::persistence::dict::ConversationEntry;
 use crate::persistence::{codec, Change, Key, KeyKind, Persistence};
 use crate::types::Update;
-use crate::update_state::UpdateState;
 
 /// When a stored conversation entry times out (milliseconds since the Unix epoch), if it was
 /// stored with a deadline. `stored` is the entry's data (what [`Context::entry`](crate::Context::entry) or a
@@ -113,18 +112,11 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             persistence.flush().await?;
             return Ok((true, None));
         };
-        // Its own id, at or above JOB_RUN_IDS: the timeout's outbox is not the last update's.
-        update.update_id = timeout_id(key, deadline);
+        // Its own id, as a job run's: the timeout's outbox is not the last update's.
+        update.update_id = jobs::run_id(&key.encode(""), deadline);
         let mut keys = self.handler_keys(&update);
         keys.push(key.clone());
-        let state = UpdateState::load(
-            update,
-            self.api.clone(),
-            self.persistence.clone(),
-            self.update_settings(),
-            keys,
-        )
-        .await?;
+        let state = self.load_state(update, keys).await?;
         let ctx = Context::new(state.clone());
         let owner = self.handlers().find_map(|h| h.expire(key, ctx.clone()));
         match owner {
@@ -169,15 +161,4 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         }
         Ok(ended)
     }
-}
-
-/// The id of a conversation's timeout run: at or above [`JOB_RUN_IDS`], from the key and the
-/// deadline (FNV-1a), like a job run's.
-fn timeout_id(key: &Key, deadline: i64) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.encode("").bytes().chain(deadline.to_le_bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    JOB_RUN_IDS | (hash & ((1 << 61) - 1)) as i64
 }

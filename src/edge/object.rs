@@ -305,6 +305,29 @@ impl ObjectHost {
         Response::ok("done")
     }
 
+    /// The worker's Application over `role`'s storage with no update recorded: for what the
+    /// alarm runs (a job, a conversation's timeout).
+    fn application_in<B, C, U>(
+        &self,
+        role: ObjectRole,
+        settings: &Settings,
+        build: &impl BuildApplication<B, C, U>,
+    ) -> crate::Result<crate::Application<B, C, U>>
+    where
+        B: DataType,
+        C: DataType,
+        U: DataType,
+    {
+        let bot = super::app::bot_api(settings, &self.env)
+            .ok_or_else(|| crate::Error::Config("no Bot API client (BOT_TOKEN)".into()))?;
+        build(Parts {
+            bot,
+            persistence: self.plain_persistence(role),
+            env: &self.env,
+            settings,
+        })
+    }
+
     /// Times out the conversations whose deadline came (at most
     /// [`deadlines::WALK_PER_ALARM`] index entries), each in the object that keeps it, through
     /// [`crate::Application::expire_conversation`] (the caller holds the gate); their replies
@@ -334,15 +357,7 @@ impl ObjectHost {
                 Routing::Bot => ObjectRole::Bot,
                 Routing::Chat => super::chat_routing::owner(&key).unwrap_or(ObjectRole::Home),
             };
-            let bot = super::app::bot_api(settings, &self.env)
-                .ok_or_else(|| crate::Error::Config("no Bot API client (BOT_TOKEN)".into()))?;
-            let parts = Parts {
-                bot,
-                persistence: self.plain_persistence(role),
-                env: &self.env,
-                settings,
-            };
-            let timed_out = match build(parts) {
+            let timed_out = match self.application_in(role, settings, build) {
                 Ok(app) => app.expire_conversation(&key).await,
                 Err(e) => Err(e),
             };
@@ -405,14 +420,7 @@ impl ObjectHost {
                 continue;
             };
             let role = ObjectRole::for_chat(routing, (*chat != 0).then_some(*chat));
-            let bot = super::app::bot_api(settings, &self.env)?;
-            let parts = Parts {
-                bot,
-                persistence: self.plain_persistence(role),
-                env: &self.env,
-                settings,
-            };
-            let ran = match build(parts) {
+            let ran = match self.application_in(role, settings, build) {
                 Ok(app) => app.run_job(index).await,
                 Err(e) => Err(e),
             };

@@ -318,13 +318,7 @@ impl Job {
 
     /// Reads a job stored under `key` in `backend`.
     pub(crate) fn decode(backend: &'static str, key: &Key, raw: &str) -> Result<Self> {
-        let decoded = codec::decode(raw)
-            .and_then(|stored| serde_json::from_value(stored.data).map_err(|e| e.to_string()));
-        decoded.map_err(|message| Error::Decode {
-            backend,
-            key: key.encode(""),
-            message,
-        })
+        codec::decode_as(backend, key, raw)
     }
 
     /// Its data as `T`.
@@ -340,13 +334,7 @@ impl Job {
     /// update and of its outbox, at or above [`JOB_RUN_IDS`], the same for every try of that
     /// run (FNV-1a of the job's id and the time).
     pub fn run_id(&self) -> i64 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let due = self.due_ms.to_le_bytes();
-        for byte in self.id.bytes().chain(due) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        JOB_RUN_IDS | (hash & ((1 << 61) - 1)) as i64
+        run_id(&self.id, self.due_ms)
     }
 
     /// The update a run's context carries: its id is the run's, and it holds a message in
@@ -378,6 +366,17 @@ impl Job {
             ..Update::default()
         })
     }
+}
+
+/// The id of a run without an update (a job's, a conversation's timeout) of `what` at `at_ms`:
+/// at or above [`JOB_RUN_IDS`], FNV-1a of both, the same for every try of that run.
+pub(crate) fn run_id(what: &str, at_ms: i64) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in what.bytes().chain(at_ms.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    JOB_RUN_IDS | (hash & ((1 << 61) - 1)) as i64
 }
 
 /// A chat's type as its id tells it (Telegram's id ranges): users' private chats are

@@ -158,14 +158,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             return Ok(JobRun::Stale);
         };
         let now = (self.clock)();
-        let state = UpdateState::load(
-            job.stand_in_update(),
-            self.api.clone(),
-            self.persistence.clone(),
-            self.update_settings(),
-            Vec::new(),
-        )
-        .await?;
+        let state = self.load_state(job.stand_in_update(), Vec::new()).await?;
         state.set_job(job.clone());
         let ctx = Context::new(state.clone());
         if !job.enabled {
@@ -243,14 +236,8 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
     /// A state with nothing loaded but bot_data, for scheduling and listing from outside a
     /// handler.
     async fn empty_state(&self) -> Result<Rc<UpdateState<B, C, U>>> {
-        UpdateState::load(
-            crate::types::Update::default(),
-            self.api.clone(),
-            self.persistence.clone(),
-            self.update_settings(),
-            Vec::new(),
-        )
-        .await
+        self.load_state(crate::types::Update::default(), Vec::new())
+            .await
     }
 }
 

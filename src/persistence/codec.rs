@@ -23,6 +23,22 @@ pub fn encode(version: u32, data: &str) -> String {
     format!("{{\"v\":{version},\"data\":{data}}}")
 }
 
+/// Reads a stored value of edgegram's own kinds (an outbox, a job) as `T`; an error names
+/// `backend` and `key`.
+pub fn decode_as<T: serde::de::DeserializeOwned>(
+    backend: &'static str,
+    key: &crate::persistence::Key,
+    raw: &str,
+) -> crate::Result<T> {
+    let decoded = decode(raw)
+        .and_then(|stored| serde_json::from_value(stored.data).map_err(|e| e.to_string()));
+    decoded.map_err(|message| crate::Error::Decode {
+        backend,
+        key: key.encode(""),
+        message,
+    })
+}
+
 /// Unwraps a stored value. The error says what is wrong, without the value itself (it may hold
 /// users' personal data).
 pub fn decode(raw: &str) -> Result<Stored, String> {
