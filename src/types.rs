@@ -177,6 +177,12 @@ impl Update {
             .and_then(|event| event.user.as_ref())
     }
 
+    /// The whole update, typed: a view of [`Update::raw`] with an accessor for every field of
+    /// Bot API 10.1 ([`crate::api`]), read when called.
+    pub fn view(&self) -> crate::api::Update<'_> {
+        crate::api::Update(&self.raw)
+    }
+
     /// This update's type, read from [`Update::raw`] (so also for types edgegram does not
     /// model, as [`UpdateKind::Other`], and for a known type whose content did not parse).
     /// `None` for a body with no type at all.
