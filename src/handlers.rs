@@ -114,9 +114,12 @@ impl Not for Filter {
 }
 
 /// Ready-made filters, applied to the update's message (message, edited message, channel
-/// post, edited channel post).
+/// post, edited channel post). What a message carries (photo, location, ...) is tested by
+/// the filters derived from the generated types (`has`, `photo`, `location`, ...).
 pub mod filters {
     use super::*;
+
+    pub use crate::content_filters::*;
 
     fn text_of(update: &Update) -> Option<&str> {
         update.message_like()?.text.as_deref()

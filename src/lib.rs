@@ -35,12 +35,14 @@ pub mod types;
 pub mod update_gate;
 pub mod webhook;
 
+mod content_filters;
 mod sources;
 mod update_state;
 
 #[cfg(target_arch = "wasm32")]
 pub mod edge;
 
+pub use api::InputFile;
 pub use application::{Application, ApplicationBuilder, OnHandlerError, Outcome};
 pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, Method, SendMessage};
 pub use callback_data::{CallbackData, CallbackDataSettings, InvalidCallbackData};

@@ -41,7 +41,11 @@ fn views_read_photos_locations_and_member_joins() {
         MessageOriginKind::User(origin) => assert_eq!(origin.sender_user().id(), 9),
         other => panic!("{other:?}"),
     }
-    assert_eq!(message.raw()["a_field_of_bot_api_11"]["x"], 1, "unknown fields stay");
+    assert_eq!(
+        message.raw()["a_field_of_bot_api_11"]["x"],
+        1,
+        "unknown fields stay"
+    );
     assert_eq!(update.effective_user().unwrap().id(), 7);
     assert_eq!(message.document(), None);
 
@@ -53,9 +57,14 @@ fn views_read_photos_locations_and_member_joins() {
 #[test]
 fn unions_name_their_variants_and_keep_unknown_ones() {
     let owner = json!({"status": "creator", "user": {"id": 1}, "is_anonymous": false});
-    assert!(matches!(api::ChatMember(&owner).kind(), ChatMemberKind::Owner(o) if !o.is_anonymous()));
+    assert!(
+        matches!(api::ChatMember(&owner).kind(), ChatMemberKind::Owner(o) if !o.is_anonymous())
+    );
     let future = json!({"status": "probation", "user": {"id": 1}});
-    assert!(matches!(api::ChatMember(&future).kind(), ChatMemberKind::Other(_)));
+    assert!(matches!(
+        api::ChatMember(&future).kind(),
+        ChatMemberKind::Other(_)
+    ));
     // A missing required field reads as its default, never a panic.
     assert_eq!(api::User(&json!({})).id(), 0);
     assert_eq!(api::Message(&json!(null)).chat().title(), None);
@@ -63,10 +72,11 @@ fn unions_name_their_variants_and_keep_unknown_ones() {
 
 #[test]
 fn builders_write_required_fields_setters_and_constants() {
-    let keyboard = input::ReplyKeyboardMarkup::new(vec![vec![
-        input::KeyboardButton::new("Share location").request_location(true),
-    ]])
-    .one_time_keyboard(true);
+    let keyboard =
+        input::ReplyKeyboardMarkup::new(vec![vec![
+            input::KeyboardButton::new("Share location").request_location(true)
+        ]])
+        .one_time_keyboard(true);
     let request = api::SendMessage::new(5, "<b>where?</b>")
         .parse_mode("HTML")
         .reply_markup(keyboard);
@@ -78,7 +88,10 @@ fn builders_write_required_fields_setters_and_constants() {
             "one_time_keyboard": true}})
     );
     assert_eq!(
-        to_json(api::SendPhoto::new("@channel", "https://example.com/cat.jpg")),
+        to_json(api::SendPhoto::new(
+            "@channel",
+            "https://example.com/cat.jpg"
+        )),
         json!({"chat_id": "@channel", "photo": "https://example.com/cat.jpg"})
     );
     let media = vec![
@@ -86,8 +99,14 @@ fn builders_write_required_fields_setters_and_constants() {
         input::InputMediaPhoto::new("file-id").caption("b").into(),
     ];
     let album = to_json(api::SendMediaGroup::new(5, media));
-    assert_eq!(album["media"][0]["type"], "photo", "discriminators are set by new()");
-    assert_eq!(album["media"][1], json!({"type": "photo", "media": "file-id", "caption": "b"}));
+    assert_eq!(
+        album["media"][0]["type"], "photo",
+        "discriminators are set by new()"
+    );
+    assert_eq!(
+        album["media"][1],
+        json!({"type": "photo", "media": "file-id", "caption": "b"})
+    );
     assert!(api::input_file::has_upload(&album));
 }
 

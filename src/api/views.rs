@@ -23185,3 +23185,361 @@ impl<'a> GameHighScore<'a> {
         field_or_default(self.0, "score")
     }
 }
+
+/// What a [`Message`] may carry: each optional field of Message whose value is an object or
+/// a list, for [`crate::filters::has`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessageContent {
+    /// `direct_messages_topic`: Information about the direct messages chat topic that contains the message
+    DirectMessagesTopic,
+    /// `from`: Sender of the message; may be empty for messages sent to channels. For backward compatibility, if the message was sent on behalf of a chat, the field contains a fake sender user in non-channel chats.
+    From,
+    /// `sender_chat`: Sender of the message when sent on behalf of a chat. For example, the supergroup itself for messages sent by its anonymous administrators or a linked channel for messages automatically forwarded to the channel's discussion group. For backward compatibility, if the message was sent on behalf of a chat, the field from contains a fake sender user in non-channel chats.
+    SenderChat,
+    /// `sender_business_bot`: The bot that actually sent the message on behalf of the business account. Available only for outgoing messages sent on behalf of the connected business account.
+    SenderBusinessBot,
+    /// `forward_origin`: Information about the original message for forwarded messages
+    ForwardOrigin,
+    /// `reply_to_message`: For replies in the same chat and message thread, the original message. Note that the Message object in this field will not contain further reply_to_message fields even if it itself is a reply.
+    ReplyToMessage,
+    /// `external_reply`: Information about the message that is being replied to, which may come from another chat or forum topic
+    ExternalReply,
+    /// `quote`: For replies that quote part of the original message, the quoted part of the message
+    Quote,
+    /// `reply_to_story`: For replies to a story, the original story
+    ReplyToStory,
+    /// `via_bot`: Bot through which the message was sent
+    ViaBot,
+    /// `guest_bot_caller_user`: For a message sent by a guest bot, this is the user whose original message triggered the bot's response
+    GuestBotCallerUser,
+    /// `guest_bot_caller_chat`: For a message sent by a guest bot, this is the chat whose original message triggered the bot's response
+    GuestBotCallerChat,
+    /// `entities`: For text messages, special entities like usernames, URLs, bot commands, etc. that appear in the text
+    Entities,
+    /// `link_preview_options`: Options used for link preview generation for the message, if it is a text message and link preview options were changed
+    LinkPreviewOptions,
+    /// `suggested_post_info`: Information about suggested post parameters if the message is a suggested post in a channel direct messages chat. If the message is an approved or declined suggested post, then it can't be edited.
+    SuggestedPostInfo,
+    /// `rich_message`: Message is a rich formatted message
+    RichMessage,
+    /// `animation`: Message is an animation, information about the animation. For backward compatibility, when this field is set, the document field will also be set.
+    Animation,
+    /// `audio`: Message is an audio file, information about the file
+    Audio,
+    /// `document`: Message is a general file, information about the file
+    Document,
+    /// `live_photo`: Message is a live photo, information about the live photo. For backward compatibility, when this field is set, the photo field will also be set.
+    LivePhoto,
+    /// `paid_media`: Message contains paid media; information about the paid media
+    PaidMedia,
+    /// `photo`: Message is a photo, available sizes of the photo
+    Photo,
+    /// `sticker`: Message is a sticker, information about the sticker
+    Sticker,
+    /// `story`: Message is a forwarded story
+    Story,
+    /// `video`: Message is a video, information about the video
+    Video,
+    /// `video_note`: Message is a video note, information about the video message
+    VideoNote,
+    /// `voice`: Message is a voice message, information about the file
+    Voice,
+    /// `caption_entities`: For messages with a caption, special entities like usernames, URLs, bot commands, etc. that appear in the caption
+    CaptionEntities,
+    /// `checklist`: Message is a checklist
+    Checklist,
+    /// `contact`: Message is a shared contact, information about the contact
+    Contact,
+    /// `dice`: Message is a dice with random value
+    Dice,
+    /// `game`: Message is a game, information about the game. More about games: https://core.telegram.org/bots/api#games
+    Game,
+    /// `poll`: Message is a native poll, information about the poll
+    Poll,
+    /// `venue`: Message is a venue, information about the venue. For backward compatibility, when this field is set, the location field will also be set.
+    Venue,
+    /// `location`: Message is a shared location, information about the location
+    Location,
+    /// `new_chat_members`: New members that were added to the group or supergroup and information about them (the bot itself may be one of these members)
+    NewChatMembers,
+    /// `left_chat_member`: A member was removed from the group, information about them (this member may be the bot itself)
+    LeftChatMember,
+    /// `chat_owner_left`: Service message: chat owner has left
+    ChatOwnerLeft,
+    /// `chat_owner_changed`: Service message: chat owner has changed
+    ChatOwnerChanged,
+    /// `new_chat_photo`: A chat photo was change to this value
+    NewChatPhoto,
+    /// `message_auto_delete_timer_changed`: Service message: auto-delete timer settings changed in the chat
+    MessageAutoDeleteTimerChanged,
+    /// `pinned_message`: Specified message was pinned. Note that the Message object in this field will not contain further reply_to_message fields even if it itself is a reply.
+    PinnedMessage,
+    /// `invoice`: Message is an invoice for a payment, information about the invoice. More about payments: https://core.telegram.org/bots/api#payments
+    Invoice,
+    /// `successful_payment`: Message is a service message about a successful payment, information about the payment. More about payments: https://core.telegram.org/bots/api#payments
+    SuccessfulPayment,
+    /// `refunded_payment`: Message is a service message about a refunded payment, information about the payment. More about payments: https://core.telegram.org/bots/api#payments
+    RefundedPayment,
+    /// `users_shared`: Service message: users were shared with the bot
+    UsersShared,
+    /// `chat_shared`: Service message: a chat was shared with the bot
+    ChatShared,
+    /// `gift`: Service message: a regular gift was sent or received
+    Gift,
+    /// `unique_gift`: Service message: a unique gift was sent or received
+    UniqueGift,
+    /// `gift_upgrade_sent`: Service message: upgrade of a gift was purchased after the gift was sent
+    GiftUpgradeSent,
+    /// `write_access_allowed`: Service message: the user allowed the bot to write messages after adding it to the attachment or side menu, launching a Web App from a link, or accepting an explicit request from a Web App sent by the method requestWriteAccess
+    WriteAccessAllowed,
+    /// `passport_data`: Telegram Passport data
+    PassportData,
+    /// `proximity_alert_triggered`: Service message. A user in the chat triggered another user's proximity alert while sharing Live Location.
+    ProximityAlertTriggered,
+    /// `boost_added`: Service message: user boosted the chat
+    BoostAdded,
+    /// `chat_background_set`: Service message: chat background set
+    ChatBackgroundSet,
+    /// `checklist_tasks_done`: Service message: some tasks in a checklist were marked as done or not done
+    ChecklistTasksDone,
+    /// `checklist_tasks_added`: Service message: tasks were added to a checklist
+    ChecklistTasksAdded,
+    /// `direct_message_price_changed`: Service message: the price for paid messages in the corresponding direct messages chat of a channel has changed
+    DirectMessagePriceChanged,
+    /// `forum_topic_created`: Service message: forum topic created
+    ForumTopicCreated,
+    /// `forum_topic_edited`: Service message: forum topic edited
+    ForumTopicEdited,
+    /// `forum_topic_closed`: Service message: forum topic closed
+    ForumTopicClosed,
+    /// `forum_topic_reopened`: Service message: forum topic reopened
+    ForumTopicReopened,
+    /// `general_forum_topic_hidden`: Service message: the 'General' forum topic hidden
+    GeneralForumTopicHidden,
+    /// `general_forum_topic_unhidden`: Service message: the 'General' forum topic unhidden
+    GeneralForumTopicUnhidden,
+    /// `giveaway_created`: Service message: a scheduled giveaway was created
+    GiveawayCreated,
+    /// `giveaway`: The message is a scheduled giveaway message
+    Giveaway,
+    /// `giveaway_winners`: A giveaway with public winners was completed
+    GiveawayWinners,
+    /// `giveaway_completed`: Service message: a giveaway without public winners was completed
+    GiveawayCompleted,
+    /// `managed_bot_created`: Service message: user created a bot that will be managed by the current bot
+    ManagedBotCreated,
+    /// `paid_message_price_changed`: Service message: the price for paid messages has changed in the chat
+    PaidMessagePriceChanged,
+    /// `poll_option_added`: Service message: answer option was added to a poll
+    PollOptionAdded,
+    /// `poll_option_deleted`: Service message: answer option was deleted from a poll
+    PollOptionDeleted,
+    /// `suggested_post_approved`: Service message: a suggested post was approved
+    SuggestedPostApproved,
+    /// `suggested_post_approval_failed`: Service message: approval of a suggested post has failed
+    SuggestedPostApprovalFailed,
+    /// `suggested_post_declined`: Service message: a suggested post was declined
+    SuggestedPostDeclined,
+    /// `suggested_post_paid`: Service message: payment for a suggested post was received
+    SuggestedPostPaid,
+    /// `suggested_post_refunded`: Service message: payment for a suggested post was refunded
+    SuggestedPostRefunded,
+    /// `video_chat_scheduled`: Service message: video chat scheduled
+    VideoChatScheduled,
+    /// `video_chat_started`: Service message: video chat started
+    VideoChatStarted,
+    /// `video_chat_ended`: Service message: video chat ended
+    VideoChatEnded,
+    /// `video_chat_participants_invited`: Service message: new participants invited to a video chat
+    VideoChatParticipantsInvited,
+    /// `web_app_data`: Service message: data sent by a Web App
+    WebAppData,
+    /// `reply_markup`: Inline keyboard attached to the message. login_url buttons are represented as ordinary url buttons.
+    ReplyMarkup,
+}
+
+impl MessageContent {
+    /// Every content kind.
+    pub const ALL: [MessageContent; 83] = [
+        MessageContent::DirectMessagesTopic,
+        MessageContent::From,
+        MessageContent::SenderChat,
+        MessageContent::SenderBusinessBot,
+        MessageContent::ForwardOrigin,
+        MessageContent::ReplyToMessage,
+        MessageContent::ExternalReply,
+        MessageContent::Quote,
+        MessageContent::ReplyToStory,
+        MessageContent::ViaBot,
+        MessageContent::GuestBotCallerUser,
+        MessageContent::GuestBotCallerChat,
+        MessageContent::Entities,
+        MessageContent::LinkPreviewOptions,
+        MessageContent::SuggestedPostInfo,
+        MessageContent::RichMessage,
+        MessageContent::Animation,
+        MessageContent::Audio,
+        MessageContent::Document,
+        MessageContent::LivePhoto,
+        MessageContent::PaidMedia,
+        MessageContent::Photo,
+        MessageContent::Sticker,
+        MessageContent::Story,
+        MessageContent::Video,
+        MessageContent::VideoNote,
+        MessageContent::Voice,
+        MessageContent::CaptionEntities,
+        MessageContent::Checklist,
+        MessageContent::Contact,
+        MessageContent::Dice,
+        MessageContent::Game,
+        MessageContent::Poll,
+        MessageContent::Venue,
+        MessageContent::Location,
+        MessageContent::NewChatMembers,
+        MessageContent::LeftChatMember,
+        MessageContent::ChatOwnerLeft,
+        MessageContent::ChatOwnerChanged,
+        MessageContent::NewChatPhoto,
+        MessageContent::MessageAutoDeleteTimerChanged,
+        MessageContent::PinnedMessage,
+        MessageContent::Invoice,
+        MessageContent::SuccessfulPayment,
+        MessageContent::RefundedPayment,
+        MessageContent::UsersShared,
+        MessageContent::ChatShared,
+        MessageContent::Gift,
+        MessageContent::UniqueGift,
+        MessageContent::GiftUpgradeSent,
+        MessageContent::WriteAccessAllowed,
+        MessageContent::PassportData,
+        MessageContent::ProximityAlertTriggered,
+        MessageContent::BoostAdded,
+        MessageContent::ChatBackgroundSet,
+        MessageContent::ChecklistTasksDone,
+        MessageContent::ChecklistTasksAdded,
+        MessageContent::DirectMessagePriceChanged,
+        MessageContent::ForumTopicCreated,
+        MessageContent::ForumTopicEdited,
+        MessageContent::ForumTopicClosed,
+        MessageContent::ForumTopicReopened,
+        MessageContent::GeneralForumTopicHidden,
+        MessageContent::GeneralForumTopicUnhidden,
+        MessageContent::GiveawayCreated,
+        MessageContent::Giveaway,
+        MessageContent::GiveawayWinners,
+        MessageContent::GiveawayCompleted,
+        MessageContent::ManagedBotCreated,
+        MessageContent::PaidMessagePriceChanged,
+        MessageContent::PollOptionAdded,
+        MessageContent::PollOptionDeleted,
+        MessageContent::SuggestedPostApproved,
+        MessageContent::SuggestedPostApprovalFailed,
+        MessageContent::SuggestedPostDeclined,
+        MessageContent::SuggestedPostPaid,
+        MessageContent::SuggestedPostRefunded,
+        MessageContent::VideoChatScheduled,
+        MessageContent::VideoChatStarted,
+        MessageContent::VideoChatEnded,
+        MessageContent::VideoChatParticipantsInvited,
+        MessageContent::WebAppData,
+        MessageContent::ReplyMarkup,
+    ];
+
+    /// The field's name in a message's JSON, e.g. `"photo"`.
+    pub fn field(self) -> &'static str {
+        match self {
+            MessageContent::DirectMessagesTopic => "direct_messages_topic",
+            MessageContent::From => "from",
+            MessageContent::SenderChat => "sender_chat",
+            MessageContent::SenderBusinessBot => "sender_business_bot",
+            MessageContent::ForwardOrigin => "forward_origin",
+            MessageContent::ReplyToMessage => "reply_to_message",
+            MessageContent::ExternalReply => "external_reply",
+            MessageContent::Quote => "quote",
+            MessageContent::ReplyToStory => "reply_to_story",
+            MessageContent::ViaBot => "via_bot",
+            MessageContent::GuestBotCallerUser => "guest_bot_caller_user",
+            MessageContent::GuestBotCallerChat => "guest_bot_caller_chat",
+            MessageContent::Entities => "entities",
+            MessageContent::LinkPreviewOptions => "link_preview_options",
+            MessageContent::SuggestedPostInfo => "suggested_post_info",
+            MessageContent::RichMessage => "rich_message",
+            MessageContent::Animation => "animation",
+            MessageContent::Audio => "audio",
+            MessageContent::Document => "document",
+            MessageContent::LivePhoto => "live_photo",
+            MessageContent::PaidMedia => "paid_media",
+            MessageContent::Photo => "photo",
+            MessageContent::Sticker => "sticker",
+            MessageContent::Story => "story",
+            MessageContent::Video => "video",
+            MessageContent::VideoNote => "video_note",
+            MessageContent::Voice => "voice",
+            MessageContent::CaptionEntities => "caption_entities",
+            MessageContent::Checklist => "checklist",
+            MessageContent::Contact => "contact",
+            MessageContent::Dice => "dice",
+            MessageContent::Game => "game",
+            MessageContent::Poll => "poll",
+            MessageContent::Venue => "venue",
+            MessageContent::Location => "location",
+            MessageContent::NewChatMembers => "new_chat_members",
+            MessageContent::LeftChatMember => "left_chat_member",
+            MessageContent::ChatOwnerLeft => "chat_owner_left",
+            MessageContent::ChatOwnerChanged => "chat_owner_changed",
+            MessageContent::NewChatPhoto => "new_chat_photo",
+            MessageContent::MessageAutoDeleteTimerChanged => "message_auto_delete_timer_changed",
+            MessageContent::PinnedMessage => "pinned_message",
+            MessageContent::Invoice => "invoice",
+            MessageContent::SuccessfulPayment => "successful_payment",
+            MessageContent::RefundedPayment => "refunded_payment",
+            MessageContent::UsersShared => "users_shared",
+            MessageContent::ChatShared => "chat_shared",
+            MessageContent::Gift => "gift",
+            MessageContent::UniqueGift => "unique_gift",
+            MessageContent::GiftUpgradeSent => "gift_upgrade_sent",
+            MessageContent::WriteAccessAllowed => "write_access_allowed",
+            MessageContent::PassportData => "passport_data",
+            MessageContent::ProximityAlertTriggered => "proximity_alert_triggered",
+            MessageContent::BoostAdded => "boost_added",
+            MessageContent::ChatBackgroundSet => "chat_background_set",
+            MessageContent::ChecklistTasksDone => "checklist_tasks_done",
+            MessageContent::ChecklistTasksAdded => "checklist_tasks_added",
+            MessageContent::DirectMessagePriceChanged => "direct_message_price_changed",
+            MessageContent::ForumTopicCreated => "forum_topic_created",
+            MessageContent::ForumTopicEdited => "forum_topic_edited",
+            MessageContent::ForumTopicClosed => "forum_topic_closed",
+            MessageContent::ForumTopicReopened => "forum_topic_reopened",
+            MessageContent::GeneralForumTopicHidden => "general_forum_topic_hidden",
+            MessageContent::GeneralForumTopicUnhidden => "general_forum_topic_unhidden",
+            MessageContent::GiveawayCreated => "giveaway_created",
+            MessageContent::Giveaway => "giveaway",
+            MessageContent::GiveawayWinners => "giveaway_winners",
+            MessageContent::GiveawayCompleted => "giveaway_completed",
+            MessageContent::ManagedBotCreated => "managed_bot_created",
+            MessageContent::PaidMessagePriceChanged => "paid_message_price_changed",
+            MessageContent::PollOptionAdded => "poll_option_added",
+            MessageContent::PollOptionDeleted => "poll_option_deleted",
+            MessageContent::SuggestedPostApproved => "suggested_post_approved",
+            MessageContent::SuggestedPostApprovalFailed => "suggested_post_approval_failed",
+            MessageContent::SuggestedPostDeclined => "suggested_post_declined",
+            MessageContent::SuggestedPostPaid => "suggested_post_paid",
+            MessageContent::SuggestedPostRefunded => "suggested_post_refunded",
+            MessageContent::VideoChatScheduled => "video_chat_scheduled",
+            MessageContent::VideoChatStarted => "video_chat_started",
+            MessageContent::VideoChatEnded => "video_chat_ended",
+            MessageContent::VideoChatParticipantsInvited => "video_chat_participants_invited",
+            MessageContent::WebAppData => "web_app_data",
+            MessageContent::ReplyMarkup => "reply_markup",
+        }
+    }
+}
+
+impl Message<'_> {
+    /// Whether this message carries `content`.
+    pub fn has(&self, content: MessageContent) -> bool {
+        self.0.get(content.field()).is_some_and(|v| !v.is_null())
+    }
+}
