@@ -436,6 +436,19 @@ impl<B: DataType, C: DataType, U: DataType> TypeHandler<B, C, U> {
         Self::new(|_| true, callback)
     }
 
+    /// Handles every update of `kind`: PTB's handler per kind (`PollHandler`,
+    /// `InlineQueryHandler`, `ChatMemberHandler`, `PreCheckoutQueryHandler`,
+    /// `ChatJoinRequestHandler`, `MessageReactionHandler`, `ChatBoostHandler`, ...) in one. The
+    /// callback reads the content typed from `ctx.view()` (`.poll()`, `.inline_query()`, ...).
+    /// A kind Telegram adds later is `UpdateKind::Other(name)`.
+    pub fn kind<F, Fut>(kind: UpdateKind, callback: F) -> Self
+    where
+        F: Fn(Context<B, C, U>) -> Fut + 'static,
+        Fut: Future<Output = HandlerResult> + 'static,
+    {
+        Self::new(move |u| u.kind().as_ref() == Some(&kind), callback)
+    }
+
     /// Handles updates for which `predicate` holds (e.g. `|u| u.kind().is_some_and(|k| k.as_str() == "poll")`).
     pub fn new<P, F, Fut>(predicate: P, callback: F) -> Self
     where

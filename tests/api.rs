@@ -129,3 +129,47 @@ fn replies_keep_the_topic_and_the_business_connection() {
     assert_eq!(target.business_connection_id.as_deref(), Some("bc1"));
     assert_eq!(target.message_thread_id, None);
 }
+
+#[test]
+fn every_update_kind_of_the_spec_is_modelled_and_has_a_view() {
+    let spec: Value = serde_json::from_str(include_str!("../spec/telegram-bot-api.json")).unwrap();
+    let fields = spec["types"]["Update"]["fields"].as_array().unwrap();
+    for field in fields.iter().filter(|f| f["name"] != "update_id") {
+        let name = field["name"].as_str().unwrap();
+        let kind = edgegram::types::UpdateKind::from_name(name);
+        assert!(
+            !matches!(kind, edgegram::types::UpdateKind::Other(_)),
+            "{name}"
+        );
+        let raw = json!({"update_id": 1, name: {"id": "x"}});
+        assert_eq!(api::Update(&raw).raw()[name]["id"], "x");
+    }
+}
+
+#[test]
+fn a_handler_per_update_kind_reads_its_content_typed() {
+    use edgegram::testing::Harness;
+    use edgegram::types::UpdateKind;
+    use edgegram::{Context, HandlerResult, TypeHandler};
+
+    async fn poll(ctx: Context) -> HandlerResult {
+        let poll = ctx.view().poll().ok_or("no poll")?;
+        ctx.bot()
+            .request(api::SendMessage::new(
+                1,
+                format!("{}: {}", poll.question(), poll.total_voter_count()),
+            ))
+            .await?;
+        Ok(())
+    }
+    let h = Harness::new(|b: edgegram::ApplicationBuilder| {
+        b.handler(TypeHandler::kind(UpdateKind::Poll, poll)).build()
+    });
+    h.process(
+        h.updates()
+            .from_json(json!({"poll": {"id": "p", "question": "Tea?",
+        "options": [], "total_voter_count": 3, "is_closed": false, "is_anonymous": true,
+        "type": "regular", "allows_multiple_answers": false}})),
+    );
+    assert_eq!(h.bot().texts(), ["Tea?: 3"]);
+}

@@ -38,7 +38,7 @@ const docs = (lines, indent = "") => lines.map((l) => doc(l, indent)).join("");
 // "The member's status in the chat, always “creator”".
 const constantOf = (field) => {
   if (!field || !field.required || field.types.join() !== "String") return null;
-  const m = field.description.match(/,\s*(?:always|must be)\s*["“]?([a-z_]+)["”]?\.?$/);
+  const m = field.description.match(/,\s*(?:always|must be)\s*["“]?([a-z0-9_]+)["”]?\.?$/);
   return m ? m[1] : null;
 };
 
@@ -50,6 +50,8 @@ const discriminator = (t) => {
   const fields = variants.map((s) => (types[s].fields ?? [])[0]);
   if (fields.some((f) => !constantOf(f))) return null;
   if (new Set(fields.map((f) => f.name)).size !== 1) return null;
+  // Two variants with one value (InlineQueryResultAudio and ...CachedAudio): no enum.
+  if (new Set(fields.map(constantOf)).size !== fields.length) return null;
   return { field: fields[0].name, values: variants.map((s, i) => [s, constantOf(fields[i])]) };
 };
 const variantName = (union, sub) => {

@@ -1290,14 +1290,10 @@ impl IntoParam for InlineQueryResultCachedGif {
 pub struct InlineQueryResultCachedMpeg4Gif(pub Map<String, Value>);
 
 impl InlineQueryResultCachedMpeg4Gif {
-    /// With the required fields: `type`, `id`, `mpeg4_file_id`.
-    pub fn new(
-        type_: impl Into<String>,
-        id: impl Into<String>,
-        mpeg4_file_id: impl Into<String>,
-    ) -> Self {
+    /// With the required fields: `id`, `mpeg4_file_id`.
+    pub fn new(id: impl Into<String>, mpeg4_file_id: impl Into<String>) -> Self {
         let mut map = Map::new();
-        map.insert("type".into(), Value::String(type_.into()));
+        map.insert("type".into(), Value::from("mpeg4_gif"));
         map.insert("id".into(), Value::String(id.into()));
         map.insert("mpeg4_file_id".into(), Value::String(mpeg4_file_id.into()));
         Self(map)
@@ -2088,15 +2084,14 @@ impl IntoParam for InlineQueryResultLocation {
 pub struct InlineQueryResultMpeg4Gif(pub Map<String, Value>);
 
 impl InlineQueryResultMpeg4Gif {
-    /// With the required fields: `type`, `id`, `mpeg4_url`, `thumbnail_url`.
+    /// With the required fields: `id`, `mpeg4_url`, `thumbnail_url`.
     pub fn new(
-        type_: impl Into<String>,
         id: impl Into<String>,
         mpeg4_url: impl Into<String>,
         thumbnail_url: impl Into<String>,
     ) -> Self {
         let mut map = Map::new();
-        map.insert("type".into(), Value::String(type_.into()));
+        map.insert("type".into(), Value::from("mpeg4_gif"));
         map.insert("id".into(), Value::String(id.into()));
         map.insert("mpeg4_url".into(), Value::String(mpeg4_url.into()));
         map.insert("thumbnail_url".into(), Value::String(thumbnail_url.into()));
