@@ -1,17 +1,17 @@
 //! Files to send ([`InputFile`]) and how a call that uploads one becomes a multipart form
-//! ([`Multipart::of`]).
+//! ([`Multipart::take`]).
 //!
 //! **Where the bytes travel.** A file from bytes is held inside the call's JSON parameters as
 //! one object, `{"edgegram_upload": {"filename": .., "base64": ..}}` ([`UPLOAD_KEY`]), so that
 //! every path a call takes stays JSON: [`crate::Bot::request`], the test kit's recorder, and
 //! the outbox a queued call is stored in. Only the transport that posts to Telegram turns it
-//! into `multipart/form-data` ([`Multipart::of`]): a top-level file is the part named by its
+//! into `multipart/form-data` ([`Multipart::take`]): a top-level file is the part named by its
 //! parameter, a nested one (an album's media) an `attach://<name>` reference and a part of
 //! that name. A queued call with more than [`MAX_QUEUED_UPLOAD_BYTES`] of uploads is refused
 //! when queued: it would be stored with the update. Send larger files with `ctx.bot()` (at
 //! once, never stored), or by URL or file id.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::param::IntoParam;
 use crate::error::{Error, Result};
@@ -121,60 +121,52 @@ pub struct Multipart {
 
 impl Multipart {
     /// The form of `method`'s `params`, or `None` when they upload nothing (post them as
-    /// JSON).
-    pub fn of(method: &str, params: &Value) -> Option<Result<Multipart>> {
+    /// JSON). Takes the values out of `params` (a nested upload is left as its
+    /// `attach://<name>`).
+    pub fn take(method: &str, params: &mut Value) -> Option<Result<Multipart>> {
         if !has_upload(params) {
             return None;
         }
-        Some(Self::build(method, params))
-    }
-
-    fn build(method: &str, params: &Value) -> Result<Multipart> {
         let mut form = Multipart {
             fields: Vec::new(),
             files: Vec::new(),
         };
-        let Some(object) = params.as_object() else {
-            return Ok(form);
+        let Some(object) = params.as_object_mut() else {
+            return Some(Ok(form));
         };
-        for (name, value) in object {
+        for (name, value) in object.iter_mut() {
             if let Some(upload) = Upload::from_param(method, value) {
-                form.files.push((name.clone(), upload?));
+                match upload {
+                    Ok(upload) => form.files.push((name.clone(), upload)),
+                    Err(e) => return Some(Err(e)),
+                }
                 continue;
             }
-            let value = form.attach(method, value)?;
-            let text = match value {
+            if let Err(e) = form.attach(method, value) {
+                return Some(Err(e));
+            }
+            let text = match value.take() {
                 Value::String(text) => text,
                 other => other.to_string(),
             };
             form.fields.push((name.clone(), text));
         }
-        Ok(form)
+        Some(Ok(form))
     }
 
-    /// `value` with each nested upload replaced by `attach://<name>` and added as a part.
-    fn attach(&mut self, method: &str, value: &Value) -> Result<Value> {
+    /// Replaces each upload inside `value` by `attach://<name>` and adds it as a part.
+    fn attach(&mut self, method: &str, value: &mut Value) -> Result<()> {
         if let Some(upload) = Upload::from_param(method, value) {
             let name = format!("file{}", self.files.len());
-            self.files.push((name.clone(), upload?));
-            return Ok(Value::String(format!("attach://{name}")));
+            *value = Value::String(format!("attach://{name}"));
+            self.files.push((name, upload?));
+            return Ok(());
         }
-        Ok(match value {
-            Value::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|item| self.attach(method, item))
-                    .collect::<Result<_>>()?,
-            ),
-            Value::Object(object) => {
-                let mut out = Map::new();
-                for (key, item) in object {
-                    out.insert(key.clone(), self.attach(method, item)?);
-                }
-                Value::Object(out)
-            }
-            other => other.clone(),
-        })
+        match value {
+            Value::Array(items) => items.iter_mut().try_for_each(|v| self.attach(method, v)),
+            Value::Object(object) => object.values_mut().try_for_each(|v| self.attach(method, v)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -267,14 +259,14 @@ mod tests {
 
     #[test]
     fn a_call_without_uploads_stays_json_and_one_with_uploads_is_a_form() {
-        let plain = json!({"chat_id": 5, "photo": "AgAD-file-id"});
-        assert_eq!(Multipart::of("sendPhoto", &plain), None);
+        let mut plain = json!({"chat_id": 5, "photo": "AgAD-file-id"});
+        assert_eq!(Multipart::take("sendPhoto", &mut plain), None);
 
         let photo = InputFile::bytes("cat.png", vec![0x89, b'P', b'N', b'G']).into_param();
-        let params = json!({"chat_id": 5, "photo": photo, "caption": "a cat",
+        let mut params = json!({"chat_id": 5, "photo": photo, "caption": "a cat",
             "reply_markup": {"inline_keyboard": []}});
         assert_eq!(upload_bytes(&params), 6, "8 base64 characters");
-        let form = Multipart::of("sendPhoto", &params).unwrap().unwrap();
+        let form = Multipart::take("sendPhoto", &mut params).unwrap().unwrap();
         assert_eq!(
             form.fields,
             [
@@ -296,10 +288,12 @@ mod tests {
     fn nested_uploads_are_attached_by_name() {
         let a = InputFile::bytes("a.jpg", b"AAA".to_vec()).into_param();
         let b = InputFile::bytes("b.jpg", b"BB".to_vec()).into_param();
-        let params = json!({"chat_id": 5, "media": [
+        let mut params = json!({"chat_id": 5, "media": [
             {"type": "photo", "media": a}, {"type": "photo", "media": "file-id"},
             {"type": "photo", "media": b}]});
-        let form = Multipart::of("sendMediaGroup", &params).unwrap().unwrap();
+        let form = Multipart::take("sendMediaGroup", &mut params)
+            .unwrap()
+            .unwrap();
         let media: Value = serde_json::from_str(&form.fields[1].1).unwrap();
         assert_eq!(media[0]["media"], "attach://file0");
         assert_eq!(media[1]["media"], "file-id");
@@ -314,8 +308,10 @@ mod tests {
 
     #[test]
     fn an_upload_that_does_not_decode_names_the_method() {
-        let params = json!({"photo": {UPLOAD_KEY: {"filename": "x", "base64": "%%%"}}});
-        let err = Multipart::of("sendPhoto", &params).unwrap().unwrap_err();
+        let mut params = json!({"photo": {UPLOAD_KEY: {"filename": "x", "base64": "%%%"}}});
+        let err = Multipart::take("sendPhoto", &mut params)
+            .unwrap()
+            .unwrap_err();
         assert!(err.to_string().contains("sendPhoto"), "{err}");
     }
 }

@@ -47,7 +47,7 @@ impl FetchBot {
         crate::bot::redact(&text, &self.token)
     }
 
-    async fn send(&self, method: &str, params: Value) -> Result<Value> {
+    async fn send(&self, method: &str, mut params: Value) -> Result<Value> {
         let fail = |kind: BotApiErrorKind, description: String| Error::BotApi {
             method: method.to_string(),
             code: None,
@@ -55,7 +55,7 @@ impl FetchBot {
             kind,
         };
         let url = format!("{}/bot{}/{}", self.base, self.token, method);
-        let request = match Multipart::of(method, &params) {
+        let request = match Multipart::take(method, &mut params) {
             None => json_request(&url, Method::Post, Some(params.to_string())),
             Some(form) => form_request(&url, &form?),
         }

@@ -279,7 +279,7 @@ impl BotCall {
     /// parameter, or `file0`.. for an album's media) and the upload. Empty for a call that
     /// uploads nothing.
     pub fn uploads(&self) -> Vec<(String, Upload)> {
-        match Multipart::of(&self.method, &self.params) {
+        match Multipart::take(&self.method, &mut self.params.clone()) {
             Some(Ok(form)) => form.files,
             _ => Vec::new(),
         }
