@@ -220,7 +220,8 @@ const builder = (name, fields, prefix, typeDocs, extra) => {
   }
   out += typeDocs;
   out += `#[derive(Debug, Clone, PartialEq, Default, Serialize)]\n#[serde(transparent)]\npub struct ${name}(pub Map<String, Value>);\n\nimpl ${name} {\n`;
-  out += `    /// With the required fields${required.length ? `: ${required.map((f) => `\`${f.name}\``).join(", ")}` : " (none)"}.\n`;
+  out += `    /// With the required fields${required.length ? ":" : " (none)."}\n`;
+  for (const f of required) out += doc(`- \`${f.name}\`: ${f.description}`, "    ");
   out += `    pub fn new(${required.map((f) => `${ident(f.name)}: ${paramType(f, prefix).arg}`).join(", ")}) -> Self {\n`;
   out += `        let ${constants.length + required.length ? "mut " : ""}map = Map::new();\n`;
   for (const [f, c] of constants) out += `        map.insert("${f.name}".into(), Value::from("${c}"));\n`;

@@ -18,7 +18,12 @@ use super::InputFile;
 pub struct AcceptedGiftTypes(pub Map<String, Value>);
 
 impl AcceptedGiftTypes {
-    /// With the required fields: `unlimited_gifts`, `limited_gifts`, `unique_gifts`, `premium_subscription`, `gifts_from_channels`.
+    /// With the required fields:
+    /// - `unlimited_gifts`: True, if unlimited regular gifts are accepted
+    /// - `limited_gifts`: True, if limited regular gifts are accepted
+    /// - `unique_gifts`: True, if unique gifts or gifts that can be upgraded to unique for free are accepted
+    /// - `premium_subscription`: True, if a Telegram Premium subscription is accepted
+    /// - `gifts_from_channels`: True, if transfers of unique gifts from channels are accepted
     pub fn new(
         unlimited_gifts: bool,
         limited_gifts: bool,
@@ -56,7 +61,9 @@ impl IntoParam for AcceptedGiftTypes {
 pub struct BotCommand(pub Map<String, Value>);
 
 impl BotCommand {
-    /// With the required fields: `command`, `description`.
+    /// With the required fields:
+    /// - `command`: Text of the command; 1-32 characters. Can contain only lowercase English letters, digits and underscores.
+    /// - `description`: Description of the command; 1-256 characters
     pub fn new(command: impl Into<String>, description: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("command".into(), Value::String(command.into()));
@@ -207,7 +214,8 @@ impl IntoParam for BotCommandScopeAllPrivateChats {
 pub struct BotCommandScopeChat(pub Map<String, Value>);
 
 impl BotCommandScopeChat {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username. Channel direct messages chats and channel chats aren't supported.
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("chat"));
@@ -230,7 +238,8 @@ impl IntoParam for BotCommandScopeChat {
 pub struct BotCommandScopeChatAdministrators(pub Map<String, Value>);
 
 impl BotCommandScopeChatAdministrators {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username. Channel direct messages chats and channel chats aren't supported.
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("chat_administrators"));
@@ -253,7 +262,9 @@ impl IntoParam for BotCommandScopeChatAdministrators {
 pub struct BotCommandScopeChatMember(pub Map<String, Value>);
 
 impl BotCommandScopeChatMember {
-    /// With the required fields: `chat_id`, `user_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username. Channel direct messages chats and channel chats aren't supported.
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("chat_member"));
@@ -320,7 +331,18 @@ impl IntoParam for CallbackGame {
 pub struct ChatAdministratorRights(pub Map<String, Value>);
 
 impl ChatAdministratorRights {
-    /// With the required fields: `is_anonymous`, `can_manage_chat`, `can_delete_messages`, `can_manage_video_chats`, `can_restrict_members`, `can_promote_members`, `can_change_info`, `can_invite_users`, `can_post_stories`, `can_edit_stories`, `can_delete_stories`.
+    /// With the required fields:
+    /// - `is_anonymous`: True, if the user's presence in the chat is hidden
+    /// - `can_manage_chat`: True, if the administrator can access the chat event log, get boost list, see hidden supergroup and channel members, report spam messages, ignore slow mode, and send messages to the chat without paying Telegram Stars. Implied by any other administrator privilege.
+    /// - `can_delete_messages`: True, if the administrator can delete messages of other users
+    /// - `can_manage_video_chats`: True, if the administrator can manage video chats
+    /// - `can_restrict_members`: True, if the administrator can restrict, ban or unban chat members, or access supergroup statistics
+    /// - `can_promote_members`: True, if the administrator can add new administrators with a subset of their own privileges or demote administrators that they have promoted, directly or indirectly (promoted by administrators that were appointed by the user)
+    /// - `can_change_info`: True, if the user is allowed to change the chat title, photo and other settings
+    /// - `can_invite_users`: True, if the user is allowed to invite new users to the chat
+    /// - `can_post_stories`: True, if the administrator can post stories to the chat
+    /// - `can_edit_stories`: True, if the administrator can edit stories posted by other users, post stories to the chat page, pin chat stories, and access the chat's story archive
+    /// - `can_delete_stories`: True, if the administrator can delete stories posted by other users
     pub fn new(
         is_anonymous: bool,
         can_manage_chat: bool,
@@ -563,7 +585,8 @@ impl IntoParam for ChatPermissions {
 pub struct CopyTextButton(pub Map<String, Value>);
 
 impl CopyTextButton {
-    /// With the required fields: `text`.
+    /// With the required fields:
+    /// - `text`: The text to be copied to the clipboard; 1-256 characters
     pub fn new(text: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("text".into(), Value::String(text.into()));
@@ -585,7 +608,8 @@ impl IntoParam for CopyTextButton {
 pub struct ForceReply(pub Map<String, Value>);
 
 impl ForceReply {
-    /// With the required fields: `force_reply`.
+    /// With the required fields:
+    /// - `force_reply`: Shows reply interface to the user, as if they manually selected the bot's message and tapped 'Reply'
     pub fn new(force_reply: bool) -> Self {
         let mut map = Map::new();
         map.insert("force_reply".into(), force_reply.into_param());
@@ -622,7 +646,8 @@ impl IntoParam for ForceReply {
 pub struct InlineKeyboardButton(pub Map<String, Value>);
 
 impl InlineKeyboardButton {
-    /// With the required fields: `text`.
+    /// With the required fields:
+    /// - `text`: Label text on the button
     pub fn new(text: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("text".into(), Value::String(text.into()));
@@ -736,7 +761,8 @@ impl IntoParam for InlineKeyboardButton {
 pub struct InlineKeyboardMarkup(pub Map<String, Value>);
 
 impl InlineKeyboardMarkup {
-    /// With the required fields: `inline_keyboard`.
+    /// With the required fields:
+    /// - `inline_keyboard`: Array of button rows, each represented by an Array of InlineKeyboardButton objects
     pub fn new(inline_keyboard: Vec<Vec<InlineKeyboardButton>>) -> Self {
         let mut map = Map::new();
         map.insert("inline_keyboard".into(), inline_keyboard.into_param());
@@ -912,7 +938,10 @@ impl IntoParam for InlineQueryResult {
 pub struct InlineQueryResultArticle(pub Map<String, Value>);
 
 impl InlineQueryResultArticle {
-    /// With the required fields: `id`, `title`, `input_message_content`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 Bytes
+    /// - `title`: Title of the result
+    /// - `input_message_content`: Content of the message to be sent
     pub fn new(
         id: impl Into<String>,
         title: impl Into<String>,
@@ -985,7 +1014,10 @@ impl IntoParam for InlineQueryResultArticle {
 pub struct InlineQueryResultAudio(pub Map<String, Value>);
 
 impl InlineQueryResultAudio {
-    /// With the required fields: `id`, `audio_url`, `title`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `audio_url`: A valid URL for the audio file
+    /// - `title`: Title
     pub fn new(
         id: impl Into<String>,
         audio_url: impl Into<String>,
@@ -1068,7 +1100,9 @@ impl IntoParam for InlineQueryResultAudio {
 pub struct InlineQueryResultCachedAudio(pub Map<String, Value>);
 
 impl InlineQueryResultCachedAudio {
-    /// With the required fields: `id`, `audio_file_id`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `audio_file_id`: A valid file identifier for the audio file
     pub fn new(id: impl Into<String>, audio_file_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("audio"));
@@ -1132,7 +1166,10 @@ impl IntoParam for InlineQueryResultCachedAudio {
 pub struct InlineQueryResultCachedDocument(pub Map<String, Value>);
 
 impl InlineQueryResultCachedDocument {
-    /// With the required fields: `id`, `title`, `document_file_id`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `title`: Title for the result
+    /// - `document_file_id`: A valid file identifier for the file
     pub fn new(
         id: impl Into<String>,
         title: impl Into<String>,
@@ -1211,7 +1248,9 @@ impl IntoParam for InlineQueryResultCachedDocument {
 pub struct InlineQueryResultCachedGif(pub Map<String, Value>);
 
 impl InlineQueryResultCachedGif {
-    /// With the required fields: `id`, `gif_file_id`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `gif_file_id`: A valid file identifier for the GIF file
     pub fn new(id: impl Into<String>, gif_file_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("gif"));
@@ -1290,7 +1329,9 @@ impl IntoParam for InlineQueryResultCachedGif {
 pub struct InlineQueryResultCachedMpeg4Gif(pub Map<String, Value>);
 
 impl InlineQueryResultCachedMpeg4Gif {
-    /// With the required fields: `id`, `mpeg4_file_id`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `mpeg4_file_id`: A valid file identifier for the MPEG4 file
     pub fn new(id: impl Into<String>, mpeg4_file_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("mpeg4_gif"));
@@ -1369,7 +1410,9 @@ impl IntoParam for InlineQueryResultCachedMpeg4Gif {
 pub struct InlineQueryResultCachedPhoto(pub Map<String, Value>);
 
 impl InlineQueryResultCachedPhoto {
-    /// With the required fields: `id`, `photo_file_id`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `photo_file_id`: A valid file identifier of the photo
     pub fn new(id: impl Into<String>, photo_file_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("photo"));
@@ -1455,7 +1498,9 @@ impl IntoParam for InlineQueryResultCachedPhoto {
 pub struct InlineQueryResultCachedSticker(pub Map<String, Value>);
 
 impl InlineQueryResultCachedSticker {
-    /// With the required fields: `id`, `sticker_file_id`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `sticker_file_id`: A valid file identifier of the sticker
     pub fn new(id: impl Into<String>, sticker_file_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("sticker"));
@@ -1501,7 +1546,10 @@ impl IntoParam for InlineQueryResultCachedSticker {
 pub struct InlineQueryResultCachedVideo(pub Map<String, Value>);
 
 impl InlineQueryResultCachedVideo {
-    /// With the required fields: `id`, `video_file_id`, `title`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `video_file_id`: A valid file identifier for the video file
+    /// - `title`: Title for the result
     pub fn new(
         id: impl Into<String>,
         video_file_id: impl Into<String>,
@@ -1586,7 +1634,10 @@ impl IntoParam for InlineQueryResultCachedVideo {
 pub struct InlineQueryResultCachedVoice(pub Map<String, Value>);
 
 impl InlineQueryResultCachedVoice {
-    /// With the required fields: `id`, `voice_file_id`, `title`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `voice_file_id`: A valid file identifier for the voice message
+    /// - `title`: Voice message title
     pub fn new(
         id: impl Into<String>,
         voice_file_id: impl Into<String>,
@@ -1655,7 +1706,10 @@ impl IntoParam for InlineQueryResultCachedVoice {
 pub struct InlineQueryResultContact(pub Map<String, Value>);
 
 impl InlineQueryResultContact {
-    /// With the required fields: `id`, `phone_number`, `first_name`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 Bytes
+    /// - `phone_number`: Contact's phone number
+    /// - `first_name`: Contact's first name
     pub fn new(
         id: impl Into<String>,
         phone_number: impl Into<String>,
@@ -1737,7 +1791,11 @@ impl IntoParam for InlineQueryResultContact {
 pub struct InlineQueryResultDocument(pub Map<String, Value>);
 
 impl InlineQueryResultDocument {
-    /// With the required fields: `id`, `title`, `document_url`, `mime_type`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `title`: Title for the result
+    /// - `document_url`: A valid URL for the file
+    /// - `mime_type`: MIME type of the content of the file, either "application/pdf" or "application/zip"
     pub fn new(
         id: impl Into<String>,
         title: impl Into<String>,
@@ -1836,7 +1894,9 @@ impl IntoParam for InlineQueryResultDocument {
 pub struct InlineQueryResultGame(pub Map<String, Value>);
 
 impl InlineQueryResultGame {
-    /// With the required fields: `id`, `game_short_name`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `game_short_name`: Short name of the game
     pub fn new(id: impl Into<String>, game_short_name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("game"));
@@ -1870,7 +1930,10 @@ impl IntoParam for InlineQueryResultGame {
 pub struct InlineQueryResultGif(pub Map<String, Value>);
 
 impl InlineQueryResultGif {
-    /// With the required fields: `id`, `gif_url`, `thumbnail_url`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `gif_url`: A valid URL for the GIF file
+    /// - `thumbnail_url`: URL of the static (JPEG or GIF) or animated (MPEG4) thumbnail for the result
     pub fn new(
         id: impl Into<String>,
         gif_url: impl Into<String>,
@@ -1982,7 +2045,11 @@ impl IntoParam for InlineQueryResultGif {
 pub struct InlineQueryResultLocation(pub Map<String, Value>);
 
 impl InlineQueryResultLocation {
-    /// With the required fields: `id`, `latitude`, `longitude`, `title`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 Bytes
+    /// - `latitude`: Location latitude in degrees
+    /// - `longitude`: Location longitude in degrees
+    /// - `title`: Location title
     pub fn new(
         id: impl Into<String>,
         latitude: f64,
@@ -2084,7 +2151,10 @@ impl IntoParam for InlineQueryResultLocation {
 pub struct InlineQueryResultMpeg4Gif(pub Map<String, Value>);
 
 impl InlineQueryResultMpeg4Gif {
-    /// With the required fields: `id`, `mpeg4_url`, `thumbnail_url`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `mpeg4_url`: A valid URL for the MPEG4 file
+    /// - `thumbnail_url`: URL of the static (JPEG or GIF) or animated (MPEG4) thumbnail for the result
     pub fn new(
         id: impl Into<String>,
         mpeg4_url: impl Into<String>,
@@ -2198,7 +2268,10 @@ impl IntoParam for InlineQueryResultMpeg4Gif {
 pub struct InlineQueryResultPhoto(pub Map<String, Value>);
 
 impl InlineQueryResultPhoto {
-    /// With the required fields: `id`, `photo_url`, `thumbnail_url`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `photo_url`: A valid URL of the photo. Photo must be in JPEG format. Photo size must not exceed 5MB.
+    /// - `thumbnail_url`: URL of the thumbnail for the photo
     pub fn new(
         id: impl Into<String>,
         photo_url: impl Into<String>,
@@ -2303,7 +2376,12 @@ impl IntoParam for InlineQueryResultPhoto {
 pub struct InlineQueryResultVenue(pub Map<String, Value>);
 
 impl InlineQueryResultVenue {
-    /// With the required fields: `id`, `latitude`, `longitude`, `title`, `address`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 Bytes
+    /// - `latitude`: Latitude of the venue location in degrees
+    /// - `longitude`: Longitude of the venue location in degrees
+    /// - `title`: Title of the venue
+    /// - `address`: Address of the venue
     pub fn new(
         id: impl Into<String>,
         latitude: f64,
@@ -2410,7 +2488,12 @@ impl IntoParam for InlineQueryResultVenue {
 pub struct InlineQueryResultVideo(pub Map<String, Value>);
 
 impl InlineQueryResultVideo {
-    /// With the required fields: `id`, `video_url`, `mime_type`, `thumbnail_url`, `title`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `video_url`: A valid URL for the embedded video player or video file
+    /// - `mime_type`: MIME type of the content of the video URL, "text/html" or "video/mp4"
+    /// - `thumbnail_url`: URL of the thumbnail (JPEG only) for the video
+    /// - `title`: Title for the result
     pub fn new(
         id: impl Into<String>,
         video_url: impl Into<String>,
@@ -2520,7 +2603,10 @@ impl IntoParam for InlineQueryResultVideo {
 pub struct InlineQueryResultVoice(pub Map<String, Value>);
 
 impl InlineQueryResultVoice {
-    /// With the required fields: `id`, `voice_url`, `title`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this result, 1-64 bytes
+    /// - `voice_url`: A valid URL for the voice recording
+    /// - `title`: Recording title
     pub fn new(
         id: impl Into<String>,
         voice_url: impl Into<String>,
@@ -2596,7 +2682,8 @@ impl IntoParam for InlineQueryResultVoice {
 pub struct InlineQueryResultsButton(pub Map<String, Value>);
 
 impl InlineQueryResultsButton {
-    /// With the required fields: `text`.
+    /// With the required fields:
+    /// - `text`: Label text on the button
     pub fn new(text: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("text".into(), Value::String(text.into()));
@@ -2633,7 +2720,9 @@ impl IntoParam for InlineQueryResultsButton {
 pub struct InputChecklist(pub Map<String, Value>);
 
 impl InputChecklist {
-    /// With the required fields: `title`, `tasks`.
+    /// With the required fields:
+    /// - `title`: Title of the checklist; 1-255 characters after entities parsing
+    /// - `tasks`: List of 1-30 tasks in the checklist
     pub fn new(title: impl Into<String>, tasks: Vec<InputChecklistTask>) -> Self {
         let mut map = Map::new();
         map.insert("title".into(), Value::String(title.into()));
@@ -2688,7 +2777,9 @@ impl IntoParam for InputChecklist {
 pub struct InputChecklistTask(pub Map<String, Value>);
 
 impl InputChecklistTask {
-    /// With the required fields: `id`, `text`.
+    /// With the required fields:
+    /// - `id`: Unique identifier of the task; must be positive and unique among all task identifiers currently present in the checklist
+    /// - `text`: Text of the task; 1-100 characters after entities parsing
     pub fn new(id: i64, text: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("id".into(), id.into_param());
@@ -2725,7 +2816,9 @@ impl IntoParam for InputChecklistTask {
 pub struct InputContactMessageContent(pub Map<String, Value>);
 
 impl InputContactMessageContent {
-    /// With the required fields: `phone_number`, `first_name`.
+    /// With the required fields:
+    /// - `phone_number`: Contact's phone number
+    /// - `first_name`: Contact's first name
     pub fn new(phone_number: impl Into<String>, first_name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("phone_number".into(), Value::String(phone_number.into()));
@@ -2761,7 +2854,12 @@ impl IntoParam for InputContactMessageContent {
 pub struct InputInvoiceMessageContent(pub Map<String, Value>);
 
 impl InputInvoiceMessageContent {
-    /// With the required fields: `title`, `description`, `payload`, `currency`, `prices`.
+    /// With the required fields:
+    /// - `title`: Product name, 1-32 characters
+    /// - `description`: Product description, 1-255 characters
+    /// - `payload`: Bot-defined invoice payload, 1-128 bytes. This will not be displayed to the user, use it for your internal processes.
+    /// - `currency`: Three-letter ISO 4217 currency code, see more on currencies. Pass "XTR" for payments in Telegram Stars.
+    /// - `prices`: Price breakdown, a JSON-serialized list of components (e.g. product price, tax, discount, delivery cost, delivery tax, bonus, etc.). Must contain exactly one item for payments in Telegram Stars.
     pub fn new(
         title: impl Into<String>,
         description: impl Into<String>,
@@ -2905,7 +3003,9 @@ impl IntoParam for InputInvoiceMessageContent {
 pub struct InputLocationMessageContent(pub Map<String, Value>);
 
 impl InputLocationMessageContent {
-    /// With the required fields: `latitude`, `longitude`.
+    /// With the required fields:
+    /// - `latitude`: Latitude of the location in degrees
+    /// - `longitude`: Longitude of the location in degrees
     pub fn new(latitude: f64, longitude: f64) -> Self {
         let mut map = Map::new();
         map.insert("latitude".into(), latitude.into_param());
@@ -3014,7 +3114,8 @@ impl IntoParam for InputMedia {
 pub struct InputMediaAnimation(pub Map<String, Value>);
 
 impl InputMediaAnimation {
-    /// With the required fields: `media`.
+    /// With the required fields:
+    /// - `media`: File to send. Pass a file_id to send a file that exists on the Telegram servers (recommended), pass an HTTP URL for Telegram to get a file from the Internet, or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(media: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("animation"));
@@ -3099,7 +3200,8 @@ impl IntoParam for InputMediaAnimation {
 pub struct InputMediaAudio(pub Map<String, Value>);
 
 impl InputMediaAudio {
-    /// With the required fields: `media`.
+    /// With the required fields:
+    /// - `media`: File to send. Pass a file_id to send a file that exists on the Telegram servers (recommended), pass an HTTP URL for Telegram to get a file from the Internet, or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(media: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("audio"));
@@ -3169,7 +3271,8 @@ impl IntoParam for InputMediaAudio {
 pub struct InputMediaDocument(pub Map<String, Value>);
 
 impl InputMediaDocument {
-    /// With the required fields: `media`.
+    /// With the required fields:
+    /// - `media`: File to send. Pass a file_id to send a file that exists on the Telegram servers (recommended), pass an HTTP URL for Telegram to get a file from the Internet, or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(media: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("document"));
@@ -3229,7 +3332,8 @@ impl IntoParam for InputMediaDocument {
 pub struct InputMediaLink(pub Map<String, Value>);
 
 impl InputMediaLink {
-    /// With the required fields: `url`.
+    /// With the required fields:
+    /// - `url`: HTTP URL of the link
     pub fn new(url: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("link"));
@@ -3252,7 +3356,9 @@ impl IntoParam for InputMediaLink {
 pub struct InputMediaLivePhoto(pub Map<String, Value>);
 
 impl InputMediaLivePhoto {
-    /// With the required fields: `media`, `photo`.
+    /// With the required fields:
+    /// - `media`: Video of the live photo to send. Pass a file_id to send a file that exists on the Telegram servers (recommended) or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files. Sending live photos by a URL is currently unsupported.
+    /// - `photo`: The static photo to send. Pass a file_id to send a file that exists on the Telegram servers (recommended) or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files. Sending live photos by a URL is currently unsupported.
     pub fn new(media: impl Into<InputFile>, photo: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("live_photo"));
@@ -3313,7 +3419,9 @@ impl IntoParam for InputMediaLivePhoto {
 pub struct InputMediaLocation(pub Map<String, Value>);
 
 impl InputMediaLocation {
-    /// With the required fields: `latitude`, `longitude`.
+    /// With the required fields:
+    /// - `latitude`: Latitude of the location
+    /// - `longitude`: Longitude of the location
     pub fn new(latitude: f64, longitude: f64) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("location"));
@@ -3346,7 +3454,8 @@ impl IntoParam for InputMediaLocation {
 pub struct InputMediaPhoto(pub Map<String, Value>);
 
 impl InputMediaPhoto {
-    /// With the required fields: `media`.
+    /// With the required fields:
+    /// - `media`: File to send. Pass a file_id to send a file that exists on the Telegram servers (recommended), pass an HTTP URL for Telegram to get a file from the Internet, or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(media: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("photo"));
@@ -3406,7 +3515,8 @@ impl IntoParam for InputMediaPhoto {
 pub struct InputMediaSticker(pub Map<String, Value>);
 
 impl InputMediaSticker {
-    /// With the required fields: `media`.
+    /// With the required fields:
+    /// - `media`: File to send. Pass a file_id to send a file that exists on the Telegram servers (recommended), pass an HTTP URL for Telegram to get a .WEBP sticker from the Internet, or pass "attach://\<file_attach_name\>" to upload a new .WEBP, .TGS, or .WEBM sticker using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(media: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("sticker"));
@@ -3435,7 +3545,11 @@ impl IntoParam for InputMediaSticker {
 pub struct InputMediaVenue(pub Map<String, Value>);
 
 impl InputMediaVenue {
-    /// With the required fields: `latitude`, `longitude`, `title`, `address`.
+    /// With the required fields:
+    /// - `latitude`: Latitude of the location
+    /// - `longitude`: Longitude of the location
+    /// - `title`: Name of the venue
+    /// - `address`: Address of the venue
     pub fn new(
         latitude: f64,
         longitude: f64,
@@ -3500,7 +3614,8 @@ impl IntoParam for InputMediaVenue {
 pub struct InputMediaVideo(pub Map<String, Value>);
 
 impl InputMediaVideo {
-    /// With the required fields: `media`.
+    /// With the required fields:
+    /// - `media`: File to send. Pass a file_id to send a file that exists on the Telegram servers (recommended), pass an HTTP URL for Telegram to get a file from the Internet, or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(media: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("video"));
@@ -3694,7 +3809,9 @@ impl IntoParam for InputPaidMedia {
 pub struct InputPaidMediaLivePhoto(pub Map<String, Value>);
 
 impl InputPaidMediaLivePhoto {
-    /// With the required fields: `media`, `photo`.
+    /// With the required fields:
+    /// - `media`: Video of the live photo to send. Pass a file_id to send a file that exists on the Telegram servers (recommended) or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files. Sending live photos by a URL is currently unsupported.
+    /// - `photo`: The static photo to send. Pass a file_id to send a file that exists on the Telegram servers (recommended) or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files. Sending live photos by a URL is currently unsupported.
     pub fn new(media: impl Into<InputFile>, photo: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("live_photo"));
@@ -3718,7 +3835,8 @@ impl IntoParam for InputPaidMediaLivePhoto {
 pub struct InputPaidMediaPhoto(pub Map<String, Value>);
 
 impl InputPaidMediaPhoto {
-    /// With the required fields: `media`.
+    /// With the required fields:
+    /// - `media`: File to send. Pass a file_id to send a file that exists on the Telegram servers (recommended), pass an HTTP URL for Telegram to get a file from the Internet, or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(media: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("photo"));
@@ -3741,7 +3859,8 @@ impl IntoParam for InputPaidMediaPhoto {
 pub struct InputPaidMediaVideo(pub Map<String, Value>);
 
 impl InputPaidMediaVideo {
-    /// With the required fields: `media`.
+    /// With the required fields:
+    /// - `media`: File to send. Pass a file_id to send a file that exists on the Telegram servers (recommended), pass an HTTP URL for Telegram to get a file from the Internet, or pass "attach://\<file_attach_name\>" to upload a new one using multipart/form-data under \<file_attach_name\> name. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(media: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("video"));
@@ -3878,7 +3997,8 @@ impl IntoParam for InputPollMedia {
 pub struct InputPollOption(pub Map<String, Value>);
 
 impl InputPollOption {
-    /// With the required fields: `text`.
+    /// With the required fields:
+    /// - `text`: Option text, 1-100 characters
     pub fn new(text: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("text".into(), Value::String(text.into()));
@@ -4018,7 +4138,8 @@ impl IntoParam for InputProfilePhoto {
 pub struct InputProfilePhotoAnimated(pub Map<String, Value>);
 
 impl InputProfilePhotoAnimated {
-    /// With the required fields: `animation`.
+    /// With the required fields:
+    /// - `animation`: The animated profile photo. Profile photos can't be reused and can only be uploaded as a new file, so you can pass "attach://\<file_attach_name\>" if the photo was uploaded using multipart/form-data under \<file_attach_name\>. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(animation: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("animated"));
@@ -4050,7 +4171,8 @@ impl IntoParam for InputProfilePhotoAnimated {
 pub struct InputProfilePhotoStatic(pub Map<String, Value>);
 
 impl InputProfilePhotoStatic {
-    /// With the required fields: `photo`.
+    /// With the required fields:
+    /// - `photo`: The static profile photo. Profile photos can't be reused and can only be uploaded as a new file, so you can pass "attach://\<file_attach_name\>" if the photo was uploaded using multipart/form-data under \<file_attach_name\>. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(photo: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("static"));
@@ -4122,7 +4244,8 @@ impl IntoParam for InputRichMessage {
 pub struct InputRichMessageContent(pub Map<String, Value>);
 
 impl InputRichMessageContent {
-    /// With the required fields: `rich_message`.
+    /// With the required fields:
+    /// - `rich_message`: The message to be sent
     pub fn new(rich_message: InputRichMessage) -> Self {
         let mut map = Map::new();
         map.insert("rich_message".into(), rich_message.into_param());
@@ -4144,7 +4267,10 @@ impl IntoParam for InputRichMessageContent {
 pub struct InputSticker(pub Map<String, Value>);
 
 impl InputSticker {
-    /// With the required fields: `sticker`, `format`, `emoji_list`.
+    /// With the required fields:
+    /// - `sticker`: The added sticker. Pass a file_id as a String to send a file that already exists on the Telegram servers, pass an HTTP URL as a String for Telegram to get a file from the Internet, or pass "attach://\<file_attach_name\>" to upload a new file using multipart/form-data under \<file_attach_name\> name. Animated and video stickers can't be uploaded via HTTP URL. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
+    /// - `format`: Format of the added sticker, must be one of "static" for a .WEBP or .PNG image, "animated" for a .TGS animation, "video" for a .WEBM video
+    /// - `emoji_list`: List of 1-20 emoji associated with the sticker
     pub fn new(
         sticker: impl Into<InputFile>,
         format: impl Into<String>,
@@ -4212,7 +4338,8 @@ impl IntoParam for InputStoryContent {
 pub struct InputStoryContentPhoto(pub Map<String, Value>);
 
 impl InputStoryContentPhoto {
-    /// With the required fields: `photo`.
+    /// With the required fields:
+    /// - `photo`: The photo to post as a story. The photo must be of the size 1080x1920 and must not exceed 10 MB. The photo can't be reused and can only be uploaded as a new file, so you can pass "attach://\<file_attach_name\>" if the photo was uploaded using multipart/form-data under \<file_attach_name\>. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(photo: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("photo"));
@@ -4235,7 +4362,8 @@ impl IntoParam for InputStoryContentPhoto {
 pub struct InputStoryContentVideo(pub Map<String, Value>);
 
 impl InputStoryContentVideo {
-    /// With the required fields: `video`.
+    /// With the required fields:
+    /// - `video`: The video to post as a story. The video must be of the size 720x1280, streamable, encoded with H.265 codec, with key frames added each second in the MPEG4 format, and must not exceed 30 MB. The video can't be reused and can only be uploaded as a new file, so you can pass "attach://\<file_attach_name\>" if the video was uploaded using multipart/form-data under \<file_attach_name\>. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(video: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("video"));
@@ -4280,7 +4408,8 @@ impl IntoParam for InputStoryContentVideo {
 pub struct InputTextMessageContent(pub Map<String, Value>);
 
 impl InputTextMessageContent {
-    /// With the required fields: `message_text`.
+    /// With the required fields:
+    /// - `message_text`: Text of the message to be sent, 1-4096 characters
     pub fn new(message_text: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("message_text".into(), Value::String(message_text.into()));
@@ -4324,7 +4453,11 @@ impl IntoParam for InputTextMessageContent {
 pub struct InputVenueMessageContent(pub Map<String, Value>);
 
 impl InputVenueMessageContent {
-    /// With the required fields: `latitude`, `longitude`, `title`, `address`.
+    /// With the required fields:
+    /// - `latitude`: Latitude of the venue in degrees
+    /// - `longitude`: Longitude of the venue in degrees
+    /// - `title`: Name of the venue
+    /// - `address`: Address of the venue
     pub fn new(
         latitude: f64,
         longitude: f64,
@@ -4388,7 +4521,8 @@ impl IntoParam for InputVenueMessageContent {
 pub struct KeyboardButton(pub Map<String, Value>);
 
 impl KeyboardButton {
-    /// With the required fields: `text`.
+    /// With the required fields:
+    /// - `text`: Text of the button. If none of the fields other than text, icon_custom_emoji_id, and style are used, it will be sent as a message when the button is pressed.
     pub fn new(text: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("text".into(), Value::String(text.into()));
@@ -4505,7 +4639,9 @@ impl IntoParam for KeyboardButtonPollType {
 pub struct KeyboardButtonRequestChat(pub Map<String, Value>);
 
 impl KeyboardButtonRequestChat {
-    /// With the required fields: `request_id`, `chat_is_channel`.
+    /// With the required fields:
+    /// - `request_id`: Signed 32-bit identifier of the request, which will be received back in the ChatShared object. Must be unique within the message.
+    /// - `chat_is_channel`: Pass True to request a channel chat, pass False to request a group or a supergroup chat
     pub fn new(request_id: i64, chat_is_channel: bool) -> Self {
         let mut map = Map::new();
         map.insert("request_id".into(), request_id.into_param());
@@ -4601,7 +4737,8 @@ impl IntoParam for KeyboardButtonRequestChat {
 pub struct KeyboardButtonRequestManagedBot(pub Map<String, Value>);
 
 impl KeyboardButtonRequestManagedBot {
-    /// With the required fields: `request_id`.
+    /// With the required fields:
+    /// - `request_id`: Signed 32-bit identifier of the request. Must be unique within the message.
     pub fn new(request_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("request_id".into(), request_id.into_param());
@@ -4641,7 +4778,8 @@ impl IntoParam for KeyboardButtonRequestManagedBot {
 pub struct KeyboardButtonRequestUsers(pub Map<String, Value>);
 
 impl KeyboardButtonRequestUsers {
-    /// With the required fields: `request_id`.
+    /// With the required fields:
+    /// - `request_id`: Signed 32-bit identifier of the request that will be received back in the UsersShared object. Must be unique within the message.
     pub fn new(request_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("request_id".into(), request_id.into_param());
@@ -4705,7 +4843,9 @@ impl IntoParam for KeyboardButtonRequestUsers {
 pub struct LabeledPrice(pub Map<String, Value>);
 
 impl LabeledPrice {
-    /// With the required fields: `label`, `amount`.
+    /// With the required fields:
+    /// - `label`: Portion label
+    /// - `amount`: Price of the product in the smallest units of the currency (integer, not float/double). For example, for a price of US$ 1.45 pass amount = 145. See the exp parameter in currencies.json, it shows the number of digits past the decimal point for each currency (2 for the majority of currencies).
     pub fn new(label: impl Into<String>, amount: i64) -> Self {
         let mut map = Map::new();
         map.insert("label".into(), Value::String(label.into()));
@@ -4783,7 +4923,8 @@ impl IntoParam for LinkPreviewOptions {
 pub struct LocationAddress(pub Map<String, Value>);
 
 impl LocationAddress {
-    /// With the required fields: `country_code`.
+    /// With the required fields:
+    /// - `country_code`: The two-letter ISO 3166-1 alpha-2 country code of the country where the location is located
     pub fn new(country_code: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("country_code".into(), Value::String(country_code.into()));
@@ -4824,7 +4965,8 @@ impl IntoParam for LocationAddress {
 pub struct LoginUrl(pub Map<String, Value>);
 
 impl LoginUrl {
-    /// With the required fields: `url`.
+    /// With the required fields:
+    /// - `url`: An HTTPS URL to be opened with user authorization data added to the query string when the button is pressed. If the user refuses to provide authorization data, the original URL without information about the user will be opened. The data added is the same as described in Receiving authorization data. NOTE: You must always check the hash of the received data to verify the authentication and the integrity of the data as described in Checking authorization.
     pub fn new(url: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("url".into(), Value::String(url.into()));
@@ -4869,7 +5011,11 @@ impl IntoParam for LoginUrl {
 pub struct MaskPosition(pub Map<String, Value>);
 
 impl MaskPosition {
-    /// With the required fields: `point`, `x_shift`, `y_shift`, `scale`.
+    /// With the required fields:
+    /// - `point`: The part of the face relative to which the mask should be placed. One of "forehead", "eyes", "mouth", or "chin".
+    /// - `x_shift`: Shift by X-axis measured in widths of the mask scaled to the face size, from left to right. For example, choosing -1.0 will place mask just to the left of the default mask position.
+    /// - `y_shift`: Shift by Y-axis measured in heights of the mask scaled to the face size, from top to bottom. For example, 1.0 will place the mask just below the default mask position.
+    /// - `scale`: Mask scaling coefficient. For example, 2.0 means double size.
     pub fn new(point: impl Into<String>, x_shift: f64, y_shift: f64, scale: f64) -> Self {
         let mut map = Map::new();
         map.insert("point".into(), Value::String(point.into()));
@@ -4973,7 +5119,9 @@ impl IntoParam for MenuButtonDefault {
 pub struct MenuButtonWebApp(pub Map<String, Value>);
 
 impl MenuButtonWebApp {
-    /// With the required fields: `text`, `web_app`.
+    /// With the required fields:
+    /// - `text`: Text on the button
+    /// - `web_app`: Description of the Web App that will be launched when the user presses the button. The Web App will be able to send an arbitrary message on behalf of the user using the method answerWebAppQuery. Alternatively, a t.me link to a Web App of the bot can be specified in the object instead of the Web App's URL, in which case the Web App will be opened as if the user pressed the link.
     pub fn new(text: impl Into<String>, web_app: WebAppInfo) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("web_app"));
@@ -4997,7 +5145,10 @@ impl IntoParam for MenuButtonWebApp {
 pub struct MessageEntity(pub Map<String, Value>);
 
 impl MessageEntity {
-    /// With the required fields: `type`, `offset`, `length`.
+    /// With the required fields:
+    /// - `type`: Type of the entity. Currently, can be "mention" (@username), "hashtag" (#hashtag or #hashtag@chatusername), "cashtag" ($USD or $USD@chatusername), "bot_command" (/start@jobs_bot), "url" (https://telegram.org), "email" (do-not-reply@telegram.org), "phone_number" (+1-212-555-0123), "bold" (bold text), "italic" (italic text), "underline" (underlined text), "strikethrough" (strikethrough text), "spoiler" (spoiler message), "blockquote" (block quotation), "expandable_blockquote" (collapsed-by-default block quotation), "code" (monowidth string), "pre" (monowidth block), "text_link" (for clickable text URLs), "text_mention" (for users without usernames), "custom_emoji" (for inline custom emoji stickers), or "date_time" (for formatted date and time).
+    /// - `offset`: Offset in UTF-16 code units to the start of the entity
+    /// - `length`: Length of the entity in UTF-16 code units
     pub fn new(type_: impl Into<String>, offset: i64, length: i64) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::String(type_.into()));
@@ -5140,7 +5291,11 @@ impl IntoParam for PassportElementError {
 pub struct PassportElementErrorDataField(pub Map<String, Value>);
 
 impl PassportElementErrorDataField {
-    /// With the required fields: `type`, `field_name`, `data_hash`, `message`.
+    /// With the required fields:
+    /// - `type`: The section of the user's Telegram Passport which has the error, one of "personal_details", "passport", "driver_license", "identity_card", "internal_passport", "address"
+    /// - `field_name`: Name of the data field which has the error
+    /// - `data_hash`: Base64-encoded data hash
+    /// - `message`: Error message
     pub fn new(
         type_: impl Into<String>,
         field_name: impl Into<String>,
@@ -5171,7 +5326,10 @@ impl IntoParam for PassportElementErrorDataField {
 pub struct PassportElementErrorFile(pub Map<String, Value>);
 
 impl PassportElementErrorFile {
-    /// With the required fields: `type`, `file_hash`, `message`.
+    /// With the required fields:
+    /// - `type`: The section of the user's Telegram Passport which has the issue, one of "utility_bill", "bank_statement", "rental_agreement", "passport_registration", "temporary_registration"
+    /// - `file_hash`: Base64-encoded file hash
+    /// - `message`: Error message
     pub fn new(
         type_: impl Into<String>,
         file_hash: impl Into<String>,
@@ -5200,7 +5358,10 @@ impl IntoParam for PassportElementErrorFile {
 pub struct PassportElementErrorFiles(pub Map<String, Value>);
 
 impl PassportElementErrorFiles {
-    /// With the required fields: `type`, `file_hashes`, `message`.
+    /// With the required fields:
+    /// - `type`: The section of the user's Telegram Passport which has the issue, one of "utility_bill", "bank_statement", "rental_agreement", "passport_registration", "temporary_registration"
+    /// - `file_hashes`: List of base64-encoded file hashes
+    /// - `message`: Error message
     pub fn new(
         type_: impl Into<String>,
         file_hashes: Vec<String>,
@@ -5229,7 +5390,10 @@ impl IntoParam for PassportElementErrorFiles {
 pub struct PassportElementErrorFrontSide(pub Map<String, Value>);
 
 impl PassportElementErrorFrontSide {
-    /// With the required fields: `type`, `file_hash`, `message`.
+    /// With the required fields:
+    /// - `type`: The section of the user's Telegram Passport which has the issue, one of "passport", "driver_license", "identity_card", "internal_passport"
+    /// - `file_hash`: Base64-encoded hash of the file with the front side of the document
+    /// - `message`: Error message
     pub fn new(
         type_: impl Into<String>,
         file_hash: impl Into<String>,
@@ -5258,7 +5422,10 @@ impl IntoParam for PassportElementErrorFrontSide {
 pub struct PassportElementErrorReverseSide(pub Map<String, Value>);
 
 impl PassportElementErrorReverseSide {
-    /// With the required fields: `type`, `file_hash`, `message`.
+    /// With the required fields:
+    /// - `type`: The section of the user's Telegram Passport which has the issue, one of "driver_license", "identity_card"
+    /// - `file_hash`: Base64-encoded hash of the file with the reverse side of the document
+    /// - `message`: Error message
     pub fn new(
         type_: impl Into<String>,
         file_hash: impl Into<String>,
@@ -5287,7 +5454,10 @@ impl IntoParam for PassportElementErrorReverseSide {
 pub struct PassportElementErrorSelfie(pub Map<String, Value>);
 
 impl PassportElementErrorSelfie {
-    /// With the required fields: `type`, `file_hash`, `message`.
+    /// With the required fields:
+    /// - `type`: The section of the user's Telegram Passport which has the issue, one of "passport", "driver_license", "identity_card", "internal_passport"
+    /// - `file_hash`: Base64-encoded hash of the file with the selfie
+    /// - `message`: Error message
     pub fn new(
         type_: impl Into<String>,
         file_hash: impl Into<String>,
@@ -5316,7 +5486,10 @@ impl IntoParam for PassportElementErrorSelfie {
 pub struct PassportElementErrorTranslationFile(pub Map<String, Value>);
 
 impl PassportElementErrorTranslationFile {
-    /// With the required fields: `type`, `file_hash`, `message`.
+    /// With the required fields:
+    /// - `type`: Type of element of the user's Telegram Passport which has the issue, one of "passport", "driver_license", "identity_card", "internal_passport", "utility_bill", "bank_statement", "rental_agreement", "passport_registration", "temporary_registration"
+    /// - `file_hash`: Base64-encoded file hash
+    /// - `message`: Error message
     pub fn new(
         type_: impl Into<String>,
         file_hash: impl Into<String>,
@@ -5345,7 +5518,10 @@ impl IntoParam for PassportElementErrorTranslationFile {
 pub struct PassportElementErrorTranslationFiles(pub Map<String, Value>);
 
 impl PassportElementErrorTranslationFiles {
-    /// With the required fields: `type`, `file_hashes`, `message`.
+    /// With the required fields:
+    /// - `type`: Type of element of the user's Telegram Passport which has the issue, one of "passport", "driver_license", "identity_card", "internal_passport", "utility_bill", "bank_statement", "rental_agreement", "passport_registration", "temporary_registration"
+    /// - `file_hashes`: List of base64-encoded file hashes
+    /// - `message`: Error message
     pub fn new(
         type_: impl Into<String>,
         file_hashes: Vec<String>,
@@ -5374,7 +5550,10 @@ impl IntoParam for PassportElementErrorTranslationFiles {
 pub struct PassportElementErrorUnspecified(pub Map<String, Value>);
 
 impl PassportElementErrorUnspecified {
-    /// With the required fields: `type`, `element_hash`, `message`.
+    /// With the required fields:
+    /// - `type`: Type of element of the user's Telegram Passport which has the issue
+    /// - `element_hash`: Base64-encoded element hash
+    /// - `message`: Error message
     pub fn new(
         type_: impl Into<String>,
         element_hash: impl Into<String>,
@@ -5437,7 +5616,8 @@ impl IntoParam for ReactionType {
 pub struct ReactionTypeCustomEmoji(pub Map<String, Value>);
 
 impl ReactionTypeCustomEmoji {
-    /// With the required fields: `custom_emoji_id`.
+    /// With the required fields:
+    /// - `custom_emoji_id`: Custom emoji identifier
     pub fn new(custom_emoji_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("custom_emoji"));
@@ -5463,7 +5643,8 @@ impl IntoParam for ReactionTypeCustomEmoji {
 pub struct ReactionTypeEmoji(pub Map<String, Value>);
 
 impl ReactionTypeEmoji {
-    /// With the required fields: `emoji`.
+    /// With the required fields:
+    /// - `emoji`: Reaction emoji. Currently, it can be one of "❤", "👍", "👎", "🔥", "🥰", "👏", "😁", "🤔", "🤯", "😱", "🤬", "😢", "🎉", "🤩", "🤮", "💩", "🙏", "👌", "🕊", "🤡", "🥱", "🥴", "😍", "🐳", "❤‍🔥", "🌚", "🌭", "💯", "🤣", "⚡", "🍌", "🏆", "💔", "🤨", "😐", "🍓", "🍾", "💋", "🖕", "😈", "😴", "😭", "🤓", "👻", "👨‍💻", "👀", "🎃", "🙈", "😇", "😨", "🤝", "✍", "🤗", "🫡", "🎅", "🎄", "☃", "💅", "🤪", "🗿", "🆒", "💘", "🙉", "🦄", "😘", "💊", "🙊", "😎", "👾", "🤷‍♂", "🤷", "🤷‍♀", "😡".
     pub fn new(emoji: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("emoji"));
@@ -5508,7 +5689,8 @@ impl IntoParam for ReactionTypePaid {
 pub struct ReplyKeyboardMarkup(pub Map<String, Value>);
 
 impl ReplyKeyboardMarkup {
-    /// With the required fields: `keyboard`.
+    /// With the required fields:
+    /// - `keyboard`: Array of button rows, each represented by an Array of KeyboardButton objects
     pub fn new(keyboard: Vec<Vec<KeyboardButton>>) -> Self {
         let mut map = Map::new();
         map.insert("keyboard".into(), keyboard.into_param());
@@ -5566,7 +5748,8 @@ impl IntoParam for ReplyKeyboardMarkup {
 pub struct ReplyKeyboardRemove(pub Map<String, Value>);
 
 impl ReplyKeyboardRemove {
-    /// With the required fields: `remove_keyboard`.
+    /// With the required fields:
+    /// - `remove_keyboard`: Requests clients to remove the custom keyboard (user will not be able to summon this keyboard; if you want to hide the keyboard from sight but keep it accessible, use one_time_keyboard in ReplyKeyboardMarkup)
     pub fn new(remove_keyboard: bool) -> Self {
         let mut map = Map::new();
         map.insert("remove_keyboard".into(), remove_keyboard.into_param());
@@ -5594,7 +5777,8 @@ impl IntoParam for ReplyKeyboardRemove {
 pub struct ReplyParameters(pub Map<String, Value>);
 
 impl ReplyParameters {
-    /// With the required fields: `message_id`.
+    /// With the required fields:
+    /// - `message_id`: Identifier of the message that will be replied to in the current chat, or in the chat chat_id if it is specified
     pub fn new(message_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("message_id".into(), message_id.into_param());
@@ -5676,7 +5860,10 @@ impl IntoParam for ReplyParameters {
 pub struct ShippingOption(pub Map<String, Value>);
 
 impl ShippingOption {
-    /// With the required fields: `id`, `title`, `prices`.
+    /// With the required fields:
+    /// - `id`: Shipping option identifier
+    /// - `title`: Option title
+    /// - `prices`: List of price portions
     pub fn new(id: impl Into<String>, title: impl Into<String>, prices: Vec<LabeledPrice>) -> Self {
         let mut map = Map::new();
         map.insert("id".into(), Value::String(id.into()));
@@ -5700,7 +5887,9 @@ impl IntoParam for ShippingOption {
 pub struct StoryArea(pub Map<String, Value>);
 
 impl StoryArea {
-    /// With the required fields: `position`, `type`.
+    /// With the required fields:
+    /// - `position`: Position of the area
+    /// - `type`: Type of the area
     pub fn new(position: StoryAreaPosition, type_: impl Into<StoryAreaType>) -> Self {
         let mut map = Map::new();
         map.insert("position".into(), position.into_param());
@@ -5723,7 +5912,13 @@ impl IntoParam for StoryArea {
 pub struct StoryAreaPosition(pub Map<String, Value>);
 
 impl StoryAreaPosition {
-    /// With the required fields: `x_percentage`, `y_percentage`, `width_percentage`, `height_percentage`, `rotation_angle`, `corner_radius_percentage`.
+    /// With the required fields:
+    /// - `x_percentage`: The abscissa of the area's center, as a percentage of the media width
+    /// - `y_percentage`: The ordinate of the area's center, as a percentage of the media height
+    /// - `width_percentage`: The width of the area's rectangle, as a percentage of the media width
+    /// - `height_percentage`: The height of the area's rectangle, as a percentage of the media height
+    /// - `rotation_angle`: The clockwise rotation angle of the rectangle, in degrees; 0-360
+    /// - `corner_radius_percentage`: The radius of the rectangle corner rounding, as a percentage of the media width
     pub fn new(
         x_percentage: f64,
         y_percentage: f64,
@@ -5808,7 +6003,8 @@ impl IntoParam for StoryAreaType {
 pub struct StoryAreaTypeLink(pub Map<String, Value>);
 
 impl StoryAreaTypeLink {
-    /// With the required fields: `url`.
+    /// With the required fields:
+    /// - `url`: HTTP or tg:// URL to be opened when the area is clicked
     pub fn new(url: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("link"));
@@ -5831,7 +6027,9 @@ impl IntoParam for StoryAreaTypeLink {
 pub struct StoryAreaTypeLocation(pub Map<String, Value>);
 
 impl StoryAreaTypeLocation {
-    /// With the required fields: `latitude`, `longitude`.
+    /// With the required fields:
+    /// - `latitude`: Location latitude in degrees
+    /// - `longitude`: Location longitude in degrees
     pub fn new(latitude: f64, longitude: f64) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("location"));
@@ -5861,7 +6059,8 @@ impl IntoParam for StoryAreaTypeLocation {
 pub struct StoryAreaTypeSuggestedReaction(pub Map<String, Value>);
 
 impl StoryAreaTypeSuggestedReaction {
-    /// With the required fields: `reaction_type`.
+    /// With the required fields:
+    /// - `reaction_type`: Type of the reaction
     pub fn new(reaction_type: impl Into<ReactionType>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("suggested_reaction"));
@@ -5896,7 +6095,8 @@ impl IntoParam for StoryAreaTypeSuggestedReaction {
 pub struct StoryAreaTypeUniqueGift(pub Map<String, Value>);
 
 impl StoryAreaTypeUniqueGift {
-    /// With the required fields: `name`.
+    /// With the required fields:
+    /// - `name`: Unique name of the gift
     pub fn new(name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("unique_gift"));
@@ -5919,7 +6119,10 @@ impl IntoParam for StoryAreaTypeUniqueGift {
 pub struct StoryAreaTypeWeather(pub Map<String, Value>);
 
 impl StoryAreaTypeWeather {
-    /// With the required fields: `temperature`, `emoji`, `background_color`.
+    /// With the required fields:
+    /// - `temperature`: Temperature, in degree Celsius
+    /// - `emoji`: Emoji representing the weather
+    /// - `background_color`: A color of the area background in the ARGB format
     pub fn new(temperature: f64, emoji: impl Into<String>, background_color: i64) -> Self {
         let mut map = Map::new();
         map.insert("type".into(), Value::from("weather"));
@@ -5977,7 +6180,9 @@ impl IntoParam for SuggestedPostParameters {
 pub struct SuggestedPostPrice(pub Map<String, Value>);
 
 impl SuggestedPostPrice {
-    /// With the required fields: `currency`, `amount`.
+    /// With the required fields:
+    /// - `currency`: Currency in which the post will be paid. Currently, must be one of "XTR" for Telegram Stars or "TON" for toncoins.
+    /// - `amount`: The amount of the currency that will be paid for the post in the smallest units of the currency, i.e. Telegram Stars or nanotoncoins. Currently, price in Telegram Stars must be between 5 and 100000, and price in nanotoncoins must be between 10000000 and 10000000000000.
     pub fn new(currency: impl Into<String>, amount: i64) -> Self {
         let mut map = Map::new();
         map.insert("currency".into(), Value::String(currency.into()));
@@ -6057,7 +6262,10 @@ impl IntoParam for SwitchInlineQueryChosenChat {
 pub struct User(pub Map<String, Value>);
 
 impl User {
-    /// With the required fields: `id`, `is_bot`, `first_name`.
+    /// With the required fields:
+    /// - `id`: Unique identifier for this user or bot. This number may have more than 32 significant bits and some programming languages may have difficulty/silent defects in interpreting it. But it has at most 52 significant bits, so a 64-bit integer or double-precision float type are safe for storing this identifier.
+    /// - `is_bot`: True, if this user is a bot
+    /// - `first_name`: User's or bot's first name
     pub fn new(id: i64, is_bot: bool, first_name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("id".into(), id.into_param());
@@ -6199,7 +6407,8 @@ impl IntoParam for User {
 pub struct WebAppInfo(pub Map<String, Value>);
 
 impl WebAppInfo {
-    /// With the required fields: `url`.
+    /// With the required fields:
+    /// - `url`: An HTTPS URL of a Web App to be opened with additional data as specified in Initializing Web Apps
     pub fn new(url: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("url".into(), Value::String(url.into()));

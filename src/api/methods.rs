@@ -68,7 +68,8 @@ impl crate::Method for GetUpdates {
 pub struct SetWebhook(pub Map<String, Value>);
 
 impl SetWebhook {
-    /// With the required fields: `url`.
+    /// With the required fields:
+    /// - `url`: HTTPS URL to send updates to. Use an empty string to remove webhook integration.
     pub fn new(url: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("url".into(), Value::String(url.into()));
@@ -248,7 +249,9 @@ impl crate::Method for Close {
 pub struct SendMessage(pub Map<String, Value>);
 
 impl SendMessage {
-    /// With the required fields: `chat_id`, `text`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `text`: Text of the message to be sent, 1-4096 characters after entities parsing
     pub fn new(chat_id: impl Into<ChatId>, text: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -385,7 +388,10 @@ impl crate::Method for SendMessage {
 pub struct ForwardMessage(pub Map<String, Value>);
 
 impl ForwardMessage {
-    /// With the required fields: `chat_id`, `from_chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `from_chat_id`: Unique identifier for the chat where the original message was sent (or username of the target bot, supergroup or channel in the format @username)
+    /// - `message_id`: Message identifier in the chat specified in from_chat_id
     pub fn new(
         chat_id: impl Into<ChatId>,
         from_chat_id: impl Into<ChatId>,
@@ -475,7 +481,10 @@ impl crate::Method for ForwardMessage {
 pub struct ForwardMessages(pub Map<String, Value>);
 
 impl ForwardMessages {
-    /// With the required fields: `chat_id`, `from_chat_id`, `message_ids`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `from_chat_id`: Unique identifier for the chat where the original messages were sent (or username of the target bot, supergroup or channel in the format @username)
+    /// - `message_ids`: A JSON-serialized list of 1-100 identifiers of messages in the chat from_chat_id to forward. The identifiers must be specified in a strictly increasing order.
     pub fn new(
         chat_id: impl Into<ChatId>,
         from_chat_id: impl Into<ChatId>,
@@ -535,7 +544,10 @@ impl crate::Method for ForwardMessages {
 pub struct CopyMessage(pub Map<String, Value>);
 
 impl CopyMessage {
-    /// With the required fields: `chat_id`, `from_chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `from_chat_id`: Unique identifier for the chat where the original message was sent (or username of the target bot, supergroup or channel in the format @username)
+    /// - `message_id`: Message identifier in the chat specified in from_chat_id
     pub fn new(
         chat_id: impl Into<ChatId>,
         from_chat_id: impl Into<ChatId>,
@@ -678,7 +690,10 @@ impl crate::Method for CopyMessage {
 pub struct CopyMessages(pub Map<String, Value>);
 
 impl CopyMessages {
-    /// With the required fields: `chat_id`, `from_chat_id`, `message_ids`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `from_chat_id`: Unique identifier for the chat where the original messages were sent (or username of the target bot, supergroup or channel in the format @username)
+    /// - `message_ids`: A JSON-serialized list of 1-100 identifiers of messages in the chat from_chat_id to copy. The identifiers must be specified in a strictly increasing order.
     pub fn new(
         chat_id: impl Into<ChatId>,
         from_chat_id: impl Into<ChatId>,
@@ -745,7 +760,9 @@ impl crate::Method for CopyMessages {
 pub struct SendPhoto(pub Map<String, Value>);
 
 impl SendPhoto {
-    /// With the required fields: `chat_id`, `photo`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `photo`: Photo to send. Pass a file_id as String to send a photo that exists on the Telegram servers (recommended), pass an HTTP URL as a String for Telegram to get a photo from the Internet, or upload a new photo using multipart/form-data. The photo must be at most 10 MB in size. The photo's width and height must not exceed 10000 in total. Width and height ratio must be at most 20. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(chat_id: impl Into<ChatId>, photo: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -897,7 +914,10 @@ impl crate::Method for SendPhoto {
 pub struct SendLivePhoto(pub Map<String, Value>);
 
 impl SendLivePhoto {
-    /// With the required fields: `chat_id`, `live_photo`, `photo`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel (in the format @channelusername)
+    /// - `live_photo`: Live photo video to send. The video must be no longer than 10 seconds and must not exceed 10 MB in size. Pass a file_id as String to send a video that exists on the Telegram servers (recommended) or upload a new video using multipart/form-data. More information on Sending Files: https://core.telegram.org/bots/api#sending-files. Sending live photos by a URL is currently unsupported.
+    /// - `photo`: The static photo to send. Pass a file_id as String to send a photo that exists on the Telegram servers (recommended) or upload a new video using multipart/form-data. More information on Sending Files: https://core.telegram.org/bots/api#sending-files. Sending live photos by a URL is currently unsupported.
     pub fn new(
         chat_id: impl Into<ChatId>,
         live_photo: impl Into<InputFile>,
@@ -1059,7 +1079,9 @@ impl crate::Method for SendLivePhoto {
 pub struct SendAudio(pub Map<String, Value>);
 
 impl SendAudio {
-    /// With the required fields: `chat_id`, `audio`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `audio`: Audio file to send. Pass a file_id as String to send an audio file that exists on the Telegram servers (recommended), pass an HTTP URL as a String for Telegram to get an audio file from the Internet, or upload a new one using multipart/form-data. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(chat_id: impl Into<ChatId>, audio: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -1221,7 +1243,9 @@ impl crate::Method for SendAudio {
 pub struct SendDocument(pub Map<String, Value>);
 
 impl SendDocument {
-    /// With the required fields: `chat_id`, `document`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `document`: File to send. Pass a file_id as String to send a file that exists on the Telegram servers (recommended), pass an HTTP URL as a String for Telegram to get a file from the Internet, or upload a new one using multipart/form-data. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(chat_id: impl Into<ChatId>, document: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -1373,7 +1397,9 @@ impl crate::Method for SendDocument {
 pub struct SendVideo(pub Map<String, Value>);
 
 impl SendVideo {
-    /// With the required fields: `chat_id`, `video`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `video`: Video to send. Pass a file_id as String to send a video that exists on the Telegram servers (recommended), pass an HTTP URL as a String for Telegram to get a video from the Internet, or upload a new video using multipart/form-data. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(chat_id: impl Into<ChatId>, video: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -1570,7 +1596,9 @@ impl crate::Method for SendVideo {
 pub struct SendAnimation(pub Map<String, Value>);
 
 impl SendAnimation {
-    /// With the required fields: `chat_id`, `animation`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `animation`: Animation to send. Pass a file_id as String to send an animation that exists on the Telegram servers (recommended), pass an HTTP URL as a String for Telegram to get an animation from the Internet, or upload a new animation using multipart/form-data. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(chat_id: impl Into<ChatId>, animation: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -1747,7 +1775,9 @@ impl crate::Method for SendAnimation {
 pub struct SendVoice(pub Map<String, Value>);
 
 impl SendVoice {
-    /// With the required fields: `chat_id`, `voice`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `voice`: Audio file to send. Pass a file_id as String to send a file that exists on the Telegram servers (recommended), pass an HTTP URL as a String for Telegram to get a file from the Internet, or upload a new one using multipart/form-data. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
     pub fn new(chat_id: impl Into<ChatId>, voice: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -1889,7 +1919,9 @@ impl crate::Method for SendVoice {
 pub struct SendVideoNote(pub Map<String, Value>);
 
 impl SendVideoNote {
-    /// With the required fields: `chat_id`, `video_note`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `video_note`: Video note to send. Pass a file_id as String to send a video note that exists on the Telegram servers (recommended) or upload a new video using multipart/form-data. More information on Sending Files: https://core.telegram.org/bots/api#sending-files. Sending video notes by a URL is currently unsupported.
     pub fn new(chat_id: impl Into<ChatId>, video_note: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -2023,7 +2055,10 @@ impl crate::Method for SendVideoNote {
 pub struct SendPaidMedia(pub Map<String, Value>);
 
 impl SendPaidMedia {
-    /// With the required fields: `chat_id`, `star_count`, `media`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username. If the chat is a channel, all Telegram Star proceeds from this media will be credited to the chat's balance. Otherwise, they will be credited to the bot's balance.
+    /// - `star_count`: The number of Telegram Stars that must be paid to buy access to the media; 1-25000
+    /// - `media`: A JSON-serialized array describing the media to be sent; up to 10 items
     pub fn new(chat_id: impl Into<ChatId>, star_count: i64, media: Vec<InputPaidMedia>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -2167,7 +2202,9 @@ impl crate::Method for SendPaidMedia {
 pub struct SendMediaGroup(pub Map<String, Value>);
 
 impl SendMediaGroup {
-    /// With the required fields: `chat_id`, `media`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `media`: A JSON-serialized array describing messages to be sent, must include 2-10 items
     pub fn new(chat_id: impl Into<ChatId>, media: Vec<InputMedia>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -2263,7 +2300,10 @@ impl crate::Method for SendMediaGroup {
 pub struct SendLocation(pub Map<String, Value>);
 
 impl SendLocation {
-    /// With the required fields: `chat_id`, `latitude`, `longitude`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `latitude`: Latitude of the location
+    /// - `longitude`: Longitude of the location
     pub fn new(chat_id: impl Into<ChatId>, latitude: f64, longitude: f64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -2410,7 +2450,12 @@ impl crate::Method for SendLocation {
 pub struct SendVenue(pub Map<String, Value>);
 
 impl SendVenue {
-    /// With the required fields: `chat_id`, `latitude`, `longitude`, `title`, `address`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `latitude`: Latitude of the venue
+    /// - `longitude`: Longitude of the venue
+    /// - `title`: Name of the venue
+    /// - `address`: Address of the venue
     pub fn new(
         chat_id: impl Into<ChatId>,
         latitude: f64,
@@ -2574,7 +2619,10 @@ impl crate::Method for SendVenue {
 pub struct SendContact(pub Map<String, Value>);
 
 impl SendContact {
-    /// With the required fields: `chat_id`, `phone_number`, `first_name`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `phone_number`: Contact's phone number
+    /// - `first_name`: Contact's first name
     pub fn new(
         chat_id: impl Into<ChatId>,
         phone_number: impl Into<String>,
@@ -2711,7 +2759,10 @@ impl crate::Method for SendContact {
 pub struct SendPoll(pub Map<String, Value>);
 
 impl SendPoll {
-    /// With the required fields: `chat_id`, `question`, `options`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username. Polls can't be sent to channel direct messages chats.
+    /// - `question`: Poll question, 1-300 characters
+    /// - `options`: A JSON-serialized list of 1-12 answer options
     pub fn new(
         chat_id: impl Into<ChatId>,
         question: impl Into<String>,
@@ -2989,7 +3040,10 @@ impl crate::Method for SendPoll {
 pub struct SendChecklist(pub Map<String, Value>);
 
 impl SendChecklist {
-    /// With the required fields: `business_connection_id`, `chat_id`, `checklist`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection on behalf of which the message will be sent
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot in the format @username
+    /// - `checklist`: A JSON-serialized object for the checklist to send
     pub fn new(
         business_connection_id: impl Into<String>,
         chat_id: impl Into<ChatId>,
@@ -3059,7 +3113,8 @@ impl crate::Method for SendChecklist {
 pub struct SendDice(pub Map<String, Value>);
 
 impl SendDice {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3179,7 +3234,9 @@ impl crate::Method for SendDice {
 pub struct SendMessageDraft(pub Map<String, Value>);
 
 impl SendMessageDraft {
-    /// With the required fields: `chat_id`, `draft_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target private chat
+    /// - `draft_id`: Unique identifier of the message draft; must be non-zero. Changes to drafts with the same identifier are animated.
     pub fn new(chat_id: i64, draft_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into_param());
@@ -3229,7 +3286,9 @@ impl crate::Method for SendMessageDraft {
 pub struct SendChatAction(pub Map<String, Value>);
 
 impl SendChatAction {
-    /// With the required fields: `chat_id`, `action`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot or supergroup in the format @username. Channel chats and channel direct messages chats aren't supported.
+    /// - `action`: Type of action to broadcast. Choose one, depending on what the user is about to receive: typing for text messages, upload_photo for photos, record_video or upload_video for videos, record_voice or upload_voice for voice notes, upload_document for general files, choose_sticker for stickers, find_location for location data, record_video_note or upload_video_note for video notes.
     pub fn new(chat_id: impl Into<ChatId>, action: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3275,7 +3334,9 @@ impl crate::Method for SendChatAction {
 pub struct SetMessageReaction(pub Map<String, Value>);
 
 impl SetMessageReaction {
-    /// With the required fields: `chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `message_id`: Identifier of the target message. If the message belongs to a media group, the reaction is set to the first non-deleted message in the group instead.
     pub fn new(chat_id: impl Into<ChatId>, message_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3310,7 +3371,8 @@ impl crate::Method for SetMessageReaction {
 pub struct GetUserProfilePhotos(pub Map<String, Value>);
 
 impl GetUserProfilePhotos {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -3344,7 +3406,8 @@ impl crate::Method for GetUserProfilePhotos {
 pub struct GetUserProfileAudios(pub Map<String, Value>);
 
 impl GetUserProfileAudios {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -3378,7 +3441,8 @@ impl crate::Method for GetUserProfileAudios {
 pub struct SetUserEmojiStatus(pub Map<String, Value>);
 
 impl SetUserEmojiStatus {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -3422,7 +3486,8 @@ impl crate::Method for SetUserEmojiStatus {
 pub struct GetFile(pub Map<String, Value>);
 
 impl GetFile {
-    /// With the required fields: `file_id`.
+    /// With the required fields:
+    /// - `file_id`: File identifier to get information about
     pub fn new(file_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("file_id".into(), Value::String(file_id.into()));
@@ -3444,7 +3509,9 @@ impl crate::Method for GetFile {
 pub struct BanChatMember(pub Map<String, Value>);
 
 impl BanChatMember {
-    /// With the required fields: `chat_id`, `user_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target group or username of the target supergroup or channel in the format @username
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3480,7 +3547,9 @@ impl crate::Method for BanChatMember {
 pub struct UnbanChatMember(pub Map<String, Value>);
 
 impl UnbanChatMember {
-    /// With the required fields: `chat_id`, `user_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target group or username of the target supergroup or channel in the format @username
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3510,7 +3579,10 @@ impl crate::Method for UnbanChatMember {
 pub struct RestrictChatMember(pub Map<String, Value>);
 
 impl RestrictChatMember {
-    /// With the required fields: `chat_id`, `user_id`, `permissions`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `user_id`: Unique identifier of the target user
+    /// - `permissions`: A JSON-serialized object for new user permissions
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64, permissions: ChatPermissions) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3552,7 +3624,9 @@ impl crate::Method for RestrictChatMember {
 pub struct PromoteChatMember(pub Map<String, Value>);
 
 impl PromoteChatMember {
-    /// With the required fields: `chat_id`, `user_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3704,7 +3778,10 @@ impl crate::Method for PromoteChatMember {
 pub struct SetChatAdministratorCustomTitle(pub Map<String, Value>);
 
 impl SetChatAdministratorCustomTitle {
-    /// With the required fields: `chat_id`, `user_id`, `custom_title`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `user_id`: Unique identifier of the target user
+    /// - `custom_title`: New custom title for the administrator; 0-16 characters, emoji are not allowed
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64, custom_title: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3728,7 +3805,9 @@ impl crate::Method for SetChatAdministratorCustomTitle {
 pub struct SetChatMemberTag(pub Map<String, Value>);
 
 impl SetChatMemberTag {
-    /// With the required fields: `chat_id`, `user_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3757,7 +3836,9 @@ impl crate::Method for SetChatMemberTag {
 pub struct BanChatSenderChat(pub Map<String, Value>);
 
 impl BanChatSenderChat {
-    /// With the required fields: `chat_id`, `sender_chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `sender_chat_id`: Unique identifier of the target sender chat
     pub fn new(chat_id: impl Into<ChatId>, sender_chat_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3780,7 +3861,9 @@ impl crate::Method for BanChatSenderChat {
 pub struct UnbanChatSenderChat(pub Map<String, Value>);
 
 impl UnbanChatSenderChat {
-    /// With the required fields: `chat_id`, `sender_chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `sender_chat_id`: Unique identifier of the target sender chat
     pub fn new(chat_id: impl Into<ChatId>, sender_chat_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3803,7 +3886,9 @@ impl crate::Method for UnbanChatSenderChat {
 pub struct SetChatPermissions(pub Map<String, Value>);
 
 impl SetChatPermissions {
-    /// With the required fields: `chat_id`, `permissions`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `permissions`: A JSON-serialized object for new default chat permissions
     pub fn new(chat_id: impl Into<ChatId>, permissions: ChatPermissions) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3838,7 +3923,8 @@ impl crate::Method for SetChatPermissions {
 pub struct ExportChatInviteLink(pub Map<String, Value>);
 
 impl ExportChatInviteLink {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3860,7 +3946,8 @@ impl crate::Method for ExportChatInviteLink {
 pub struct CreateChatInviteLink(pub Map<String, Value>);
 
 impl CreateChatInviteLink {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3911,7 +3998,9 @@ impl crate::Method for CreateChatInviteLink {
 pub struct EditChatInviteLink(pub Map<String, Value>);
 
 impl EditChatInviteLink {
-    /// With the required fields: `chat_id`, `invite_link`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `invite_link`: The invite link to edit
     pub fn new(chat_id: impl Into<ChatId>, invite_link: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -3963,7 +4052,10 @@ impl crate::Method for EditChatInviteLink {
 pub struct CreateChatSubscriptionInviteLink(pub Map<String, Value>);
 
 impl CreateChatSubscriptionInviteLink {
-    /// With the required fields: `chat_id`, `subscription_period`, `subscription_price`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target channel chat or username of the target channel in the format @username
+    /// - `subscription_period`: The number of seconds the subscription will be active for before the next payment. Currently, it must always be 2592000 (30 days).
+    /// - `subscription_price`: The amount of Telegram Stars a user must pay initially and after each subsequent subscription period to be a member of the chat; 1-10000
     pub fn new(
         chat_id: impl Into<ChatId>,
         subscription_period: i64,
@@ -4000,7 +4092,9 @@ impl crate::Method for CreateChatSubscriptionInviteLink {
 pub struct EditChatSubscriptionInviteLink(pub Map<String, Value>);
 
 impl EditChatSubscriptionInviteLink {
-    /// With the required fields: `chat_id`, `invite_link`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `invite_link`: The invite link to edit
     pub fn new(chat_id: impl Into<ChatId>, invite_link: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4029,7 +4123,9 @@ impl crate::Method for EditChatSubscriptionInviteLink {
 pub struct RevokeChatInviteLink(pub Map<String, Value>);
 
 impl RevokeChatInviteLink {
-    /// With the required fields: `chat_id`, `invite_link`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier of the target chat or username of the target channel in the format @username
+    /// - `invite_link`: The invite link to revoke
     pub fn new(chat_id: impl Into<ChatId>, invite_link: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4052,7 +4148,9 @@ impl crate::Method for RevokeChatInviteLink {
 pub struct ApproveChatJoinRequest(pub Map<String, Value>);
 
 impl ApproveChatJoinRequest {
-    /// With the required fields: `chat_id`, `user_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4075,7 +4173,9 @@ impl crate::Method for ApproveChatJoinRequest {
 pub struct DeclineChatJoinRequest(pub Map<String, Value>);
 
 impl DeclineChatJoinRequest {
-    /// With the required fields: `chat_id`, `user_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4098,7 +4198,9 @@ impl crate::Method for DeclineChatJoinRequest {
 pub struct AnswerChatJoinRequestQuery(pub Map<String, Value>);
 
 impl AnswerChatJoinRequestQuery {
-    /// With the required fields: `chat_join_request_query_id`, `result`.
+    /// With the required fields:
+    /// - `chat_join_request_query_id`: Unique identifier of the join request query
+    /// - `result`: Result of the query. Must be either "approve" to allow the user to join the chat, "decline" to disallow the user to join the chat, or "queue" to leave the decision to other administrators.
     pub fn new(chat_join_request_query_id: impl Into<String>, result: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -4124,7 +4226,9 @@ impl crate::Method for AnswerChatJoinRequestQuery {
 pub struct SendChatJoinRequestWebApp(pub Map<String, Value>);
 
 impl SendChatJoinRequestWebApp {
-    /// With the required fields: `chat_join_request_query_id`, `web_app_url`.
+    /// With the required fields:
+    /// - `chat_join_request_query_id`: Unique identifier of the join request query
+    /// - `web_app_url`: The URL of the Mini App to be opened
     pub fn new(
         chat_join_request_query_id: impl Into<String>,
         web_app_url: impl Into<String>,
@@ -4153,7 +4257,9 @@ impl crate::Method for SendChatJoinRequestWebApp {
 pub struct SetChatPhoto(pub Map<String, Value>);
 
 impl SetChatPhoto {
-    /// With the required fields: `chat_id`, `photo`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `photo`: New chat photo, uploaded using multipart/form-data
     pub fn new(chat_id: impl Into<ChatId>, photo: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4176,7 +4282,8 @@ impl crate::Method for SetChatPhoto {
 pub struct DeleteChatPhoto(pub Map<String, Value>);
 
 impl DeleteChatPhoto {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4198,7 +4305,9 @@ impl crate::Method for DeleteChatPhoto {
 pub struct SetChatTitle(pub Map<String, Value>);
 
 impl SetChatTitle {
-    /// With the required fields: `chat_id`, `title`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `title`: New chat title, 1-128 characters
     pub fn new(chat_id: impl Into<ChatId>, title: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4221,7 +4330,8 @@ impl crate::Method for SetChatTitle {
 pub struct SetChatDescription(pub Map<String, Value>);
 
 impl SetChatDescription {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4250,7 +4360,9 @@ impl crate::Method for SetChatDescription {
 pub struct PinChatMessage(pub Map<String, Value>);
 
 impl PinChatMessage {
-    /// With the required fields: `chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
+    /// - `message_id`: Identifier of a message to pin
     pub fn new(chat_id: impl Into<ChatId>, message_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4291,7 +4403,8 @@ impl crate::Method for PinChatMessage {
 pub struct UnpinChatMessage(pub Map<String, Value>);
 
 impl UnpinChatMessage {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4328,7 +4441,8 @@ impl crate::Method for UnpinChatMessage {
 pub struct UnpinAllChatMessages(pub Map<String, Value>);
 
 impl UnpinAllChatMessages {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4350,7 +4464,8 @@ impl crate::Method for UnpinAllChatMessages {
 pub struct LeaveChat(pub Map<String, Value>);
 
 impl LeaveChat {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup or channel in the format @username. Channel direct messages chats aren't supported; leave the corresponding channel instead.
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4372,7 +4487,8 @@ impl crate::Method for LeaveChat {
 pub struct GetChat(pub Map<String, Value>);
 
 impl GetChat {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup or channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4394,7 +4510,8 @@ impl crate::Method for GetChat {
 pub struct GetChatAdministrators(pub Map<String, Value>);
 
 impl GetChatAdministrators {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup or channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4423,7 +4540,8 @@ impl crate::Method for GetChatAdministrators {
 pub struct GetChatMemberCount(pub Map<String, Value>);
 
 impl GetChatMemberCount {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup or channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4445,7 +4563,9 @@ impl crate::Method for GetChatMemberCount {
 pub struct GetChatMember(pub Map<String, Value>);
 
 impl GetChatMember {
-    /// With the required fields: `chat_id`, `user_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup or channel in the format @username
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4468,7 +4588,9 @@ impl crate::Method for GetChatMember {
 pub struct GetUserPersonalChatMessages(pub Map<String, Value>);
 
 impl GetUserPersonalChatMessages {
-    /// With the required fields: `user_id`, `limit`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier for the target user
+    /// - `limit`: The maximum number of messages to return; 1-20
     pub fn new(user_id: i64, limit: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -4491,7 +4613,9 @@ impl crate::Method for GetUserPersonalChatMessages {
 pub struct SetChatStickerSet(pub Map<String, Value>);
 
 impl SetChatStickerSet {
-    /// With the required fields: `chat_id`, `sticker_set_name`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `sticker_set_name`: Name of the sticker set to be set as the group sticker set
     pub fn new(chat_id: impl Into<ChatId>, sticker_set_name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4517,7 +4641,8 @@ impl crate::Method for SetChatStickerSet {
 pub struct DeleteChatStickerSet(pub Map<String, Value>);
 
 impl DeleteChatStickerSet {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4560,7 +4685,9 @@ impl crate::Method for GetForumTopicIconStickers {
 pub struct CreateForumTopic(pub Map<String, Value>);
 
 impl CreateForumTopic {
-    /// With the required fields: `chat_id`, `name`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `name`: Topic name, 1-128 characters
     pub fn new(chat_id: impl Into<ChatId>, name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4598,7 +4725,9 @@ impl crate::Method for CreateForumTopic {
 pub struct EditForumTopic(pub Map<String, Value>);
 
 impl EditForumTopic {
-    /// With the required fields: `chat_id`, `message_thread_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `message_thread_id`: Unique identifier for the target message thread of the forum topic
     pub fn new(chat_id: impl Into<ChatId>, message_thread_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4636,7 +4765,9 @@ impl crate::Method for EditForumTopic {
 pub struct CloseForumTopic(pub Map<String, Value>);
 
 impl CloseForumTopic {
-    /// With the required fields: `chat_id`, `message_thread_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `message_thread_id`: Unique identifier for the target message thread of the forum topic
     pub fn new(chat_id: impl Into<ChatId>, message_thread_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4659,7 +4790,9 @@ impl crate::Method for CloseForumTopic {
 pub struct ReopenForumTopic(pub Map<String, Value>);
 
 impl ReopenForumTopic {
-    /// With the required fields: `chat_id`, `message_thread_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `message_thread_id`: Unique identifier for the target message thread of the forum topic
     pub fn new(chat_id: impl Into<ChatId>, message_thread_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4682,7 +4815,9 @@ impl crate::Method for ReopenForumTopic {
 pub struct DeleteForumTopic(pub Map<String, Value>);
 
 impl DeleteForumTopic {
-    /// With the required fields: `chat_id`, `message_thread_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `message_thread_id`: Unique identifier for the target message thread of the forum topic
     pub fn new(chat_id: impl Into<ChatId>, message_thread_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4705,7 +4840,9 @@ impl crate::Method for DeleteForumTopic {
 pub struct UnpinAllForumTopicMessages(pub Map<String, Value>);
 
 impl UnpinAllForumTopicMessages {
-    /// With the required fields: `chat_id`, `message_thread_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `message_thread_id`: Unique identifier for the target message thread of the forum topic
     pub fn new(chat_id: impl Into<ChatId>, message_thread_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4728,7 +4865,9 @@ impl crate::Method for UnpinAllForumTopicMessages {
 pub struct EditGeneralForumTopic(pub Map<String, Value>);
 
 impl EditGeneralForumTopic {
-    /// With the required fields: `chat_id`, `name`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `name`: New topic name, 1-128 characters
     pub fn new(chat_id: impl Into<ChatId>, name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4751,7 +4890,8 @@ impl crate::Method for EditGeneralForumTopic {
 pub struct CloseGeneralForumTopic(pub Map<String, Value>);
 
 impl CloseGeneralForumTopic {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4773,7 +4913,8 @@ impl crate::Method for CloseGeneralForumTopic {
 pub struct ReopenGeneralForumTopic(pub Map<String, Value>);
 
 impl ReopenGeneralForumTopic {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4795,7 +4936,8 @@ impl crate::Method for ReopenGeneralForumTopic {
 pub struct HideGeneralForumTopic(pub Map<String, Value>);
 
 impl HideGeneralForumTopic {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4817,7 +4959,8 @@ impl crate::Method for HideGeneralForumTopic {
 pub struct UnhideGeneralForumTopic(pub Map<String, Value>);
 
 impl UnhideGeneralForumTopic {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4839,7 +4982,8 @@ impl crate::Method for UnhideGeneralForumTopic {
 pub struct UnpinAllGeneralForumTopicMessages(pub Map<String, Value>);
 
 impl UnpinAllGeneralForumTopicMessages {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4861,7 +5005,8 @@ impl crate::Method for UnpinAllGeneralForumTopicMessages {
 pub struct AnswerCallbackQuery(pub Map<String, Value>);
 
 impl AnswerCallbackQuery {
-    /// With the required fields: `callback_query_id`.
+    /// With the required fields:
+    /// - `callback_query_id`: Unique identifier for the query to be answered
     pub fn new(callback_query_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -4910,7 +5055,9 @@ impl crate::Method for AnswerCallbackQuery {
 pub struct AnswerGuestQuery(pub Map<String, Value>);
 
 impl AnswerGuestQuery {
-    /// With the required fields: `guest_query_id`, `result`.
+    /// With the required fields:
+    /// - `guest_query_id`: Unique identifier for the query to be answered
+    /// - `result`: A JSON-serialized object describing the message to be sent
     pub fn new(guest_query_id: impl Into<String>, result: impl Into<InlineQueryResult>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -4936,7 +5083,9 @@ impl crate::Method for AnswerGuestQuery {
 pub struct GetUserChatBoosts(pub Map<String, Value>);
 
 impl GetUserChatBoosts {
-    /// With the required fields: `chat_id`, `user_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the chat or username of the channel in the format @username
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(chat_id: impl Into<ChatId>, user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -4959,7 +5108,8 @@ impl crate::Method for GetUserChatBoosts {
 pub struct GetBusinessConnection(pub Map<String, Value>);
 
 impl GetBusinessConnection {
-    /// With the required fields: `business_connection_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
     pub fn new(business_connection_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -4984,7 +5134,8 @@ impl crate::Method for GetBusinessConnection {
 pub struct GetManagedBotToken(pub Map<String, Value>);
 
 impl GetManagedBotToken {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: User identifier of the managed bot whose token will be returned
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -5006,7 +5157,8 @@ impl crate::Method for GetManagedBotToken {
 pub struct ReplaceManagedBotToken(pub Map<String, Value>);
 
 impl ReplaceManagedBotToken {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: User identifier of the managed bot whose token will be replaced
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -5028,7 +5180,8 @@ impl crate::Method for ReplaceManagedBotToken {
 pub struct GetManagedBotAccessSettings(pub Map<String, Value>);
 
 impl GetManagedBotAccessSettings {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: User identifier of the managed bot whose access settings will be returned
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -5050,7 +5203,9 @@ impl crate::Method for GetManagedBotAccessSettings {
 pub struct SetManagedBotAccessSettings(pub Map<String, Value>);
 
 impl SetManagedBotAccessSettings {
-    /// With the required fields: `user_id`, `is_access_restricted`.
+    /// With the required fields:
+    /// - `user_id`: User identifier of the managed bot whose access settings will be changed
+    /// - `is_access_restricted`: Pass True, if only selected users can access the bot. The bot's owner can always access it.
     pub fn new(user_id: i64, is_access_restricted: bool) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -5083,7 +5238,8 @@ impl crate::Method for SetManagedBotAccessSettings {
 pub struct SetMyCommands(pub Map<String, Value>);
 
 impl SetMyCommands {
-    /// With the required fields: `commands`.
+    /// With the required fields:
+    /// - `commands`: A JSON-serialized list of bot commands to be set as the list of the bot's commands. At most 100 commands can be specified.
     pub fn new(commands: Vec<BotCommand>) -> Self {
         let mut map = Map::new();
         map.insert("commands".into(), commands.into_param());
@@ -5376,7 +5532,8 @@ impl crate::Method for GetMyShortDescription {
 pub struct SetMyProfilePhoto(pub Map<String, Value>);
 
 impl SetMyProfilePhoto {
-    /// With the required fields: `photo`.
+    /// With the required fields:
+    /// - `photo`: The new profile photo to set
     pub fn new(photo: impl Into<InputProfilePhoto>) -> Self {
         let mut map = Map::new();
         map.insert("photo".into(), photo.into().into_param());
@@ -5563,7 +5720,8 @@ impl crate::Method for GetAvailableGifts {
 pub struct SendGift(pub Map<String, Value>);
 
 impl SendGift {
-    /// With the required fields: `gift_id`.
+    /// With the required fields:
+    /// - `gift_id`: Identifier of the gift; limited gifts can't be sent to channel chats
     pub fn new(gift_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("gift_id".into(), Value::String(gift_id.into()));
@@ -5626,7 +5784,10 @@ impl crate::Method for SendGift {
 pub struct GiftPremiumSubscription(pub Map<String, Value>);
 
 impl GiftPremiumSubscription {
-    /// With the required fields: `user_id`, `month_count`, `star_count`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier of the target user who will receive a Telegram Premium subscription
+    /// - `month_count`: Number of months the Telegram Premium subscription will be active for the user; must be one of 3, 6, or 12
+    /// - `star_count`: Number of Telegram Stars to pay for the Telegram Premium subscription; must be 1000 for 3 months, 1500 for 6 months, and 2500 for 12 months
     pub fn new(user_id: i64, month_count: i64, star_count: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -5672,7 +5833,8 @@ impl crate::Method for GiftPremiumSubscription {
 pub struct VerifyUser(pub Map<String, Value>);
 
 impl VerifyUser {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -5703,7 +5865,8 @@ impl crate::Method for VerifyUser {
 pub struct VerifyChat(pub Map<String, Value>);
 
 impl VerifyChat {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username. Channel direct messages chats can't be verified.
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -5734,7 +5897,8 @@ impl crate::Method for VerifyChat {
 pub struct RemoveUserVerification(pub Map<String, Value>);
 
 impl RemoveUserVerification {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier of the target user
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -5756,7 +5920,8 @@ impl crate::Method for RemoveUserVerification {
 pub struct RemoveChatVerification(pub Map<String, Value>);
 
 impl RemoveChatVerification {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot or channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -5778,7 +5943,10 @@ impl crate::Method for RemoveChatVerification {
 pub struct ReadBusinessMessage(pub Map<String, Value>);
 
 impl ReadBusinessMessage {
-    /// With the required fields: `business_connection_id`, `chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection on behalf of which to read the message
+    /// - `chat_id`: Unique identifier of the chat in which the message was received. The chat must have been active in the last 24 hours.
+    /// - `message_id`: Unique identifier of the message to mark as read
     pub fn new(business_connection_id: impl Into<String>, chat_id: i64, message_id: i64) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -5805,7 +5973,9 @@ impl crate::Method for ReadBusinessMessage {
 pub struct DeleteBusinessMessages(pub Map<String, Value>);
 
 impl DeleteBusinessMessages {
-    /// With the required fields: `business_connection_id`, `message_ids`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection on behalf of which to delete the messages
+    /// - `message_ids`: A JSON-serialized list of 1-100 identifiers of messages to delete. All messages must be from the same chat. See deleteMessage for limitations on which messages can be deleted.
     pub fn new(business_connection_id: impl Into<String>, message_ids: Vec<i64>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -5831,7 +6001,9 @@ impl crate::Method for DeleteBusinessMessages {
 pub struct SetBusinessAccountName(pub Map<String, Value>);
 
 impl SetBusinessAccountName {
-    /// With the required fields: `business_connection_id`, `first_name`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `first_name`: The new value of the first name for the business account; 1-64 characters
     pub fn new(business_connection_id: impl Into<String>, first_name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -5864,7 +6036,8 @@ impl crate::Method for SetBusinessAccountName {
 pub struct SetBusinessAccountUsername(pub Map<String, Value>);
 
 impl SetBusinessAccountUsername {
-    /// With the required fields: `business_connection_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
     pub fn new(business_connection_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -5896,7 +6069,8 @@ impl crate::Method for SetBusinessAccountUsername {
 pub struct SetBusinessAccountBio(pub Map<String, Value>);
 
 impl SetBusinessAccountBio {
-    /// With the required fields: `business_connection_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
     pub fn new(business_connection_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -5927,7 +6101,9 @@ impl crate::Method for SetBusinessAccountBio {
 pub struct SetBusinessAccountProfilePhoto(pub Map<String, Value>);
 
 impl SetBusinessAccountProfilePhoto {
-    /// With the required fields: `business_connection_id`, `photo`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `photo`: The new profile photo to set
     pub fn new(
         business_connection_id: impl Into<String>,
         photo: impl Into<InputProfilePhoto>,
@@ -5962,7 +6138,8 @@ impl crate::Method for SetBusinessAccountProfilePhoto {
 pub struct RemoveBusinessAccountProfilePhoto(pub Map<String, Value>);
 
 impl RemoveBusinessAccountProfilePhoto {
-    /// With the required fields: `business_connection_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
     pub fn new(business_connection_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -5993,7 +6170,10 @@ impl crate::Method for RemoveBusinessAccountProfilePhoto {
 pub struct SetBusinessAccountGiftSettings(pub Map<String, Value>);
 
 impl SetBusinessAccountGiftSettings {
-    /// With the required fields: `business_connection_id`, `show_gift_button`, `accepted_gift_types`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `show_gift_button`: Pass True, if a button for sending a gift to the user or by the business account must always be shown in the input field
+    /// - `accepted_gift_types`: Types of gifts accepted by the business account
     pub fn new(
         business_connection_id: impl Into<String>,
         show_gift_button: bool,
@@ -6027,7 +6207,8 @@ impl crate::Method for SetBusinessAccountGiftSettings {
 pub struct GetBusinessAccountStarBalance(pub Map<String, Value>);
 
 impl GetBusinessAccountStarBalance {
-    /// With the required fields: `business_connection_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
     pub fn new(business_connection_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -6052,7 +6233,9 @@ impl crate::Method for GetBusinessAccountStarBalance {
 pub struct TransferBusinessAccountStars(pub Map<String, Value>);
 
 impl TransferBusinessAccountStars {
-    /// With the required fields: `business_connection_id`, `star_count`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `star_count`: Number of Telegram Stars to transfer; 1-10000
     pub fn new(business_connection_id: impl Into<String>, star_count: i64) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -6078,7 +6261,8 @@ impl crate::Method for TransferBusinessAccountStars {
 pub struct GetBusinessAccountGifts(pub Map<String, Value>);
 
 impl GetBusinessAccountGifts {
-    /// With the required fields: `business_connection_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
     pub fn new(business_connection_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -6177,7 +6361,8 @@ impl crate::Method for GetBusinessAccountGifts {
 pub struct GetUserGifts(pub Map<String, Value>);
 
 impl GetUserGifts {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier of the user
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -6259,7 +6444,8 @@ impl crate::Method for GetUserGifts {
 pub struct GetChatGifts(pub Map<String, Value>);
 
 impl GetChatGifts {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target channel in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -6355,7 +6541,9 @@ impl crate::Method for GetChatGifts {
 pub struct ConvertGiftToStars(pub Map<String, Value>);
 
 impl ConvertGiftToStars {
-    /// With the required fields: `business_connection_id`, `owned_gift_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `owned_gift_id`: Unique identifier of the regular gift that should be converted to Telegram Stars
     pub fn new(
         business_connection_id: impl Into<String>,
         owned_gift_id: impl Into<String>,
@@ -6384,7 +6572,9 @@ impl crate::Method for ConvertGiftToStars {
 pub struct UpgradeGift(pub Map<String, Value>);
 
 impl UpgradeGift {
-    /// With the required fields: `business_connection_id`, `owned_gift_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `owned_gift_id`: Unique identifier of the regular gift that should be upgraded to a unique one
     pub fn new(
         business_connection_id: impl Into<String>,
         owned_gift_id: impl Into<String>,
@@ -6428,7 +6618,10 @@ impl crate::Method for UpgradeGift {
 pub struct TransferGift(pub Map<String, Value>);
 
 impl TransferGift {
-    /// With the required fields: `business_connection_id`, `owned_gift_id`, `new_owner_chat_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `owned_gift_id`: Unique identifier of the regular gift that should be transferred
+    /// - `new_owner_chat_id`: Unique identifier of the chat which will own the gift. The chat must be active in the last 24 hours.
     pub fn new(
         business_connection_id: impl Into<String>,
         owned_gift_id: impl Into<String>,
@@ -6465,7 +6658,10 @@ impl crate::Method for TransferGift {
 pub struct PostStory(pub Map<String, Value>);
 
 impl PostStory {
-    /// With the required fields: `business_connection_id`, `content`, `active_period`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `content`: Content of the story
+    /// - `active_period`: Period after which the story is moved to the archive, in seconds; must be one of 6 * 3600, 12 * 3600, 86400, or 2 * 86400
     pub fn new(
         business_connection_id: impl Into<String>,
         content: impl Into<InputStoryContent>,
@@ -6537,7 +6733,11 @@ impl crate::Method for PostStory {
 pub struct RepostStory(pub Map<String, Value>);
 
 impl RepostStory {
-    /// With the required fields: `business_connection_id`, `from_chat_id`, `from_story_id`, `active_period`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `from_chat_id`: Unique identifier of the chat which posted the story that should be reposted
+    /// - `from_story_id`: Unique identifier of the story that should be reposted
+    /// - `active_period`: Period after which the story is moved to the archive, in seconds; must be one of 6 * 3600, 12 * 3600, 86400, or 2 * 86400
     pub fn new(
         business_connection_id: impl Into<String>,
         from_chat_id: i64,
@@ -6584,7 +6784,10 @@ impl crate::Method for RepostStory {
 pub struct EditStory(pub Map<String, Value>);
 
 impl EditStory {
-    /// With the required fields: `business_connection_id`, `story_id`, `content`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `story_id`: Unique identifier of the story to edit
+    /// - `content`: Content of the story
     pub fn new(
         business_connection_id: impl Into<String>,
         story_id: i64,
@@ -6642,7 +6845,9 @@ impl crate::Method for EditStory {
 pub struct DeleteStory(pub Map<String, Value>);
 
 impl DeleteStory {
-    /// With the required fields: `business_connection_id`, `story_id`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection
+    /// - `story_id`: Unique identifier of the story to delete
     pub fn new(business_connection_id: impl Into<String>, story_id: i64) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -6668,7 +6873,9 @@ impl crate::Method for DeleteStory {
 pub struct AnswerWebAppQuery(pub Map<String, Value>);
 
 impl AnswerWebAppQuery {
-    /// With the required fields: `web_app_query_id`, `result`.
+    /// With the required fields:
+    /// - `web_app_query_id`: Unique identifier for the query to be answered
+    /// - `result`: A JSON-serialized object describing the message to be sent
     pub fn new(web_app_query_id: impl Into<String>, result: impl Into<InlineQueryResult>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -6694,7 +6901,9 @@ impl crate::Method for AnswerWebAppQuery {
 pub struct SavePreparedInlineMessage(pub Map<String, Value>);
 
 impl SavePreparedInlineMessage {
-    /// With the required fields: `user_id`, `result`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier of the target user that can use the prepared message
+    /// - `result`: A JSON-serialized object describing the message to be sent
     pub fn new(user_id: i64, result: impl Into<InlineQueryResult>) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -6747,7 +6956,9 @@ impl crate::Method for SavePreparedInlineMessage {
 pub struct SavePreparedKeyboardButton(pub Map<String, Value>);
 
 impl SavePreparedKeyboardButton {
-    /// With the required fields: `user_id`, `button`.
+    /// With the required fields:
+    /// - `user_id`: Unique identifier of the target user that can use the button
+    /// - `button`: A JSON-serialized object describing the button to be saved. The button must be of the type request_users, request_chat, or request_managed_bot.
     pub fn new(user_id: i64, button: KeyboardButton) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -6951,7 +7162,8 @@ impl crate::Method for EditMessageCaption {
 pub struct EditMessageMedia(pub Map<String, Value>);
 
 impl EditMessageMedia {
-    /// With the required fields: `media`.
+    /// With the required fields:
+    /// - `media`: A JSON-serialized object for a new media content of the message
     pub fn new(media: impl Into<InputMedia>) -> Self {
         let mut map = Map::new();
         map.insert("media".into(), media.into().into_param());
@@ -7010,7 +7222,9 @@ impl crate::Method for EditMessageMedia {
 pub struct EditMessageLiveLocation(pub Map<String, Value>);
 
 impl EditMessageLiveLocation {
-    /// With the required fields: `latitude`, `longitude`.
+    /// With the required fields:
+    /// - `latitude`: Latitude of new location
+    /// - `longitude`: Longitude of new location
     pub fn new(latitude: f64, longitude: f64) -> Self {
         let mut map = Map::new();
         map.insert("latitude".into(), latitude.into_param());
@@ -7159,7 +7373,11 @@ impl crate::Method for StopMessageLiveLocation {
 pub struct EditMessageChecklist(pub Map<String, Value>);
 
 impl EditMessageChecklist {
-    /// With the required fields: `business_connection_id`, `chat_id`, `message_id`, `checklist`.
+    /// With the required fields:
+    /// - `business_connection_id`: Unique identifier of the business connection on behalf of which the message will be sent
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot in the format @username
+    /// - `message_id`: Unique identifier for the target message
+    /// - `checklist`: A JSON-serialized object for the new checklist
     pub fn new(
         business_connection_id: impl Into<String>,
         chat_id: impl Into<ChatId>,
@@ -7257,7 +7475,9 @@ impl crate::Method for EditMessageReplyMarkup {
 pub struct StopPoll(pub Map<String, Value>);
 
 impl StopPoll {
-    /// With the required fields: `chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `message_id`: Identifier of the original message with the poll
     pub fn new(chat_id: impl Into<ChatId>, message_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -7296,7 +7516,9 @@ impl crate::Method for StopPoll {
 pub struct ApproveSuggestedPost(pub Map<String, Value>);
 
 impl ApproveSuggestedPost {
-    /// With the required fields: `chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target direct messages chat
+    /// - `message_id`: Identifier of a suggested post message to approve
     pub fn new(chat_id: i64, message_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into_param());
@@ -7325,7 +7547,9 @@ impl crate::Method for ApproveSuggestedPost {
 pub struct DeclineSuggestedPost(pub Map<String, Value>);
 
 impl DeclineSuggestedPost {
-    /// With the required fields: `chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target direct messages chat
+    /// - `message_id`: Identifier of a suggested post message to decline
     pub fn new(chat_id: i64, message_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into_param());
@@ -7365,7 +7589,9 @@ impl crate::Method for DeclineSuggestedPost {
 pub struct DeleteMessage(pub Map<String, Value>);
 
 impl DeleteMessage {
-    /// With the required fields: `chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `message_id`: Identifier of the message to delete
     pub fn new(chat_id: impl Into<ChatId>, message_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -7388,7 +7614,9 @@ impl crate::Method for DeleteMessage {
 pub struct DeleteMessages(pub Map<String, Value>);
 
 impl DeleteMessages {
-    /// With the required fields: `chat_id`, `message_ids`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `message_ids`: A JSON-serialized list of 1-100 identifiers of messages to delete. See deleteMessage for limitations on which messages can be deleted.
     pub fn new(chat_id: impl Into<ChatId>, message_ids: Vec<i64>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -7411,7 +7639,9 @@ impl crate::Method for DeleteMessages {
 pub struct DeleteMessageReaction(pub Map<String, Value>);
 
 impl DeleteMessageReaction {
-    /// With the required fields: `chat_id`, `message_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
+    /// - `message_id`: Identifier of the target message
     pub fn new(chat_id: impl Into<ChatId>, message_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -7447,7 +7677,8 @@ impl crate::Method for DeleteMessageReaction {
 pub struct DeleteAllMessageReactions(pub Map<String, Value>);
 
 impl DeleteAllMessageReactions {
-    /// With the required fields: `chat_id`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target supergroup in the format @username
     pub fn new(chat_id: impl Into<ChatId>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -7482,7 +7713,9 @@ impl crate::Method for DeleteAllMessageReactions {
 pub struct SendSticker(pub Map<String, Value>);
 
 impl SendSticker {
-    /// With the required fields: `chat_id`, `sticker`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `sticker`: Sticker to send. Pass a file_id as String to send a file that exists on the Telegram servers (recommended), pass an HTTP URL as a String for Telegram to get a .WEBP sticker from the Internet, or upload a new .WEBP, .TGS, or .WEBM sticker using multipart/form-data. More information on Sending Files: https://core.telegram.org/bots/api#sending-files. Video and animated stickers can't be sent via an HTTP URL.
     pub fn new(chat_id: impl Into<ChatId>, sticker: impl Into<InputFile>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -7603,7 +7836,8 @@ impl crate::Method for SendSticker {
 pub struct GetStickerSet(pub Map<String, Value>);
 
 impl GetStickerSet {
-    /// With the required fields: `name`.
+    /// With the required fields:
+    /// - `name`: Name of the sticker set
     pub fn new(name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("name".into(), Value::String(name.into()));
@@ -7625,7 +7859,8 @@ impl crate::Method for GetStickerSet {
 pub struct GetCustomEmojiStickers(pub Map<String, Value>);
 
 impl GetCustomEmojiStickers {
-    /// With the required fields: `custom_emoji_ids`.
+    /// With the required fields:
+    /// - `custom_emoji_ids`: A JSON-serialized list of custom emoji identifiers. At most 200 custom emoji identifiers can be specified.
     pub fn new(custom_emoji_ids: Vec<String>) -> Self {
         let mut map = Map::new();
         map.insert("custom_emoji_ids".into(), custom_emoji_ids.into_param());
@@ -7647,7 +7882,10 @@ impl crate::Method for GetCustomEmojiStickers {
 pub struct UploadStickerFile(pub Map<String, Value>);
 
 impl UploadStickerFile {
-    /// With the required fields: `user_id`, `sticker`, `sticker_format`.
+    /// With the required fields:
+    /// - `user_id`: User identifier of sticker file owner
+    /// - `sticker`: A file with the sticker in .WEBP, .PNG, .TGS, or .WEBM format. See https://core.telegram.org/stickers for technical requirements. More information on Sending Files: https://core.telegram.org/bots/api#sending-files
+    /// - `sticker_format`: Format of the sticker, must be one of "static", "animated", "video"
     pub fn new(
         user_id: i64,
         sticker: impl Into<InputFile>,
@@ -7678,7 +7916,11 @@ impl crate::Method for UploadStickerFile {
 pub struct CreateNewStickerSet(pub Map<String, Value>);
 
 impl CreateNewStickerSet {
-    /// With the required fields: `user_id`, `name`, `title`, `stickers`.
+    /// With the required fields:
+    /// - `user_id`: User identifier of created sticker set owner
+    /// - `name`: Short name of sticker set, to be used in t.me/addstickers/ URLs (e.g., animals). Can contain only English letters, digits and underscores. Must begin with a letter, can't contain consecutive underscores and must end in "_by_\<bot_username\>". \<bot_username\> is case insensitive. 1-64 characters.
+    /// - `title`: Sticker set title, 1-64 characters
+    /// - `stickers`: A JSON-serialized list of 1-50 initial stickers to be added to the sticker set
     pub fn new(
         user_id: i64,
         name: impl Into<String>,
@@ -7722,7 +7964,10 @@ impl crate::Method for CreateNewStickerSet {
 pub struct AddStickerToSet(pub Map<String, Value>);
 
 impl AddStickerToSet {
-    /// With the required fields: `user_id`, `name`, `sticker`.
+    /// With the required fields:
+    /// - `user_id`: User identifier of sticker set owner
+    /// - `name`: Sticker set name
+    /// - `sticker`: A JSON-serialized object with information about the added sticker. If exactly the same sticker had already been added to the set, then the set isn't changed.
     pub fn new(user_id: i64, name: impl Into<String>, sticker: InputSticker) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -7746,7 +7991,9 @@ impl crate::Method for AddStickerToSet {
 pub struct SetStickerPositionInSet(pub Map<String, Value>);
 
 impl SetStickerPositionInSet {
-    /// With the required fields: `sticker`, `position`.
+    /// With the required fields:
+    /// - `sticker`: File identifier of the sticker
+    /// - `position`: New sticker position in the set, zero-based
     pub fn new(sticker: impl Into<String>, position: i64) -> Self {
         let mut map = Map::new();
         map.insert("sticker".into(), Value::String(sticker.into()));
@@ -7769,7 +8016,8 @@ impl crate::Method for SetStickerPositionInSet {
 pub struct DeleteStickerFromSet(pub Map<String, Value>);
 
 impl DeleteStickerFromSet {
-    /// With the required fields: `sticker`.
+    /// With the required fields:
+    /// - `sticker`: File identifier of the sticker
     pub fn new(sticker: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("sticker".into(), Value::String(sticker.into()));
@@ -7791,7 +8039,11 @@ impl crate::Method for DeleteStickerFromSet {
 pub struct ReplaceStickerInSet(pub Map<String, Value>);
 
 impl ReplaceStickerInSet {
-    /// With the required fields: `user_id`, `name`, `old_sticker`, `sticker`.
+    /// With the required fields:
+    /// - `user_id`: User identifier of the sticker set owner
+    /// - `name`: Sticker set name
+    /// - `old_sticker`: File identifier of the replaced sticker
+    /// - `sticker`: A JSON-serialized object with information about the added sticker. If exactly the same sticker had already been added to the set, then the set remains unchanged.
     pub fn new(
         user_id: i64,
         name: impl Into<String>,
@@ -7821,7 +8073,9 @@ impl crate::Method for ReplaceStickerInSet {
 pub struct SetStickerEmojiList(pub Map<String, Value>);
 
 impl SetStickerEmojiList {
-    /// With the required fields: `sticker`, `emoji_list`.
+    /// With the required fields:
+    /// - `sticker`: File identifier of the sticker
+    /// - `emoji_list`: A JSON-serialized list of 1-20 emoji associated with the sticker
     pub fn new(sticker: impl Into<String>, emoji_list: Vec<String>) -> Self {
         let mut map = Map::new();
         map.insert("sticker".into(), Value::String(sticker.into()));
@@ -7844,7 +8098,8 @@ impl crate::Method for SetStickerEmojiList {
 pub struct SetStickerKeywords(pub Map<String, Value>);
 
 impl SetStickerKeywords {
-    /// With the required fields: `sticker`.
+    /// With the required fields:
+    /// - `sticker`: File identifier of the sticker
     pub fn new(sticker: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("sticker".into(), Value::String(sticker.into()));
@@ -7872,7 +8127,8 @@ impl crate::Method for SetStickerKeywords {
 pub struct SetStickerMaskPosition(pub Map<String, Value>);
 
 impl SetStickerMaskPosition {
-    /// With the required fields: `sticker`.
+    /// With the required fields:
+    /// - `sticker`: File identifier of the sticker
     pub fn new(sticker: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("sticker".into(), Value::String(sticker.into()));
@@ -7901,7 +8157,9 @@ impl crate::Method for SetStickerMaskPosition {
 pub struct SetStickerSetTitle(pub Map<String, Value>);
 
 impl SetStickerSetTitle {
-    /// With the required fields: `name`, `title`.
+    /// With the required fields:
+    /// - `name`: Sticker set name
+    /// - `title`: Sticker set title, 1-64 characters
     pub fn new(name: impl Into<String>, title: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("name".into(), Value::String(name.into()));
@@ -7924,7 +8182,10 @@ impl crate::Method for SetStickerSetTitle {
 pub struct SetStickerSetThumbnail(pub Map<String, Value>);
 
 impl SetStickerSetThumbnail {
-    /// With the required fields: `name`, `user_id`, `format`.
+    /// With the required fields:
+    /// - `name`: Sticker set name
+    /// - `user_id`: User identifier of the sticker set owner
+    /// - `format`: Format of the thumbnail, must be one of "static" for a .WEBP or .PNG image, "animated" for a .TGS animation, or "video" for a .WEBM video
     pub fn new(name: impl Into<String>, user_id: i64, format: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("name".into(), Value::String(name.into()));
@@ -7955,7 +8216,8 @@ impl crate::Method for SetStickerSetThumbnail {
 pub struct SetCustomEmojiStickerSetThumbnail(pub Map<String, Value>);
 
 impl SetCustomEmojiStickerSetThumbnail {
-    /// With the required fields: `name`.
+    /// With the required fields:
+    /// - `name`: Sticker set name
     pub fn new(name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("name".into(), Value::String(name.into()));
@@ -7986,7 +8248,8 @@ impl crate::Method for SetCustomEmojiStickerSetThumbnail {
 pub struct DeleteStickerSet(pub Map<String, Value>);
 
 impl DeleteStickerSet {
-    /// With the required fields: `name`.
+    /// With the required fields:
+    /// - `name`: Sticker set name
     pub fn new(name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("name".into(), Value::String(name.into()));
@@ -8008,7 +8271,9 @@ impl crate::Method for DeleteStickerSet {
 pub struct SendRichMessage(pub Map<String, Value>);
 
 impl SendRichMessage {
-    /// With the required fields: `chat_id`, `rich_message`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `rich_message`: The message to be sent
     pub fn new(chat_id: impl Into<ChatId>, rich_message: InputRichMessage) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -8123,7 +8388,10 @@ impl crate::Method for SendRichMessage {
 pub struct SendRichMessageDraft(pub Map<String, Value>);
 
 impl SendRichMessageDraft {
-    /// With the required fields: `chat_id`, `draft_id`, `rich_message`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target private chat
+    /// - `draft_id`: Unique identifier of the message draft; must be non-zero. Changes to drafts with the same identifier are animated.
+    /// - `rich_message`: The partial message to be streamed
     pub fn new(chat_id: i64, draft_id: i64, rich_message: InputRichMessage) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into_param());
@@ -8155,7 +8423,9 @@ impl crate::Method for SendRichMessageDraft {
 pub struct AnswerInlineQuery(pub Map<String, Value>);
 
 impl AnswerInlineQuery {
-    /// With the required fields: `inline_query_id`, `results`.
+    /// With the required fields:
+    /// - `inline_query_id`: Unique identifier for the answered query
+    /// - `results`: A JSON-serialized array of results for the inline query
     pub fn new(inline_query_id: impl Into<String>, results: Vec<InlineQueryResult>) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -8207,7 +8477,13 @@ impl crate::Method for AnswerInlineQuery {
 pub struct SendInvoice(pub Map<String, Value>);
 
 impl SendInvoice {
-    /// With the required fields: `chat_id`, `title`, `description`, `payload`, `currency`, `prices`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot, supergroup or channel in the format @username
+    /// - `title`: Product name, 1-32 characters
+    /// - `description`: Product description, 1-255 characters
+    /// - `payload`: Bot-defined invoice payload, 1-128 bytes. This will not be displayed to the user, use it for your internal processes.
+    /// - `currency`: Three-letter ISO 4217 currency code, see more on currencies. Pass "XTR" for payments in Telegram Stars.
+    /// - `prices`: Price breakdown, a JSON-serialized list of components (e.g. product price, tax, discount, delivery cost, delivery tax, bonus, etc.). Must contain exactly one item for payments in Telegram Stars.
     pub fn new(
         chat_id: impl Into<ChatId>,
         title: impl Into<String>,
@@ -8438,7 +8714,12 @@ impl crate::Method for SendInvoice {
 pub struct CreateInvoiceLink(pub Map<String, Value>);
 
 impl CreateInvoiceLink {
-    /// With the required fields: `title`, `description`, `payload`, `currency`, `prices`.
+    /// With the required fields:
+    /// - `title`: Product name, 1-32 characters
+    /// - `description`: Product description, 1-255 characters
+    /// - `payload`: Bot-defined invoice payload, 1-128 bytes. This will not be displayed to the user, use it for your internal processes.
+    /// - `currency`: Three-letter ISO 4217 currency code, see more on currencies. Pass "XTR" for payments in Telegram Stars.
+    /// - `prices`: Price breakdown, a JSON-serialized list of components (e.g. product price, tax, discount, delivery cost, delivery tax, bonus, etc.). Must contain exactly one item for payments in Telegram Stars.
     pub fn new(
         title: impl Into<String>,
         description: impl Into<String>,
@@ -8600,7 +8881,9 @@ impl crate::Method for CreateInvoiceLink {
 pub struct AnswerShippingQuery(pub Map<String, Value>);
 
 impl AnswerShippingQuery {
-    /// With the required fields: `shipping_query_id`, `ok`.
+    /// With the required fields:
+    /// - `shipping_query_id`: Unique identifier for the query to be answered
+    /// - `ok`: Pass True if delivery to the specified address is possible and False if there are any problems (for example, if delivery to the specified address is not possible)
     pub fn new(shipping_query_id: impl Into<String>, ok: bool) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -8640,7 +8923,9 @@ impl crate::Method for AnswerShippingQuery {
 pub struct AnswerPreCheckoutQuery(pub Map<String, Value>);
 
 impl AnswerPreCheckoutQuery {
-    /// With the required fields: `pre_checkout_query_id`, `ok`.
+    /// With the required fields:
+    /// - `pre_checkout_query_id`: Unique identifier for the query to be answered
+    /// - `ok`: Specify True if everything is alright (goods are available, etc.) and the bot is ready to proceed with the order. Use False if there are any problems.
     pub fn new(pre_checkout_query_id: impl Into<String>, ok: bool) -> Self {
         let mut map = Map::new();
         map.insert(
@@ -8727,7 +9012,9 @@ impl crate::Method for GetStarTransactions {
 pub struct RefundStarPayment(pub Map<String, Value>);
 
 impl RefundStarPayment {
-    /// With the required fields: `user_id`, `telegram_payment_charge_id`.
+    /// With the required fields:
+    /// - `user_id`: Identifier of the user whose payment will be refunded
+    /// - `telegram_payment_charge_id`: Telegram payment identifier
     pub fn new(user_id: i64, telegram_payment_charge_id: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -8753,7 +9040,10 @@ impl crate::Method for RefundStarPayment {
 pub struct EditUserStarSubscription(pub Map<String, Value>);
 
 impl EditUserStarSubscription {
-    /// With the required fields: `user_id`, `telegram_payment_charge_id`, `is_canceled`.
+    /// With the required fields:
+    /// - `user_id`: Identifier of the user whose subscription will be edited
+    /// - `telegram_payment_charge_id`: Telegram payment identifier for the subscription
+    /// - `is_canceled`: Pass True to cancel extension of the user subscription; the subscription must be active up to the end of the current subscription period. Pass False to allow the user to re-enable a subscription that was previously canceled by the bot.
     pub fn new(
         user_id: i64,
         telegram_payment_charge_id: impl Into<String>,
@@ -8785,7 +9075,9 @@ impl crate::Method for EditUserStarSubscription {
 pub struct SetPassportDataErrors(pub Map<String, Value>);
 
 impl SetPassportDataErrors {
-    /// With the required fields: `user_id`, `errors`.
+    /// With the required fields:
+    /// - `user_id`: User identifier
+    /// - `errors`: A JSON-serialized array describing the errors
     pub fn new(user_id: i64, errors: Vec<PassportElementError>) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -8808,7 +9100,9 @@ impl crate::Method for SetPassportDataErrors {
 pub struct SendGame(pub Map<String, Value>);
 
 impl SendGame {
-    /// With the required fields: `chat_id`, `game_short_name`.
+    /// With the required fields:
+    /// - `chat_id`: Unique identifier for the target chat or username of the target bot in the format @username. Games can't be sent to channel direct messages chats and channel chats.
+    /// - `game_short_name`: Short name of the game, serves as the unique identifier for the game. Set up your games via @BotFather.
     pub fn new(chat_id: impl Into<ChatId>, game_short_name: impl Into<String>) -> Self {
         let mut map = Map::new();
         map.insert("chat_id".into(), chat_id.into().into_param());
@@ -8905,7 +9199,9 @@ impl crate::Method for SendGame {
 pub struct SetGameScore(pub Map<String, Value>);
 
 impl SetGameScore {
-    /// With the required fields: `user_id`, `score`.
+    /// With the required fields:
+    /// - `user_id`: User identifier
+    /// - `score`: New score, must be non-negative
     pub fn new(user_id: i64, score: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
@@ -8964,7 +9260,8 @@ impl crate::Method for SetGameScore {
 pub struct GetGameHighScores(pub Map<String, Value>);
 
 impl GetGameHighScores {
-    /// With the required fields: `user_id`.
+    /// With the required fields:
+    /// - `user_id`: Target user id
     pub fn new(user_id: i64) -> Self {
         let mut map = Map::new();
         map.insert("user_id".into(), user_id.into_param());
