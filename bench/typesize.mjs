@@ -1,5 +1,6 @@
 // `node bench/typesize.mjs`: what the Telegram types cost in a .wasm. Builds bench/typesize
-// three times (JSON only, edgegram's types, frankenstein's types; release, LTO, opt-level z),
+// five times (JSON only, edgegram's types, the generated views with the same reads and with
+// every accessor called, frankenstein's types; release, LTO, opt-level z),
 // runs wasm-opt -Oz without debug sections, and prints raw and gzip -9 sizes.
 import { spawnSync } from "node:child_process";
 import { readFileSync, mkdtempSync } from "node:fs";
@@ -17,7 +18,7 @@ const run = (cmd, args, env = {}) => {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed`);
 };
 const rows = [];
-for (const [name, features] of [["JSON only (serde_json::Value)", []], ["edgegram's types (src/types.rs)", ["own"]], ["frankenstein 0.52.1 types", ["frank"]]]) {
+for (const [name, features] of [["JSON only (serde_json::Value)", []], ["edgegram's types (src/types.rs)", ["own"]], ["generated views (src/api/), the same reads", ["views"]], ["generated views, every accessor called", ["views-all"]], ["frankenstein 0.52.1 types", ["frank"]]]) {
   const args = ["build", "--release", "--target", "wasm32-unknown-unknown"];
   if (features.length) args.push("--features", features.join(","));
   run("cargo", args, { CARGO_TARGET_DIR: target });

@@ -235,6 +235,12 @@ pub struct SendMessage {
     /// A keyboard or its removal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_markup: Option<ReplyMarkup>,
+    /// The forum topic (or private-chat thread) to send into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_thread_id: Option<i64>,
+    /// The business connection to send through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business_connection_id: Option<String>,
 }
 
 impl SendMessage {
@@ -245,6 +251,8 @@ impl SendMessage {
             text: text.into(),
             parse_mode: None,
             reply_markup: None,
+            message_thread_id: None,
+            business_connection_id: None,
         }
     }
 

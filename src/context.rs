@@ -14,6 +14,8 @@ use std::rc::Rc;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
+use crate::api::input_file::{upload_bytes, MAX_QUEUED_UPLOAD_BYTES};
+use crate::api::{self, InputFile, ReplyTarget};
 use crate::bot::{Bot, Method, SendMessage};
 use crate::conversation::Route;
 use crate::error::{Error, Result};
@@ -155,30 +157,86 @@ impl<B: DataType, C: DataType, U: DataType> Context<B, C, U> {
         self.state.update.message_like()?.text.as_deref()
     }
 
-    /// Queues `text` for the update's chat (PTB's `message.reply_text`): sent after the
-    /// update's changes commit ([`Context::send`]).
+    /// The whole update, typed by the generated Bot API ([`crate::api`]): every field of
+    /// every kind, read when called.
+    pub fn view(&self) -> api::Update<'_> {
+        self.state.update.view()
+    }
+
+    /// Where a reply to this update goes: its chat, and the forum topic and business
+    /// connection of its message, if any. For the generated methods' `reply(&target, ..)`:
+    /// `ctx.send(api::SendLocation::reply(&ctx.reply_target()?, 52.5, 13.4))`.
+    pub fn reply_target(&self) -> Result<ReplyTarget> {
+        if let Some(message) = self.view().effective_message() {
+            return Ok(ReplyTarget::of(message));
+        }
+        let chat = self.effective_chat().ok_or(Error::Missing("chat"))?;
+        Ok(ReplyTarget::chat(chat.id))
+    }
+
+    /// Queues `text` for the update's chat (PTB's `message.reply_text`), in the topic and
+    /// business connection of the message answered: sent after the update's changes commit
+    /// ([`Context::send`]).
     pub fn reply_text(&self, text: impl Into<String>) -> Result<()> {
         self.reply(|chat_id| SendMessage::new(chat_id, text))
     }
 
-    /// Queues the message `build` makes for the update's chat id.
+    /// Queues the message `build` makes for the update's chat id, in the topic and business
+    /// connection of the message answered unless `build` set them.
     pub fn reply(&self, build: impl FnOnce(i64) -> SendMessage) -> Result<()> {
-        let chat = self.effective_chat().ok_or(Error::Missing("chat"))?;
-        self.send(build(chat.id))
+        let target = self.reply_target()?;
+        let mut request = build(target.chat_id);
+        if request.chat_id == target.chat_id {
+            request.message_thread_id = request.message_thread_id.or(target.message_thread_id);
+            request.business_connection_id = request
+                .business_connection_id
+                .or(target.business_connection_id);
+        }
+        self.send(request)
+    }
+
+    /// Queues a photo for the update's chat (PTB's `message.reply_photo`), in its topic and
+    /// business connection. A photo from bytes is stored with the update until sent: at most
+    /// [`MAX_QUEUED_UPLOAD_BYTES`]; send larger ones at once with
+    /// `ctx.bot().request(api::SendPhoto::reply(..))`.
+    pub fn reply_photo(&self, photo: impl Into<InputFile>) -> Result<()> {
+        self.send(api::SendPhoto::reply(&self.reply_target()?, photo))
+    }
+
+    /// Queues a document for the update's chat (PTB's `message.reply_document`), as
+    /// [`Context::reply_photo`].
+    pub fn reply_document(&self, document: impl Into<InputFile>) -> Result<()> {
+        self.send(api::SendDocument::reply(&self.reply_target()?, document))
     }
 
     /// Queues a typed Bot API request in the update's outbox ([`crate::outbox`]): it is
     /// written with the update's data changes and sent once they committed, in the order
     /// queued, outside any lock; an update that fails or is handled again sends nothing. A
     /// call that fails for good reaches the error handlers.
+    ///
+    /// Files uploaded from bytes are stored with the call: at most
+    /// [`MAX_QUEUED_UPLOAD_BYTES`] per call, refused here beyond (`Error::TooLarge`).
     pub fn send(&self, request: impl Method) -> Result<()> {
-        self.state
-            .queue(Call::new(request_name(&request), request)?)
+        self.queue_call(Call::new(request_name(&request), request)?)
     }
 
     /// Queues any Bot API method with JSON-serializable parameters, as [`Context::send`].
     pub fn queue(&self, method: &str, params: impl Serialize) -> Result<()> {
-        self.state.queue(Call::new(method, params)?)
+        self.queue_call(Call::new(method, params)?)
+    }
+
+    fn queue_call(&self, call: Call) -> Result<()> {
+        let size = upload_bytes(&call.params);
+        if size > MAX_QUEUED_UPLOAD_BYTES {
+            return Err(Error::TooLarge {
+                backend: "outbox",
+                key: call.method,
+                what: "upload",
+                size,
+                limit: MAX_QUEUED_UPLOAD_BYTES,
+            });
+        }
+        self.state.queue(call)
     }
 
     /// Stops processing this update after the current handler: later groups do not run

@@ -127,9 +127,12 @@ impl Not for Filter {
 }
 
 /// Ready-made filters, applied to the update's message (message, edited message, channel
-/// post, edited channel post).
+/// post, edited channel post). What a message carries (photo, location, ...) is tested by
+/// the filters derived from the generated types (`has`, `photo`, `location`, ...).
 pub mod filters {
     use super::*;
+
+    pub use crate::content_filters::*;
 
     fn text_of(update: &Update) -> Option<&str> {
         update.message_like()?.text.as_deref()
@@ -444,6 +447,19 @@ impl<B: DataType, C: DataType, U: DataType> TypeHandler<B, C, U> {
         Fut: Future<Output = HandlerResult> + 'static,
     {
         Self::new(|_| true, callback)
+    }
+
+    /// Handles every update of `kind`: PTB's handler per kind (`PollHandler`,
+    /// `InlineQueryHandler`, `ChatMemberHandler`, `PreCheckoutQueryHandler`,
+    /// `ChatJoinRequestHandler`, `MessageReactionHandler`, `ChatBoostHandler`, ...) in one. The
+    /// callback reads the content typed from `ctx.view()` (`.poll()`, `.inline_query()`, ...).
+    /// A kind Telegram adds later is `UpdateKind::Other(name)`.
+    pub fn kind<F, Fut>(kind: UpdateKind, callback: F) -> Self
+    where
+        F: Fn(Context<B, C, U>) -> Fut + 'static,
+        Fut: Future<Output = HandlerResult> + 'static,
+    {
+        Self::new(move |u| u.kind().as_ref() == Some(&kind), callback)
     }
 
     /// Handles updates for which `predicate` holds (e.g. `|u| u.kind().is_some_and(|k| k.as_str() == "poll")`).

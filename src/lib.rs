@@ -3,7 +3,7 @@
 //!
 //! Three rooms (see ARCHITECTURE.md):
 //! - the **core**: [`Application`], handlers and [`ConversationHandler`]s, [`Context`],
-//!   Telegram [`types`], the webhook checks ([`webhook`]); no `worker` import, tested
+//!   Telegram [`types`] and the whole generated Bot API ([`api`]), the webhook checks ([`webhook`]); no `worker` import, tested
 //!   natively;
 //! - the **persistence**: the [`Persistence`] trait, its key scheme and codec, the memory and
 //!   file backends ([`persistence`]);
@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod application;
 pub mod attempts;
 pub mod bot;
@@ -35,12 +36,14 @@ pub mod types;
 pub mod update_gate;
 pub mod webhook;
 
+mod content_filters;
 mod sources;
 mod update_state;
 
 #[cfg(target_arch = "wasm32")]
 pub mod edge;
 
+pub use api::InputFile;
 pub use application::{Application, ApplicationBuilder, OnHandlerError, Outcome};
 pub use bot::{AnswerCallbackQuery, Bot, BotApi, EditMessageText, Method, SendMessage};
 pub use callback_data::{CallbackData, CallbackDataSettings, InvalidCallbackData};

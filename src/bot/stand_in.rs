@@ -83,10 +83,40 @@ pub fn answer(
             "chat": {"id": chat_id, "type": chat_type(chat_id)},
             "from": bot,
         });
-        for field in ["text", "caption"] {
+        for field in [
+            "text",
+            "caption",
+            "message_thread_id",
+            "business_connection_id",
+        ] {
             if let Some(value) = params.get(field) {
                 message[field] = value.clone();
             }
+        }
+        // What a media message shows: file ids made from the message id.
+        let file = |kind: &str| {
+            json!({"file_id": format!("{kind}-{message_id}"),
+            "file_unique_id": format!("u{kind}-{message_id}")})
+        };
+        match method {
+            "sendPhoto" => {
+                let mut size = file("photo");
+                size["width"] = json!(800);
+                size["height"] = json!(600);
+                message["photo"] = json!([size]);
+            }
+            "sendDocument" => {
+                let mut document = file("document");
+                if let Some(name) = upload_filename(&params["document"]) {
+                    document["file_name"] = json!(name);
+                }
+                message["document"] = document;
+            }
+            "sendLocation" => {
+                message["location"] =
+                    json!({"latitude": params["latitude"], "longitude": params["longitude"]});
+            }
+            _ => {}
         }
         // A message carries its inline keyboard; a reply keyboard belongs to the chat.
         if let Some(markup) = params
@@ -112,9 +142,31 @@ pub fn answer(
         return Ok(edited);
     }
     match next_message_id {
+        // An album answers one message per item, with ids counting up.
+        Some(id) if method == "sendMediaGroup" => {
+            let items = messages_sent(method, params) as i64;
+            Ok((id..id + items).map(message).collect())
+        }
         Some(id) => Ok(message(id)),
         None => Err("Bad Request: chat not found".into()),
     }
+}
+
+/// How many messages a successful call of `method` sends: one per item of an album, else one.
+/// The caller takes that many ids.
+pub fn messages_sent(method: &str, params: &Value) -> usize {
+    match method {
+        "sendMediaGroup" => params["media"].as_array().map_or(1, Vec::len).max(1),
+        _ => 1,
+    }
+}
+
+/// The file name of an upload ([`crate::api::input_file`]), if `value` is one.
+fn upload_filename(value: &Value) -> Option<&str> {
+    value
+        .get(crate::api::input_file::UPLOAD_KEY)?
+        .get("filename")?
+        .as_str()
 }
 
 /// Telegram's answer as an HTTP status and JSON body: `200 {"ok": true, "result": ..}` or

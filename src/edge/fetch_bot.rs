@@ -1,12 +1,14 @@
-//! [`FetchBot`]: Bot API calls as JSON POSTs to `{base}/bot{token}/{method}`.
+//! [`FetchBot`]: Bot API calls as POSTs to `{base}/bot{token}/{method}`: JSON, or
+//! `multipart/form-data` when the call uploads a file ([`crate::api::input_file`]).
 
 use std::time::Duration;
 
 use futures::future::{select, Either, LocalBoxFuture};
 use serde_json::Value;
-use worker::{AbortController, Delay, Fetch, Method};
+use worker::{AbortController, Delay, Fetch, Method, Request, RequestInit};
 
 use super::http::json_request;
+use crate::api::input_file::Multipart;
 
 use crate::bot::{parse_response, BotApi};
 use crate::error::{BotApiErrorKind, Error, Result};
@@ -45,7 +47,7 @@ impl FetchBot {
         crate::bot::redact(&text, &self.token)
     }
 
-    async fn send(&self, method: &str, params: Value) -> Result<Value> {
+    async fn send(&self, method: &str, mut params: Value) -> Result<Value> {
         let fail = |kind: BotApiErrorKind, description: String| Error::BotApi {
             method: method.to_string(),
             code: None,
@@ -53,8 +55,11 @@ impl FetchBot {
             kind,
         };
         let url = format!("{}/bot{}/{}", self.base, self.token, method);
-        let request = json_request(&url, Method::Post, Some(params.to_string()))
-            .map_err(|e| fail(BotApiErrorKind::Unsendable, e.to_string()))?;
+        let request = match Multipart::take(method, &mut params) {
+            None => json_request(&url, Method::Post, Some(params.to_string())),
+            Some(form) => form_request(&url, &form?),
+        }
+        .map_err(|e| fail(BotApiErrorKind::Unsendable, e.to_string()))?;
         let controller = AbortController::default();
         let signal = controller.signal();
         // No answer, or an answer cut off: the network failed.
@@ -94,6 +99,23 @@ impl FetchBot {
             other => other,
         })
     }
+}
+
+/// A POST of `form` as `multipart/form-data` (the runtime writes the boundary and the
+/// content type).
+fn form_request(url: &str, form: &Multipart) -> worker::Result<Request> {
+    let data = worker::web_sys::FormData::new()?;
+    for (name, text) in &form.fields {
+        data.append_with_str(name, text)?;
+    }
+    for (name, upload) in &form.files {
+        let bytes = js_sys::Array::of1(&js_sys::Uint8Array::from(upload.bytes.as_slice()));
+        let blob = worker::web_sys::Blob::new_with_u8_array_sequence(&bytes)?;
+        data.append_with_blob_and_filename(name, &blob, &upload.filename)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(data.into()));
+    Request::new_with_init(url, &init)
 }
 
 impl BotApi for FetchBot {

@@ -13,6 +13,7 @@ use futures::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
 use super::telegram::Telegram;
+use crate::api::input_file::{Multipart, Upload};
 use crate::bot::{parse_response, stand_in, BotApi};
 use crate::error::{BotApiErrorKind, Error, Result};
 use crate::types::Message;
@@ -235,7 +236,9 @@ impl RecordingBot {
             next_id,
         );
         if let (Ok(_), Some(chat)) = (&answer, &chat) {
-            self.telegram.take_message_id(chat);
+            for _ in 0..stand_in::messages_sent(method, params) {
+                self.telegram.take_message_id(chat);
+            }
         }
         let (status, body) = stand_in::response(&answer);
         Answer::http(status, body.to_string())
@@ -270,6 +273,16 @@ impl BotCall {
     /// Whether Telegram accepted the call.
     pub fn is_ok(&self) -> bool {
         self.result.is_ok()
+    }
+
+    /// The files this call uploads, as the transport would post them: the part's name (the
+    /// parameter, or `file0`.. for an album's media) and the upload. Empty for a call that
+    /// uploads nothing.
+    pub fn uploads(&self) -> Vec<(String, Upload)> {
+        match Multipart::take(&self.method, &mut self.params.clone()) {
+            Some(Ok(form)) => form.files,
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -88,6 +88,45 @@ impl Updates {
         self.message(chat, user, text)
     }
 
+    /// A location `user` shares in `chat` (what a reply keyboard's location button sends).
+    pub fn location(&self, chat: i64, user: i64, latitude: f64, longitude: f64) -> Update {
+        let message_id = self.telegram.take_message_id(&chat.to_string());
+        let mut message = self.text_message(chat, user, message_id, "");
+        message.as_object_mut().map(|m| m.remove("text"));
+        message["location"] = json!({"latitude": latitude, "longitude": longitude});
+        self.update("message", message)
+    }
+
+    /// A photo from `user` in `chat`, in two sizes (file ids `{file_id}-small` and
+    /// `{file_id}`), with an optional caption.
+    pub fn photo(&self, chat: i64, user: i64, file_id: &str, caption: Option<&str>) -> Update {
+        let message_id = self.telegram.take_message_id(&chat.to_string());
+        let mut message = self.text_message(chat, user, message_id, "");
+        message.as_object_mut().map(|m| m.remove("text"));
+        let size = |id: String, side: i64| {
+            json!({"file_id": id, "file_unique_id": format!("u{id}"), "width": side,
+                   "height": side})
+        };
+        message["photo"] = json!([
+            size(format!("{file_id}-small"), 90),
+            size(file_id.into(), 800)
+        ]);
+        if let Some(caption) = caption {
+            message["caption"] = json!(caption);
+        }
+        self.update("message", message)
+    }
+
+    /// A text message of `user` in the forum topic `thread` of the supergroup `chat`.
+    pub fn topic_message(&self, chat: i64, thread: i64, user: i64, text: &str) -> Update {
+        let message_id = self.telegram.take_message_id(&chat.to_string());
+        let mut message = self.text_message(chat, user, message_id, text);
+        message["message_thread_id"] = json!(thread);
+        message["is_topic_message"] = json!(true);
+        message["chat"]["is_forum"] = json!(true);
+        self.update("message", message)
+    }
+
     /// An edit of message `message_id` of `user` in `chat`, to `text`.
     pub fn edited_message(&self, chat: i64, user: i64, message_id: i64, text: &str) -> Update {
         let mut message = self.text_message(chat, user, message_id, text);

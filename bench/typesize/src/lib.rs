@@ -6,13 +6,30 @@
 #[allow(dead_code)] // only parsing is exercised
 mod types;
 
+// The generated views (src/api/view.rs, views.rs), as a bot gets them from `edgegram::api`.
+#[cfg(any(feature = "own", feature = "views", feature = "views-all"))]
+#[path = "../../../src/api/view.rs"]
+#[allow(dead_code)]
+mod view;
+#[cfg(any(feature = "own", feature = "views", feature = "views-all"))]
+#[path = "../../../src/api/views.rs"]
+#[allow(dead_code)]
+mod views;
+/// What src/types.rs names of the generated API (`Update::view`; not called here).
+#[cfg(feature = "own")]
+mod api {
+    pub use super::views::Update;
+}
+#[cfg(feature = "views-all")]
+mod touch_all;
+
 fn input<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
     // SAFETY: the host passes a buffer it owns for the duration of the call.
     unsafe { std::slice::from_raw_parts(ptr, len) }
 }
 
 /// The floor: JSON parsing alone, fields read by hand.
-#[cfg(not(any(feature = "own", feature = "frank")))]
+#[cfg(not(any(feature = "own", feature = "frank", feature = "views", feature = "views-all")))]
 #[no_mangle]
 pub extern "C" fn parse(ptr: *const u8, len: usize) -> i64 {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(input(ptr, len)) else { return -1 };
@@ -50,4 +67,26 @@ pub extern "C" fn parse(ptr: *const u8, len: usize) -> i64 {
         },
         Err(_) => -2,
     }
+}
+
+/// The generated views, reading what the others read: the chat, the user, the button data.
+#[cfg(feature = "views")]
+#[no_mangle]
+pub extern "C" fn parse(ptr: *const u8, len: usize) -> i64 {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(input(ptr, len)) else { return -1 };
+    let update = views::Update(&value);
+    let message = update.message();
+    message.map(|m| m.chat().id()).unwrap_or(0)
+        + message.and_then(|m| m.from()).map(|u| u.id()).unwrap_or(0)
+        + update.callback_query().map(|q| q.from().id()).unwrap_or(0)
+        + update.callback_query().and_then(|q| q.data()).map(|d| d.len() as i64).unwrap_or(0)
+}
+
+/// The generated views, every accessor of every type called.
+#[cfg(feature = "views-all")]
+#[no_mangle]
+pub extern "C" fn parse(ptr: *const u8, len: usize) -> i64 {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(input(ptr, len)) else { return -1 };
+    touch_all::touch_all(&value);
+    0
 }

@@ -7,14 +7,21 @@
 //! (press ☐ Buy milk)       bot: (edits that message) All done!   [☑ Buy milk] [Clear done]
 //! (press Clear done)       bot: (edits it again) Nothing to do. /add something.
 //! user: /list              bot: Nothing to do. /add something.
+//! user: /where             bot: Where should it happen?   [📍 Send my location]
+//! (sends a location)       bot: 1 thing to do.            [☐ Be at 52.5200, 13.4050]
+//! user: /badge             bot: (a photo, uploaded from bytes) 0 of 1 done.
 //! ```
+//!
+//! The last two read and write through the generated Bot API (`edgegram::api`): a reply
+//! keyboard with a location button, the shared location read typed, a photo from bytes.
 
+use edgegram::api::{self, input, InputFile};
 use edgegram::bot::{AnswerCallbackQuery, EditMessageText, SendMessage};
 use edgegram::conversation::{on, ConversationHandler, Next, StateResult};
 use edgegram::types::{InlineKeyboardButton, ReplyMarkup};
 use edgegram::{
     filters, Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, Context, Data,
-    HandlerResult,
+    HandlerResult, MessageHandler,
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +76,54 @@ pub fn application(builder: ApplicationBuilder<Data, Data, TodoList>) -> edgegra
         .handler(CommandHandler::new("start list", show))
         .handler(CallbackQueryHandler::new(toggle).pattern(r"^toggle:(\d+)$")?)
         .handler(CallbackQueryHandler::new(clear_done).pattern("^clear$")?)
+        .handler(CommandHandler::new("where", ask_place))
+        .handler(MessageHandler::new(filters::location(), add_place))
+        .handler(CommandHandler::new("badge", badge))
         .build()
+}
+
+/// The badge `/badge` sends: an 8×8 green PNG, uploaded from these bytes.
+pub const BADGE_PNG: &[u8] = include_bytes!("badge.png");
+
+/// Asks for a location with a one-time reply keyboard whose button shares it.
+async fn ask_place(ctx: Ctx) -> HandlerResult {
+    let button = input::KeyboardButton::new("📍 Send my location").request_location(true);
+    let keyboard = input::ReplyKeyboardMarkup::new(vec![vec![button]])
+        .one_time_keyboard(true)
+        .resize_keyboard(true);
+    let ask = api::SendMessage::reply(&ctx.reply_target()?, "Where should it happen?")
+        .reply_markup(keyboard);
+    ctx.send(ask)?;
+    Ok(())
+}
+
+/// A shared location becomes an item: "Be at <latitude>, <longitude>".
+async fn add_place(ctx: Ctx) -> HandlerResult {
+    let message = ctx.view().message().ok_or("not a new message")?;
+    let place = message.location().ok_or("no location")?;
+    let text = format!("Be at {:.4}, {:.4}", place.latitude(), place.longitude());
+    let list = ctx.user_data(|list| {
+        list.next_id += 1;
+        let id = list.next_id;
+        list.items.push(Item {
+            id,
+            text,
+            done: false,
+        });
+        list.clone()
+    })?;
+    ctx.reply(|chat| SendMessage::new(chat, summary(&list)).reply_markup(keyboard(&list)))?;
+    Ok(())
+}
+
+/// Sends the badge photo, from bytes, with the score as caption.
+async fn badge(ctx: Ctx) -> HandlerResult {
+    let list = ctx.user_data(|list| list.clone())?;
+    let done = list.items.iter().filter(|item| item.done).count();
+    let caption = format!("{done} of {} done.", list.items.len());
+    let photo = InputFile::bytes("badge.png", BADGE_PNG);
+    ctx.send(api::SendPhoto::reply(&ctx.reply_target()?, photo).caption(caption))?;
+    Ok(())
 }
 
 async fn ask(ctx: Ctx) -> StateResult<Adding> {

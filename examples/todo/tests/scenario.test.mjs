@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startBotApi } from "../../../tests/worker/support/bot-api.mjs";
@@ -65,6 +65,38 @@ test("examples/todo: add an item, press it, clear it, across a restart", async (
     await mf.dispose();
     await botApi.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("examples/todo: a shared location becomes an item; the badge is uploaded as multipart/form-data", async () => {
+  const botApi = await startBotApi();
+  const options = { botApi, persistence: "durable_object", build: "examples/todo/build", className: "TodoObject" };
+  const mf = await startWorker(options);
+  const chat = 4343;
+  try {
+    botApi.clear();
+    const located = {
+      update_id: nextId++,
+      message: { message_id: 1, date: 1700000000, chat: { id: chat, type: "private" },
+        from: { id: chat, is_bot: false, first_name: "Ann" }, location: { latitude: 52.52, longitude: 13.405 } },
+    };
+    let res = await post(mf, located);
+    assert.equal(res.status, 200, await res.text());
+    assert.deepEqual(botApi.calls.map((c) => [c.method, c.params.text]), [["sendMessage", "1 thing to do."]]);
+
+    botApi.clear();
+    res = await post(mf, commandUpdate({ chat, user: chat, text: "/badge", updateId: nextId++ }));
+    assert.equal(res.status, 200, await res.text());
+    assert.equal(botApi.calls.length, 1);
+    const [call] = botApi.calls;
+    assert.equal(call.method, "sendPhoto");
+    assert.deepEqual(call.params, { chat_id: chat, caption: "0 of 1 done.", photo: "attach://photo" });
+    assert.equal(call.files.photo.filename, "badge.png");
+    const png = readFileSync(path.join(root, "examples", "todo", "src", "badge.png"));
+    assert.ok(call.files.photo.bytes.equals(png), "the bytes arrive as they were");
+  } finally {
+    await mf.dispose();
+    await botApi.close();
   }
 });
 

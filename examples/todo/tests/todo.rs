@@ -1,8 +1,9 @@
 //! The to-do bot, natively, with edgegram's test kit: what a user's own tests look like.
 
+use edgegram::api;
 use edgegram::testing::{Answer, Harness};
 use serde_json::json;
-use todo_bot::application;
+use todo_bot::{application, BADGE_PNG};
 
 const ANN: i64 = 7;
 
@@ -71,4 +72,35 @@ fn an_empty_item_is_asked_again() {
         h.bot().texts().last().unwrap(),
         "Send the item as text, or /cancel."
     );
+}
+
+#[test]
+fn a_shared_location_becomes_an_item_and_the_badge_is_a_photo_from_bytes() {
+    let h = Harness::new(application);
+    let tg = h.updates();
+    h.process(tg.command(ANN, ANN, "/where"));
+    let ask = &h.bot().params_of("sendMessage")[0];
+    assert_eq!(
+        ask["reply_markup"]["keyboard"][0][0],
+        json!({"text": "📍 Send my location", "request_location": true})
+    );
+
+    h.process(tg.location(ANN, ANN, 52.52, 13.405));
+    assert_eq!(
+        h.to_json()["user_data"][ANN.to_string()]["items"][0]["text"],
+        "Be at 52.5200, 13.4050"
+    );
+    assert_eq!(h.bot().texts().last().unwrap(), "1 thing to do.");
+
+    h.bot().clear();
+    h.process(tg.command(ANN, ANN, "/badge"));
+    let calls = h.bot().calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].method, "sendPhoto");
+    assert_eq!(calls[0].params["caption"], "0 of 1 done.");
+    let uploads = calls[0].uploads();
+    assert_eq!(uploads[0].0, "photo");
+    assert_eq!(uploads[0].1.bytes, BADGE_PNG);
+    let sent = calls[0].result.as_ref().unwrap();
+    assert!(api::Message(sent).photo().is_some_and(|p| !p.is_empty()));
 }

@@ -1,6 +1,8 @@
 // A local HTTP server standing in for the Telegram Bot API: it records every call and answers
 // as Telegram does ({"ok": true, "result": ...}, message ids counting up per chat). Used by
-// the tests and by `npm run dev`.
+// the tests and by `npm run dev`. Calls that upload files come as multipart/form-data: their
+// text parts are read as the JSON a call would carry, their files recorded in `call.files`
+// (`{name: {filename, size, bytes}}`), as Telegram reads them.
 import http from "node:http";
 
 // Faults, for the tests and benchmarks that inject them: `faults = { rate, methods, seed }` fails
@@ -16,15 +18,23 @@ export async function startBotApi({ port = 0, delayMs = 0, log = false, echoUrlI
   let faultTurn = 0;
   const faultMethods = new Set(faults?.methods ?? ["sendMessage"]);
   const server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (chunk) => (body += chunk));
-    req.on("end", () => {
+    const chunks = [];
+    req.on("data", (chunk) => chunks.push(chunk));
+    req.on("end", async () => {
+      const raw = Buffer.concat(chunks);
+      const body = raw.toString("utf8");
       const match = /^\/bot([^/]+)\/(\w+)$/.exec(req.url ?? "");
       let params = {};
-      try {
-        params = body ? JSON.parse(body) : {};
-      } catch {
-        params = { unparsable: body };
+      let files;
+      const type = req.headers["content-type"] ?? "";
+      if (type.startsWith("multipart/form-data")) {
+        ({ params, files } = await readForm(raw, type));
+      } else {
+        try {
+          params = body ? JSON.parse(body) : {};
+        } catch {
+          params = { unparsable: body };
+        }
       }
       const reply = (status, payload) => {
         const send = () => {
@@ -35,7 +45,7 @@ export async function startBotApi({ port = 0, delayMs = 0, log = false, echoUrlI
       };
       if (!match) return reply(404, { ok: false, error_code: 404, description: "Not Found" });
       const [, token, method] = match;
-      const call = { token, method, params, at: Date.now() };
+      const call = { token, method, params, at: Date.now(), ...(files ? { files } : {}) };
       calls.push(call);
       if (log) console.log(`[bot api] ${method} ${JSON.stringify(params)}`);
       if (faults && faultMethods.has(method) && random() < faults.rate) {
@@ -78,6 +88,28 @@ export async function startBotApi({ port = 0, delayMs = 0, log = false, echoUrlI
   };
 }
 
+// A multipart/form-data body as a call's params (each text part JSON-parsed when it is JSON,
+// as Telegram reads `chat_id=5` or `reply_markup={...}`) and its files.
+async function readForm(raw, type) {
+  const form = await new Response(raw, { headers: { "content-type": type } }).formData();
+  const params = {};
+  const files = {};
+  for (const [name, value] of form.entries()) {
+    if (typeof value === "string") {
+      try {
+        params[name] = JSON.parse(value);
+      } catch {
+        params[name] = value;
+      }
+    } else {
+      const bytes = Buffer.from(await value.arrayBuffer());
+      files[name] = { filename: value.name, size: bytes.length, bytes };
+      params[name] = `attach://${name}`;
+    }
+  }
+  return { params, files };
+}
+
 // A small seeded generator (Tommy Ettinger's mulberry32): repeatable fault patterns.
 function mulberry32(seed) {
   let a = seed >>> 0;
@@ -110,6 +142,26 @@ function answer(method, params, nextMessageId) {
         text: params.text,
       };
       if (params.reply_markup?.inline_keyboard) message.reply_markup = params.reply_markup;
+      return message;
+    }
+    case "sendPhoto":
+    case "sendDocument":
+    case "sendLocation": {
+      const chatId = params.chat_id;
+      const messageId = (nextMessageId.get(chatId) ?? 0) + 1;
+      nextMessageId.set(chatId, messageId);
+      const message = {
+        message_id: messageId,
+        date: Math.floor(Date.now() / 1000),
+        chat: { id: chatId, type: chatId < 0 ? "supergroup" : "private" },
+        from: { id: 1, is_bot: true, first_name: "edgegram demo" },
+      };
+      const file = (kind) => ({ file_id: `${kind}-${messageId}`, file_unique_id: `u${kind}-${messageId}` });
+      if (method === "sendPhoto") message.photo = [{ ...file("photo"), width: 800, height: 600 }];
+      if (method === "sendDocument") message.document = file("document");
+      if (method === "sendLocation") message.location = { latitude: params.latitude, longitude: params.longitude };
+      if (params.caption !== undefined) message.caption = params.caption;
+      if (params.message_thread_id !== undefined) message.message_thread_id = params.message_thread_id;
       return message;
     }
     default:
