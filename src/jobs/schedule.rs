@@ -43,9 +43,11 @@ impl Days {
     }
 }
 
-/// When a job runs after its first run.
+/// When a job runs after its first run. Stored as one flat object (`{"every": "daily",
+/// "time_ms": .., "days": .., "utc_offset_minutes": ..}`): serde's internally tagged enums
+/// cost a `.wasm` several times the code of a plain struct.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "every", rename_all = "snake_case")]
+#[serde(into = "StoredSchedule", try_from = "StoredSchedule")]
 pub enum Schedule {
     /// Once (PTB's `run_once`).
     Once,
@@ -54,7 +56,6 @@ pub enum Schedule {
         /// The time between two runs.
         interval_ms: i64,
         /// No run after this time.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         last_ms: Option<i64>,
     },
     /// Every day in `days` at `time_ms` after midnight (PTB's `run_daily`).
@@ -64,7 +65,6 @@ pub enum Schedule {
         /// The days it runs on.
         days: Days,
         /// The offset from UTC the time of day is in, in minutes (UTC+2: 120).
-        #[serde(default)]
         utc_offset_minutes: i32,
     },
     /// Every month on `day` at `time_ms` after midnight (PTB's `run_monthly`); `day` -1 is the
@@ -75,9 +75,106 @@ pub enum Schedule {
         /// The day of the month, 1 to 31, or -1 for the last.
         day: i8,
         /// The offset from UTC the time of day is in, in minutes.
-        #[serde(default)]
         utc_offset_minutes: i32,
     },
+}
+
+/// Which kind of [`Schedule`] a stored one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Every {
+    Once,
+    Repeating,
+    Daily,
+    Monthly,
+}
+
+/// A [`Schedule`] as stored: its kind and the numbers that kind has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSchedule {
+    every: Every,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interval_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    days: Option<Days>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    day: Option<i8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    utc_offset_minutes: Option<i32>,
+}
+
+impl From<Schedule> for StoredSchedule {
+    fn from(schedule: Schedule) -> Self {
+        let mut stored = StoredSchedule {
+            every: Every::Once,
+            interval_ms: None,
+            last_ms: None,
+            time_ms: None,
+            days: None,
+            day: None,
+            utc_offset_minutes: None,
+        };
+        match schedule {
+            Schedule::Once => {}
+            Schedule::Repeating {
+                interval_ms,
+                last_ms,
+            } => {
+                stored.every = Every::Repeating;
+                stored.interval_ms = Some(interval_ms);
+                stored.last_ms = last_ms;
+            }
+            Schedule::Daily {
+                time_ms,
+                days,
+                utc_offset_minutes,
+            } => {
+                stored.every = Every::Daily;
+                (stored.time_ms, stored.days) = (Some(time_ms), Some(days));
+                stored.utc_offset_minutes = Some(utc_offset_minutes);
+            }
+            Schedule::Monthly {
+                time_ms,
+                day,
+                utc_offset_minutes,
+            } => {
+                stored.every = Every::Monthly;
+                (stored.time_ms, stored.day) = (Some(time_ms), Some(day));
+                stored.utc_offset_minutes = Some(utc_offset_minutes);
+            }
+        }
+        stored
+    }
+}
+
+impl TryFrom<StoredSchedule> for Schedule {
+    type Error = String;
+
+    fn try_from(stored: StoredSchedule) -> Result<Self, String> {
+        let missing = |field: &str| format!("a {:?} schedule without {field}", stored.every);
+        let offset = stored.utc_offset_minutes.unwrap_or(0);
+        Ok(match stored.every {
+            Every::Once => Schedule::Once,
+            Every::Repeating => Schedule::Repeating {
+                interval_ms: stored.interval_ms.ok_or_else(|| missing("interval_ms"))?,
+                last_ms: stored.last_ms,
+            },
+            Every::Daily => Schedule::Daily {
+                time_ms: stored.time_ms.ok_or_else(|| missing("time_ms"))?,
+                days: stored.days.ok_or_else(|| missing("days"))?,
+                utc_offset_minutes: offset,
+            },
+            Every::Monthly => Schedule::Monthly {
+                time_ms: stored.time_ms.ok_or_else(|| missing("time_ms"))?,
+                day: stored.day.ok_or_else(|| missing("day"))?,
+                utc_offset_minutes: offset,
+            },
+        })
+    }
 }
 
 impl Schedule {
@@ -284,6 +381,26 @@ mod tests {
             Some(days_from_civil(2027, 3, 29) * DAY_MS)
         );
         assert!(on(0).check().is_err() && on(32).check().is_err() && on(-1).check().is_ok());
+    }
+
+    #[test]
+    fn schedules_are_stored_flat_and_read_back() {
+        let daily = Schedule::Daily {
+            time_ms: 60_000,
+            days: Days::of(&[0, 6]).unwrap(),
+            utc_offset_minutes: -300,
+        };
+        let stored = serde_json::to_value(&daily).unwrap();
+        assert_eq!(
+            stored,
+            serde_json::json!({"every": "daily", "time_ms": 60_000, "days": 65,
+                               "utc_offset_minutes": -300})
+        );
+        assert_eq!(serde_json::from_value::<Schedule>(stored).unwrap(), daily);
+        let once = serde_json::to_value(Schedule::Once).unwrap();
+        assert_eq!(once, serde_json::json!({"every": "once"}));
+        let broken = serde_json::json!({"every": "repeating"});
+        assert!(serde_json::from_value::<Schedule>(broken).is_err());
     }
 
     #[test]
