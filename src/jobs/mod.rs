@@ -51,7 +51,7 @@ use crate::types::Update;
 
 pub use queue::JobQueue;
 pub use run::{JobRun, JobsRun};
-pub use schedule::{Days, Schedule, DAY_MS};
+pub use schedule::{Days, Schedule, DAY_MS, LATEST_RUN_MS};
 
 /// Tries of one run before it is given up (its error goes to the error handlers and the run to
 /// the dead letters).
@@ -227,13 +227,19 @@ impl JobSpec {
         }
         let invalid = |why: String| Error::Invalid(format!("job {}: {why}", self.callback));
         self.schedule.check().map_err(invalid)?;
+        // A time already past runs at once; the index cannot hold one before 1970.
         let first = match self.schedule {
-            Schedule::Once | Schedule::Repeating { .. } => self.first.resolve(now_ms),
+            Schedule::Once | Schedule::Repeating { .. } => self.first.resolve(now_ms).max(0),
             _ => self
                 .schedule
                 .next_after(now_ms)
                 .ok_or_else(|| invalid("its schedule never runs".into()))?,
         };
+        if first > LATEST_RUN_MS {
+            return Err(invalid(format!(
+                "its first run ({first}) is after the latest time a job can run ({LATEST_RUN_MS})"
+            )));
+        }
         if let Schedule::Repeating {
             last_ms: Some(last),
             ..
@@ -438,5 +444,17 @@ mod tests {
         assert!(matches!(backwards, Err(Error::Invalid(why)) if why.contains("before its first")));
         let zero = JobSpec::repeating("tick", Duration::ZERO, When::At(0)).into_job("a".into(), 0);
         assert!(matches!(zero, Err(Error::Invalid(why)) if why.contains("positive")));
+        let far = JobSpec::once("tick", When::At(i64::MAX)).into_job("a".into(), 0);
+        assert!(matches!(far, Err(Error::Invalid(why)) if why.contains("latest time")));
+        let past = JobSpec::once("tick", When::At(-5))
+            .into_job("a".into(), 0)
+            .unwrap();
+        assert_eq!(past.next_run_ms, 0);
+        let index = past.index_key();
+        assert_eq!(
+            Key::parse(&index.encode(""), ""),
+            Some(index),
+            "its index entry reads back"
+        );
     }
 }

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// The latest time a job can run (the job index holds times as 15 digits: the year 33658).
+/// A schedule whose next run would be later has no next run.
+pub const LATEST_RUN_MS: i64 = 999_999_999_999_999;
+
 /// Days of the week a daily job runs on, PTB's `days` (0 = Sunday … 6 = Saturday) as bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -157,7 +161,7 @@ impl TryFrom<StoredSchedule> for Schedule {
     fn try_from(stored: StoredSchedule) -> Result<Self, String> {
         let missing = |field: &str| format!("a {:?} schedule without {field}", stored.every);
         let offset = stored.utc_offset_minutes.unwrap_or(0);
-        Ok(match stored.every {
+        let schedule = match stored.every {
             Every::Once => Schedule::Once,
             Every::Repeating => Schedule::Repeating {
                 interval_ms: stored.interval_ms.ok_or_else(|| missing("interval_ms"))?,
@@ -173,7 +177,10 @@ impl TryFrom<StoredSchedule> for Schedule {
                 day: stored.day.ok_or_else(|| missing("day"))?,
                 utc_offset_minutes: offset,
             },
-        })
+        };
+        // A stored schedule meets the same checks as a new one.
+        schedule.check()?;
+        Ok(schedule)
     }
 }
 
@@ -218,7 +225,7 @@ impl Schedule {
                 utc_offset_minutes,
             } => {
                 let offset = i64::from(utc_offset_minutes) * 60_000;
-                let local = after_ms + offset;
+                let local = after_ms.checked_add(offset)?;
                 let today = local.div_euclid(DAY_MS);
                 (today..today + 8)
                     .map(|day| (day, day * DAY_MS + time_ms))
@@ -231,7 +238,7 @@ impl Schedule {
                 utc_offset_minutes,
             } => {
                 let offset = i64::from(utc_offset_minutes) * 60_000;
-                let local = after_ms + offset;
+                let local = after_ms.checked_add(offset)?;
                 let (mut year, mut month, _) = civil_from_days(local.div_euclid(DAY_MS));
                 // Within four years every day of the month 1–31 comes round.
                 for _ in 0..48 {
@@ -259,7 +266,10 @@ impl Schedule {
     /// coalesced into the one that ran late (APScheduler's `coalesce`, PTB's default).
     pub fn following(&self, due_ms: i64, now_ms: i64) -> Option<i64> {
         let after = due_ms.max(now_ms);
-        match *self {
+        let next = match *self {
+            // A stored interval that is not positive (a value changed by hand) ends the job
+            // rather than dividing by it.
+            Schedule::Repeating { interval_ms, .. } if interval_ms <= 0 => None,
             Schedule::Repeating {
                 interval_ms,
                 last_ms,
@@ -269,7 +279,8 @@ impl Schedule {
                 last_ms.is_none_or(|last| next <= last).then_some(next)
             }
             _ => self.next_after(after),
-        }
+        };
+        next.filter(|next| *next <= LATEST_RUN_MS)
     }
 }
 
@@ -417,5 +428,17 @@ mod tests {
         // Past `last`: no more runs.
         assert_eq!(every_minute.following(DEC_1 + 10 * 60_000, DEC_1), None);
         assert_eq!(Schedule::Once.following(DEC_1, DEC_1), None);
+        // A zero interval (only a hand-edited store has one) or a run past the index's last
+        // time ends the job instead of panicking or breaking the index.
+        let zero = Schedule::Repeating {
+            interval_ms: 0,
+            last_ms: None,
+        };
+        assert_eq!(zero.following(DEC_1, DEC_1), None);
+        let huge = Schedule::Repeating {
+            interval_ms: i64::MAX / 2,
+            last_ms: None,
+        };
+        assert_eq!(huge.following(DEC_1, DEC_1), None);
     }
 }
