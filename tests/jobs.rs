@@ -71,6 +71,21 @@ fn bot(builder: ApplicationBuilder) -> edgegram::Result<Application> {
         .build()
 }
 
+/// Everything `from` stores, written into `to` (the same storage seen by the next deploy).
+fn copy_storage(from: &edgegram::MemoryPersistence, to: &edgegram::MemoryPersistence) {
+    use edgegram::Persistence;
+    for kind in KeyKind::ALL {
+        let keys = block_on(from.list(kind)).unwrap();
+        let values = block_on(from.read(&keys)).unwrap();
+        let changes: Vec<edgegram::Change> = keys
+            .into_iter()
+            .zip(values)
+            .filter_map(|(key, value)| Some(edgegram::Change::Put(key, value?)))
+            .collect();
+        block_on(to.write(&changes)).unwrap();
+    }
+}
+
 fn chat_data(h: &Harness, key: &str) -> Value {
     h.to_json()["chat_data"][CHAT.to_string()][key].clone()
 }
@@ -333,4 +348,51 @@ fn a_job_naming_no_callback_or_on_a_store_without_a_timer_is_refused() {
         matches!(&refused, Err(Error::Config(why)) if why.contains("kv backend has no timer")),
         "{refused:?}"
     );
+}
+
+#[test]
+fn a_job_whose_callback_is_gone_after_a_deploy_ends_and_an_unreadable_job_holds_up_no_other() {
+    let h = Harness::new(bot);
+    h.process(h.updates().command(CHAT, CHAT, "/tick"));
+    h.process(h.updates().command(CHAT, CHAT, "/remind 20 still runs"));
+    // The next deploy has no "tick" callback any more.
+    let renamed = Harness::new(|b: ApplicationBuilder| {
+        b.handler(CommandHandler::new("remind", remind))
+            .job("reminder", reminder)
+            .build()
+    });
+    copy_storage(h.memory(), renamed.memory());
+    renamed.set_now_ms(h.now_ms() + 10_000);
+    let run = renamed.run_due_jobs().unwrap();
+    assert!(matches!(
+        &run.runs[..],
+        [JobRun::GaveUp {
+            next_run_ms: None,
+            ..
+        }]
+    ));
+    assert_eq!(
+        renamed.jobs().len(),
+        1,
+        "the tick job ended; the reminder is left"
+    );
+
+    // A job whose stored value cannot be read is skipped; the reminder after it still runs.
+    let broken = edgegram::Key::Job {
+        chat: CHAT,
+        id: "0000000000000bad".into(),
+    };
+    let index = edgegram::Key::JobDue {
+        at_ms: renamed.now_ms(),
+        chat: CHAT,
+        id: "0000000000000bad".into(),
+    };
+    let changes = [
+        edgegram::Change::Put(broken, "not json".into()),
+        edgegram::Change::Put(index, "{\"v\":1,\"data\":null}".into()),
+    ];
+    block_on(edgegram::Persistence::write(renamed.memory(), &changes)).unwrap();
+    renamed.set_now_ms(renamed.now_ms() + 10_000);
+    renamed.run_due_jobs().unwrap();
+    assert!(renamed.bot().texts().contains(&"still runs".to_string()));
 }

@@ -245,7 +245,13 @@ impl ObjectHost {
             None => {
                 let walked = async {
                     deadlines::build_once(&store).await?;
-                    deadlines::expire_due(&store, now, deadlines::WALK_PER_ALARM).await
+                    let mut walked =
+                        deadlines::expire_due(&store, now, deadlines::WALK_PER_ALARM).await?;
+                    // More were due than one alarm walks: the next alarm comes right away.
+                    if walked.walked == deadlines::WALK_PER_ALARM {
+                        walked.next = Some(now);
+                    }
+                    Ok::<_, crate::Error>(walked)
                 };
                 walked.await
             }
@@ -255,10 +261,12 @@ impl ObjectHost {
             super::test_routes::note_walk(walked.walked, walked.ended);
         }
         match walked {
-            // More were due than one alarm walks: the next alarm comes right away.
-            Ok(walked) if walked.walked == deadlines::WALK_PER_ALARM => next.push(now),
             Ok(walked) => next.extend(walked.next),
-            Err(e) => console_error!("expiring conversations failed: {e}"),
+            Err(e) => {
+                console_error!("expiring conversations failed: {e}");
+                // Tried again a second later.
+                next.push(now + 1000);
+            }
         }
         // The jobs due: each run one write under the gate; their queued calls are stored
         // outboxes, sent below with the others.
@@ -415,6 +423,7 @@ impl ObjectHost {
             }
         };
         let routing = settings.routing().unwrap_or(Routing::Bot);
+        let mut failed = false;
         for index in &due {
             let Key::JobDue { chat, .. } = index else {
                 continue;
@@ -434,18 +443,30 @@ impl ObjectHost {
                 Ok(_) => {}
                 // A job that cannot be read fails the same way every time: its index entry
                 // goes, so that it does not hold up the others, and the job stays for a
-                // person to look at.
-                Err(e @ crate::Error::Decode { .. }) => {
-                    console_error!("job {index}: {e}; it is taken out of the job index");
+                // person to look at. (Data its run loads that cannot be read is another
+                // matter: the run is tried again, and runs once the data is fixed.)
+                Err(crate::Error::Decode {
+                    ref key,
+                    ref message,
+                    ..
+                }) if crate::jobs::is_job_of(index, key) => {
+                    console_error!(
+                        "job {index} cannot be read ({message}); it leaves the job index"
+                    );
                     if let Err(e) = store.write(&[Change::Delete(index.clone())]).await {
                         console_error!("job {index}: {e}");
                     }
                 }
+                // Storage failed, or the run's data cannot be read: the others still run, and
+                // this one is tried again a second later.
                 Err(e) => {
                     console_error!("job {index}: {e}");
-                    return retry;
+                    failed = true;
                 }
             }
+        }
+        if failed {
+            return retry;
         }
         if due.len() == JOBS_PER_RUN {
             return Some(now);

@@ -50,7 +50,7 @@ use crate::persistence::{codec, Key};
 use crate::types::Update;
 
 pub use queue::JobQueue;
-pub use run::{JobRun, JobsRun};
+pub use run::{is_job_of, JobRun, JobsRun};
 pub use schedule::{Days, Schedule, DAY_MS, LATEST_RUN_MS};
 
 /// Tries of one run before it is given up (its error goes to the error handlers and the run to

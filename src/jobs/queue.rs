@@ -56,7 +56,7 @@ impl<B: DataType, C: DataType, U: DataType> JobQueue<'_, B, C, U> {
     }
 
     /// Enables or disables `job` (PTB's `job.enabled = ..`); a disabled job keeps its schedule
-    /// and skips its runs.
+    /// and skips its runs (a one-off job disabled at its time is skipped, so it ends).
     pub fn set_enabled(&self, job: &Job, enabled: bool) {
         let job = Job {
             enabled,

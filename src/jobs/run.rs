@@ -105,7 +105,12 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         let due = self.persistence.jobs_due(now, JOBS_PER_RUN).await?;
         let mut run = JobsRun::default();
         for index in &due {
-            let ran = self.run_job(index).await?;
+            let ran = match self.run_job(index).await {
+                Ok(ran) => ran,
+                // A job that cannot be read is left for a person to look at; the others run.
+                Err(Error::Decode { key, .. }) if is_job_of(index, &key) => continue,
+                Err(e) => return Err(e),
+            };
             if let Some(outbox) = ran.outbox() {
                 let delivery = self
                     .deliver(outbox.clone(), self.persistence.as_ref())
@@ -178,12 +183,19 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
         let error = match result {
             Ok(()) => {
                 let next_run_ms = continue_after(&state, &job, now);
-                let outbox = self.write_state(&state, now).await?;
-                return Ok(JobRun::Ran {
-                    job,
-                    outbox,
-                    next_run_ms,
-                });
+                match self.write_state(&state, now).await {
+                    Ok(outbox) => {
+                        return Ok(JobRun::Ran {
+                            job,
+                            outbox,
+                            next_run_ms,
+                        })
+                    }
+                    // What the run changed can never be written (too large, not encodable):
+                    // a failure of the run, counted like the callback's own.
+                    Err(e) if never_writable(&e) => Rc::new(Box::new(e) as HandlerError),
+                    Err(e) => return Err(e),
+                }
             }
             Err(error) => Rc::new(error),
         };
@@ -224,8 +236,25 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
             error: error.to_string(),
             update: serde_json::json!({ "job": job.to_value() }),
         };
-        let next_run_ms = continue_after(&state, &job, now);
-        let outbox = self.write_state(&state, now).await?;
+        if missing_callback {
+            // Renamed or removed in a deploy: nothing will ever run it; the job ends.
+            state.delete_entry(job.key());
+            state.delete_entry(job.index_key());
+        }
+        let next_run_ms = (!missing_callback)
+            .then(|| continue_after(&state, &job, now))
+            .flatten();
+        let outbox = match self.write_state(&state, now).await {
+            Ok(outbox) => outbox,
+            Err(e) if never_writable(&e) => {
+                // The run's changes cannot be written: the job goes on without them.
+                let (changes, _) = continuation(&job, now, self.schema_version);
+                self.persistence.write(&changes).await?;
+                self.persistence.flush().await?;
+                None
+            }
+            Err(e) => return Err(e),
+        };
         Ok(JobRun::GaveUp {
             letter,
             outbox,
@@ -274,6 +303,48 @@ fn continue_after<B: DataType, C: DataType, U: DataType>(
             None
         }
     }
+}
+
+/// Whether `decoded_key` (an [`Error::Decode`]'s key) is the job of the index entry `index`:
+/// the job itself cannot be read, rather than the data its run loads.
+pub fn is_job_of(index: &Key, decoded_key: &str) -> bool {
+    match index {
+        Key::JobDue { chat, id, .. } => {
+            let job = Key::Job {
+                chat: *chat,
+                id: id.clone(),
+            };
+            job.encode("") == decoded_key
+        }
+        _ => false,
+    }
+}
+
+/// Whether a write failed in a way that no retry changes (the value is too large or cannot be
+/// encoded), rather than because storage failed.
+fn never_writable(error: &Error) -> bool {
+    matches!(error, Error::TooLarge { .. } | Error::Encode { .. })
+}
+
+/// `job`'s continuation after its run due at `due_ms` as changes of its own (without a run's
+/// state): its next run, or its end; and when the next run is.
+fn continuation(job: &Job, now: i64, version: u32) -> (Vec<Change>, Option<i64>) {
+    let mut changes = vec![Change::Delete(job.index_key())];
+    let next = job.schedule.following(job.due_ms, now);
+    match next {
+        Some(next) => {
+            let next_job = Job {
+                due_ms: next,
+                next_run_ms: next,
+                failures: 0,
+                ..job.clone()
+            };
+            changes.push(Change::Put(next_job.key(), encoded(&next_job, version)));
+            changes.push(Change::Put(next_job.index_key(), encoded_null(version)));
+        }
+        None => changes.push(Change::Delete(job.key())),
+    }
+    (changes, next)
 }
 
 fn encoded(job: &Job, version: u32) -> String {
