@@ -150,6 +150,8 @@ pub struct Application<B = Data, C = Data, U = Data> {
     pub(crate) error_handlers: Vec<ErrorCallback<B, C, U>>,
     /// The job callbacks, by name ([`ApplicationBuilder::job`]).
     pub(crate) jobs: JobCallbacks<B, C, U>,
+    /// Their names, made once: every update's state checks a scheduled job against them.
+    job_names: Rc<std::collections::BTreeSet<String>>,
     on_handler_error: OnHandlerError,
     webhook_reply: bool,
     bot_username: RefCell<Option<String>>,
@@ -394,7 +396,7 @@ impl<B: DataType, C: DataType, U: DataType> Application<B, C, U> {
     /// What an update's state needs of the Application's settings.
     pub(crate) fn update_settings(&self) -> Settings {
         Settings {
-            job_names: self.jobs.keys().cloned().collect(),
+            job_names: self.job_names.clone(),
             store: self.store,
             schema_version: self.schema_version,
             bot_username: self.bot_username(),
@@ -764,6 +766,7 @@ impl<B: DataType, C: DataType, U: DataType> ApplicationBuilder<B, C, U> {
             store: self.store,
             groups: self.groups,
             error_handlers: self.error_handlers,
+            job_names: Rc::new(self.jobs.keys().cloned().collect()),
             jobs: Rc::new(self.jobs),
             on_handler_error: self.on_handler_error,
             webhook_reply: self.webhook_reply,

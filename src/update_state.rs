@@ -44,7 +44,7 @@ pub(crate) struct Settings {
     pub(crate) callback_data: Option<CallbackDataSettings>,
     pub(crate) migrations: Migrations,
     /// The names of the Application's job callbacks.
-    pub(crate) job_names: std::collections::BTreeSet<String>,
+    pub(crate) job_names: Rc<std::collections::BTreeSet<String>>,
 }
 
 /// Everything one update loaded; shared by the contexts of its handlers.
@@ -72,7 +72,7 @@ pub(crate) struct UpdateState<B, C, U> {
     bot_username: Option<String>,
     /// The Bot API calls handlers queued ([`crate::outbox`]), in order.
     queued: RefCell<Vec<Call>>,
-    job_names: std::collections::BTreeSet<String>,
+    job_names: Rc<std::collections::BTreeSet<String>>,
     /// The job this state runs, for a job run ([`crate::jobs`]).
     job: RefCell<Option<Job>>,
 }

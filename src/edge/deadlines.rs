@@ -11,9 +11,8 @@
 //! index existed get it built once, on their first alarm ([`build_once`]).
 
 use js_sys::Map;
-use worker::ListOptions;
 
-use super::durable::{describe_encoded, map_entries, transaction, DurableObjectPersistence, BATCH};
+use super::durable::{describe_encoded, transaction, DurableObjectPersistence, BATCH};
 use crate::conversation;
 use crate::error::Result;
 use crate::persistence::{codec, storage_error, Key, KeyKind};
@@ -69,15 +68,7 @@ pub async fn expire_due(
     limit: usize,
 ) -> Result<Walked> {
     let prefix = store.prefix.clone();
-    let index = prefix_of(&prefix);
-    let end = format!("{index}{:013}", now_ms.saturating_add(1).max(0));
-    let options = ListOptions::new().prefix(&index).end(&end).limit(limit);
-    let due: Vec<String> = store
-        .storage
-        .list_with_options(options)
-        .await
-        .map(|listed| map_entries(&listed).into_iter().map(|(k, _)| k).collect())
-        .map_err(|e| storage_error("durable_object", "list", index.clone(), e.to_string()))?;
+    let due: Vec<String> = due_entries(store, now_ms, limit).await?;
     let mut walked = Walked {
         walked: due.len(),
         ..Walked::default()
@@ -122,16 +113,20 @@ pub async fn expire_due(
         walked.ended += ended.get();
     }
     // The first entry left: the next time the alarm has work.
-    let options = ListOptions::new().prefix(&index).limit(1);
-    let next = store
-        .storage
-        .list_with_options(options)
-        .await
-        .map_err(|e| storage_error("durable_object", "list", index.clone(), e.to_string()))?;
-    walked.next = map_entries(&next)
-        .first()
-        .and_then(|(key, _)| parse_entry(&prefix, key).map(|(at, _)| at));
+    walked.next = next(store).await?;
     Ok(walked)
+}
+
+/// The index entries due at `now_ms` (at most `limit`), earliest first.
+async fn due_entries(
+    store: &DurableObjectPersistence,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let index = prefix_of(&store.prefix);
+    let end = format!("{index}{:013}", now_ms.saturating_add(1).max(0));
+    let listed = store.list_range(&index, Some(&end), Some(limit)).await?;
+    Ok(listed.into_iter().map(|(entry, _)| entry).collect())
 }
 
 /// The due index entries (at most `limit`), each with its conversation's key: for the alarm
@@ -142,17 +137,10 @@ pub async fn due(
     now_ms: i64,
     limit: usize,
 ) -> Result<Vec<(String, Key)>> {
-    let index = prefix_of(&store.prefix);
-    let end = format!("{index}{:013}", now_ms.saturating_add(1).max(0));
-    let options = ListOptions::new().prefix(&index).end(&end).limit(limit);
-    let listed = store
-        .storage
-        .list_with_options(options)
-        .await
-        .map_err(|e| storage_error("durable_object", "list", index.clone(), e.to_string()))?;
-    Ok(map_entries(&listed)
+    Ok(due_entries(store, now_ms, limit)
+        .await?
         .into_iter()
-        .filter_map(|(entry, _)| {
+        .filter_map(|entry| {
             let key = parse_entry(&store.prefix, &entry)
                 .and_then(|(_, key)| Key::parse(key, &store.prefix))?;
             Some((entry, key))
@@ -176,14 +164,10 @@ pub async fn forget(store: &DurableObjectPersistence, entries: Vec<String>) -> R
 
 /// The first deadline in the index, for the next alarm.
 pub async fn next(store: &DurableObjectPersistence) -> Result<Option<i64>> {
-    let index = prefix_of(&store.prefix);
-    let options = ListOptions::new().prefix(&index).limit(1);
     let first = store
-        .storage
-        .list_with_options(options)
-        .await
-        .map_err(|e| storage_error("durable_object", "list", index, e.to_string()))?;
-    Ok(map_entries(&first)
+        .list_prefix(&prefix_of(&store.prefix), Some(1))
+        .await?;
+    Ok(first
         .first()
         .and_then(|(key, _)| parse_entry(&store.prefix, key).map(|(at, _)| at)))
 }

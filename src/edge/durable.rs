@@ -76,7 +76,21 @@ impl DurableObjectPersistence {
         prefix: &str,
         limit: Option<usize>,
     ) -> Result<Vec<(String, String)>> {
+        self.list_range(prefix, None, limit).await
+    }
+
+    /// The entries under `prefix` before the key `end` (at most `limit`), in key order: the
+    /// first entries of a time index up to a time.
+    pub(crate) async fn list_range(
+        &self,
+        prefix: &str,
+        end: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<(String, String)>> {
         let mut options = ListOptions::new().prefix(prefix);
+        if let Some(end) = end {
+            options = options.end(end);
+        }
         if let Some(limit) = limit {
             options = options.limit(limit);
         }
@@ -140,12 +154,8 @@ impl DurableObjectPersistence {
         // Only the expired entries are listed (older than now - window: the index sorts by
         // time), so that an alarm in an object with many fresh records lists none of them.
         let end = format!("{prefix}{:013}", now_ms.saturating_sub(window_ms).max(0));
-        let options = ListOptions::new().prefix(&prefix).end(&end).limit(limit);
-        let listed =
-            self.storage.list_with_options(options).await.map_err(|e| {
-                storage_error("durable_object", "list", prefix.clone(), e.to_string())
-            })?;
-        let expired: Vec<(String, i64, i64)> = map_entries(&listed)
+        let listed = self.list_range(&prefix, Some(&end), Some(limit)).await?;
+        let expired: Vec<(String, i64, i64)> = listed
             .into_iter()
             .filter_map(|(key, _)| {
                 let (at, id) = key.strip_prefix(&prefix).and_then(parse_index)?;
@@ -510,13 +520,8 @@ impl Persistence for DurableObjectPersistence {
         Box::pin(async move {
             let index = Key::kind_prefix(KeyKind::JobDue, &self.prefix);
             let end = format!("{index}{:015}", until_ms.saturating_add(1).max(0));
-            let options = ListOptions::new().prefix(&index).end(&end).limit(limit);
-            let listed = self
-                .storage
-                .list_with_options(options)
-                .await
-                .map_err(|e| storage_error("durable_object", "list", index, e.to_string()))?;
-            Ok(map_entries(&listed)
+            let listed = self.list_range(&index, Some(&end), Some(limit)).await?;
+            Ok(listed
                 .into_iter()
                 .filter_map(|(k, _)| Key::parse(&k, &self.prefix))
                 .collect())

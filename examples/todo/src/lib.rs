@@ -97,11 +97,8 @@ async fn ask_place(ctx: Ctx) -> HandlerResult {
     Ok(())
 }
 
-/// A shared location becomes an item: "Be at <latitude>, <longitude>".
-async fn add_place(ctx: Ctx) -> HandlerResult {
-    let message = ctx.view().message().ok_or("not a new message")?;
-    let place = message.location().ok_or("no location")?;
-    let text = format!("Be at {:.4}, {:.4}", place.latitude(), place.longitude());
+/// Adds an item with `text` to the user's list and replies with the list and its buttons.
+fn add_item(ctx: &Ctx, text: String) -> HandlerResult {
     let list = ctx.user_data(|list| {
         list.next_id += 1;
         let id = list.next_id;
@@ -113,6 +110,15 @@ async fn add_place(ctx: Ctx) -> HandlerResult {
         list.clone()
     })?;
     ctx.reply(|chat| SendMessage::new(chat, summary(&list)).reply_markup(keyboard(&list)))?;
+    Ok(())
+}
+
+/// A shared location becomes an item: "Be at <latitude>, <longitude>".
+async fn add_place(ctx: Ctx) -> HandlerResult {
+    let message = ctx.view().message().ok_or("not a new message")?;
+    let place = message.location().ok_or("no location")?;
+    let text = format!("Be at {:.4}, {:.4}", place.latitude(), place.longitude());
+    add_item(&ctx, text)?;
     Ok(())
 }
 
@@ -137,17 +143,7 @@ async fn add(ctx: Ctx) -> StateResult<Adding> {
         ctx.reply_text("Send the item as text, or /cancel.")?;
         return Ok(Next::Stay);
     }
-    let list = ctx.user_data(|list| {
-        list.next_id += 1;
-        let id = list.next_id;
-        list.items.push(Item {
-            id,
-            text,
-            done: false,
-        });
-        list.clone()
-    })?;
-    ctx.reply(|chat| SendMessage::new(chat, summary(&list)).reply_markup(keyboard(&list)))?;
+    add_item(&ctx, text)?;
     Ok(Next::End)
 }
 

@@ -122,6 +122,16 @@ function mulberry32(seed) {
   };
 }
 
+/** A message the bot sent in `chatId`, as Telegram answers it (the fields every kind has). */
+function botMessage(chatId, messageId) {
+  return {
+    message_id: messageId,
+    date: Math.floor(Date.now() / 1000),
+    chat: { id: chatId, type: chatId < 0 ? "supergroup" : "private" },
+    from: { id: 1, is_bot: true, first_name: "edgegram demo" },
+  };
+}
+
 function answer(method, params, nextMessageId) {
   switch (method) {
     case "getMe":
@@ -134,13 +144,7 @@ function answer(method, params, nextMessageId) {
         messageId = (nextMessageId.get(chatId) ?? 0) + 1;
         nextMessageId.set(chatId, messageId);
       }
-      const message = {
-        message_id: messageId,
-        date: Math.floor(Date.now() / 1000),
-        chat: { id: chatId, type: chatId < 0 ? "supergroup" : "private" },
-        from: { id: 1, is_bot: true, first_name: "edgegram demo" },
-        text: params.text,
-      };
+      const message = { ...botMessage(chatId, messageId), text: params.text };
       if (params.reply_markup?.inline_keyboard) message.reply_markup = params.reply_markup;
       return message;
     }
@@ -150,12 +154,7 @@ function answer(method, params, nextMessageId) {
       const chatId = params.chat_id;
       const messageId = (nextMessageId.get(chatId) ?? 0) + 1;
       nextMessageId.set(chatId, messageId);
-      const message = {
-        message_id: messageId,
-        date: Math.floor(Date.now() / 1000),
-        chat: { id: chatId, type: chatId < 0 ? "supergroup" : "private" },
-        from: { id: 1, is_bot: true, first_name: "edgegram demo" },
-      };
+      const message = botMessage(chatId, messageId);
       const file = (kind) => ({ file_id: `${kind}-${messageId}`, file_unique_id: `u${kind}-${messageId}` });
       if (method === "sendPhoto") message.photo = [{ ...file("photo"), width: 800, height: 600 }];
       if (method === "sendDocument") message.document = file("document");
